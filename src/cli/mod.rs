@@ -1,0 +1,33 @@
+//! The command line: clap arguments, each subcommand in its own file turning them into calls of
+//! the library. Nothing outside `cli` depends on it.
+
+mod schema;
+mod validate;
+
+use clap::{Parser, Subcommand};
+
+/// Validate and run progressive-deployment plans: canary stages, timed checks, gates, rollback.
+#[derive(Debug, Parser)]
+#[command(name = "ion-plan", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check plans: YAML, JSON schema, and meaning. Runs nothing and opens no socket.
+    Validate(validate::Args),
+    /// Print the JSON Schema of the plan format.
+    Schema(schema::Args),
+}
+
+impl Cli {
+    /// Runs the command; returns the process exit code (see [`crate::exit_code`]).
+    pub fn run(self) -> u8 {
+        match self.command {
+            Command::Validate(args) => validate::run(&args),
+            Command::Schema(args) => schema::run(&args),
+        }
+    }
+}

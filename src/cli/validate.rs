@@ -1,0 +1,50 @@
+//! `ion-plan validate PLAN...`: every problem of every file, in one run.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use crate::exit_code;
+use crate::plan::validate::{Checks, validate_file};
+use crate::report::diagnostics::{FileOutcome, Format, render};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Plan files to check.
+    #[arg(required = true, value_name = "PLAN")]
+    plans: Vec<PathBuf>,
+    /// How to print the findings.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Fail on warnings too (a program not on PATH, an unused probe).
+    #[arg(long)]
+    strict: bool,
+}
+
+pub fn run(args: &Args) -> u8 {
+    let outcomes: Vec<FileOutcome> = args
+        .plans
+        .iter()
+        .map(|path| match validate_file(path, Checks::default()) {
+            Ok(report) => FileOutcome::Checked(report),
+            Err(error) => FileOutcome::Unreadable(path.clone(), error),
+        })
+        .collect();
+    let color = args.format == Format::Human
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    let text = render(&outcomes, args.format, args.strict, color);
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+        && error.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: failed to write the report: {error}");
+        return exit_code::RUNTIME_ERROR;
+    }
+    if outcomes.iter().any(|o| matches!(o, FileOutcome::Unreadable(..))) {
+        exit_code::RUNTIME_ERROR
+    } else if outcomes.iter().any(|o| !o.is_valid(args.strict)) {
+        exit_code::INVALID
+    } else {
+        exit_code::SUCCESS
+    }
+}

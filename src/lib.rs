@@ -1,0 +1,9 @@
+//! `ion-plan`: validate and run progressive-deployment plans.
+//!
+//! The modules follow the flow of a plan: [`plan`] (model, loading, validation) →
+//! engine → journal → reports. [`cli`] turns command lines into calls of these.
+
+pub mod cli;
+pub mod exit_code;
+pub mod plan;
+pub mod report;

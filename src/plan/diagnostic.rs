@@ -1,0 +1,238 @@
+//! A problem found in a plan: what, where (JSON Pointer, then file:line:col), and how to fix it.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::plan::span::{ByteSpan, LineIndex, SourceMap};
+
+/// How bad a diagnostic is. Warnings fail validation only under `--strict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
+macro_rules! codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// Stable diagnostic codes: tools and tests match on these, so they never change meaning.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Code {
+            /// Every code, for documentation and tests.
+            pub const ALL: &[Code] = &[$(Code::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The file is larger than a plan may be.
+    TooLarge = "too-large",
+    /// The file is not UTF-8.
+    NotUtf8 = "not-utf8",
+    /// The file holds no document (empty, or only comments).
+    Empty = "empty",
+    /// The YAML does not parse.
+    YamlSyntax = "yaml-syntax",
+    /// A mapping names the same key twice.
+    DuplicateKey = "duplicate-key",
+    /// The YAML is too deep, has too many aliases, or is too big once aliases expand.
+    YamlLimit = "yaml-limit",
+    /// A key the format does not know.
+    UnknownKey = "unknown-key",
+    /// A value of the wrong type.
+    Type = "type",
+    /// A required key is missing.
+    Required = "required",
+    /// A value outside the allowed set.
+    BadValue = "bad-value",
+    /// A number outside its range, or a list or string of the wrong length.
+    Range = "range",
+    /// A duration that does not parse.
+    BadDuration = "bad-duration",
+    /// A name with characters gate conditions cannot refer to.
+    BadName = "bad-name",
+    /// Zero or several of keys of which exactly one is needed.
+    OneOf = "one-of",
+    /// Any other schema violation.
+    Schema = "schema",
+    /// `schedule.window` is not a 5-field crontab.
+    BadWindow = "bad-window",
+    /// `schedule.timezone` is not an IANA time zone.
+    BadTimezone = "bad-timezone",
+    /// `schedule.not_before` is not an RFC 3339 instant.
+    BadTimestamp = "bad-timestamp",
+    /// Traffic does not increase from one stage to the next.
+    TrafficOrder = "traffic-order",
+    /// Two stages, or two preflight items, share a name.
+    DuplicateName = "duplicate-name",
+    /// A reference to a probe that does not exist.
+    UnknownProbe = "unknown-probe",
+    /// A reference to a gate that does not exist.
+    UnknownGate = "unknown-gate",
+    /// `${{ vars.X }}` where `X` is not in `vars`.
+    UnknownVar = "unknown-var",
+    /// A `${{ … }}` that does not parse, or is not allowed where it stands.
+    BadInterpolation = "bad-interpolation",
+    /// A gate condition that does not parse.
+    BadExpression = "bad-expression",
+    /// A metric its probe cannot produce.
+    UnknownMetric = "unknown-metric",
+    /// A threshold in a unit the metric is not measured in (`error_rate <= 200ms`).
+    UnitMismatch = "unit-mismatch",
+    /// A gate reads a probe that the stage's checks do not run.
+    ProbeNotRun = "probe-not-run",
+    /// A check offset beyond the stage's bake.
+    OffsetBeyondBake = "offset-beyond-bake",
+    /// A relative script path that does not exist beside the plan.
+    MissingScript = "missing-script",
+    /// `consecutive` or `within` out of range.
+    StreakRange = "streak-range",
+    /// Keys that exclude each other (`delay` and `rate`, `consecutive` and `within`).
+    Conflict = "conflict",
+    /// A URL that does not parse.
+    BadUrl = "bad-url",
+    /// A program not found on PATH (warning).
+    CommandNotFound = "command-not-found",
+    /// A probe or gate that nothing uses (warning).
+    Unused = "unused",
+    /// A streak longer than the checks a stage runs: it can never fire (warning).
+    UnreachableStreak = "unreachable-streak",
+    /// The last stage does not reach 100% traffic (warning).
+    PartialRollout = "partial-rollout",
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where in the node a diagnostic points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The value at the pointer.
+    Value,
+    /// The key of the entry at the pointer (an unknown key, a duplicate name).
+    Key,
+    /// A part of the string value: byte range inside the string's text.
+    Within { start: usize, len: usize },
+    /// An exact place in the file, known from the parser.
+    Span(ByteSpan),
+}
+
+/// A problem found in a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub code: Code,
+    pub message: String,
+    /// JSON Pointer of the node at fault ("" for the whole document).
+    pub pointer: String,
+    pub help: Option<String>,
+    pub target: Target,
+}
+
+impl Diagnostic {
+    pub fn error(code: Code, pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            pointer: pointer.into(),
+            help: None,
+            target: Target::Value,
+        }
+    }
+
+    pub fn warning(code: Code, pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(code, pointer, message)
+        }
+    }
+
+    #[must_use]
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_target(mut self, target: Target) -> Self {
+        self.target = target;
+        self
+    }
+
+    #[must_use]
+    pub fn at_key(self) -> Self {
+        self.with_target(Target::Key)
+    }
+
+    /// Places the diagnostic in the file.
+    pub fn locate(self, text: &str, map: &SourceMap, lines: &LineIndex) -> Located {
+        let span = match self.target {
+            Target::Span(span) => span,
+            target => map.lookup(&self.pointer).map_or_else(ByteSpan::default, |node| {
+                let value = node.value;
+                match target {
+                    Target::Key => node.key.unwrap_or(value),
+                    Target::Within { start, len } => within(text, value, start, len),
+                    Target::Value | Target::Span(_) => value,
+                }
+            }),
+        };
+        let (line, column) = lines.line_col(text, span.offset);
+        Located {
+            diagnostic: self,
+            span,
+            line,
+            column,
+        }
+    }
+}
+
+/// The span of a part of a string scalar, when the scalar stands in the file as written (plain
+/// or quoted without escapes); else the whole scalar.
+fn within(text: &str, value: ByteSpan, start: usize, len: usize) -> ByteSpan {
+    let Some(raw) = text.get(value.offset..value.offset + value.len) else {
+        return value;
+    };
+    let quoted = raw.starts_with('"') || raw.starts_with('\'');
+    let inner_start = usize::from(quoted);
+    if raw.len() >= inner_start + start + len && raw.is_char_boundary(inner_start + start) {
+        ByteSpan::new(value.offset + inner_start + start, len.max(1))
+    } else {
+        value
+    }
+}
+
+/// A diagnostic with its place in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub diagnostic: Diagnostic,
+    pub span: ByteSpan,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+}

@@ -1,0 +1,125 @@
+//! Validation in three layers — YAML, JSON Schema, meaning — reporting every problem at once.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::plan::diagnostic::{Code, Diagnostic, Located, Severity};
+use crate::plan::load::{self, Loaded, ReadError, Source};
+use crate::plan::model::Plan;
+use crate::plan::schema::PlanSchema;
+use crate::plan::semantic;
+
+/// What validation may look at beyond the file itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// Look for scripts beside the plan and programs on PATH. Only reads the filesystem.
+    pub filesystem: bool,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Self { filesystem: true }
+    }
+}
+
+/// The outcome of validating one file.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub source: Source,
+    /// Sorted by position.
+    pub diagnostics: Vec<Located>,
+    /// The typed plan, when it got that far (no YAML or schema error).
+    pub plan: Option<Plan>,
+}
+
+impl Report {
+    pub fn count(&self, severity: Severity) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.diagnostic.severity == severity)
+            .count()
+    }
+
+    /// Valid: no errors, and under `strict` no warnings either.
+    pub fn is_valid(&self, strict: bool) -> bool {
+        self.count(Severity::Error) == 0 && (!strict || self.count(Severity::Warning) == 0)
+    }
+}
+
+/// Reads and validates a plan file.
+pub fn validate_file(path: &Path, checks: Checks) -> Result<Report, ReadError> {
+    Ok(match load::read(path)? {
+        Loaded::Text(source) => validate_source(source, checks),
+        Loaded::Invalid(source, diagnostic) => finish(source, vec![diagnostic], None),
+    })
+}
+
+/// Validates plan text; `source.path` decides where relative script paths are looked for.
+pub fn validate_source(source: Source, checks: Checks) -> Report {
+    let document = match load::parse(&source) {
+        Ok(document) => document,
+        Err(diagnostic) => return finish(source, vec![diagnostic], None),
+    };
+    let mut diagnostics = PlanSchema::get().check(&document.value);
+    let mut plan = None;
+    if diagnostics.is_empty() {
+        match typed(document.value.clone()) {
+            Ok(typed) => {
+                let base = plan_dir(&source.path);
+                diagnostics.extend(semantic::check(
+                    &typed,
+                    &document.value,
+                    checks.filesystem.then_some(base.as_path()),
+                ));
+                plan = Some(typed);
+            }
+            Err(diagnostic) => diagnostics.push(diagnostic),
+        }
+    }
+    let located = diagnostics
+        .into_iter()
+        .map(|d| d.locate(&source.text, &document.map, &source.lines))
+        .collect();
+    finish_located(source, located, plan)
+}
+
+/// The schema admits only what the model accepts, so this fails only if the two drift apart.
+fn typed(value: Value) -> Result<Plan, Diagnostic> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let pointer: String = error
+            .path()
+            .iter()
+            .map(|segment| format!("/{segment}"))
+            .collect();
+        Diagnostic::error(Code::Schema, pointer, error.inner().to_string())
+    })
+}
+
+/// The folder relative paths in a plan are resolved against.
+pub fn plan_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn finish(source: Source, diagnostics: Vec<Diagnostic>, plan: Option<Plan>) -> Report {
+    let map = crate::plan::span::SourceMap::default();
+    let located = diagnostics
+        .into_iter()
+        .map(|d| d.locate(&source.text, &map, &source.lines))
+        .collect();
+    finish_located(source, located, plan)
+}
+
+fn finish_located(source: Source, mut diagnostics: Vec<Located>, plan: Option<Plan>) -> Report {
+    diagnostics.sort_by(|a, b| {
+        (a.line, a.column, a.diagnostic.severity).cmp(&(b.line, b.column, b.diagnostic.severity))
+    });
+    Report {
+        source,
+        diagnostics,
+        plan,
+    }
+}
