@@ -34,13 +34,18 @@ pub fn run(args: &Args) -> u8 {
         && std::env::var_os("NO_COLOR").is_none();
     let text = render(&outcomes, args.format, args.strict, color);
     let mut stdout = std::io::stdout().lock();
-    if let Err(error) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
         && error.kind() != std::io::ErrorKind::BrokenPipe
     {
         eprintln!("error: failed to write the report: {error}");
         return exit_code::RUNTIME_ERROR;
     }
-    if outcomes.iter().any(|o| matches!(o, FileOutcome::Unreadable(..))) {
+    if outcomes
+        .iter()
+        .any(|o| matches!(o, FileOutcome::Unreadable(..)))
+    {
         exit_code::RUNTIME_ERROR
     } else if outcomes.iter().any(|o| !o.is_valid(args.strict)) {
         exit_code::INVALID

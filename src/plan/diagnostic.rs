@@ -192,14 +192,16 @@ impl Diagnostic {
     pub fn locate(self, text: &str, map: &SourceMap, lines: &LineIndex) -> Located {
         let span = match self.target {
             Target::Span(span) => span,
-            target => map.lookup(&self.pointer).map_or_else(ByteSpan::default, |node| {
-                let value = node.value;
-                match target {
-                    Target::Key => node.key.unwrap_or(value),
-                    Target::Within { start, len } => within(text, value, start, len),
-                    Target::Value | Target::Span(_) => value,
-                }
-            }),
+            target => map
+                .lookup(&self.pointer)
+                .map_or_else(ByteSpan::default, |node| {
+                    let value = node.value;
+                    match target {
+                        Target::Key => node.key.unwrap_or(value),
+                        Target::Within { start, len } => within(text, value, start, len),
+                        Target::Value | Target::Span(_) => value,
+                    }
+                }),
         };
         let (line, column) = lines.line_col(text, span.offset);
         Located {

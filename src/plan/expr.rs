@@ -153,7 +153,8 @@ fn tokenize(text: &str) -> Result<Vec<(Token<'_>, usize)>, ParseError> {
             }
             tokens.push((Token::Name(&text[start..i]), start));
         } else if c.is_ascii_digit() || c == b'.' {
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'.' | b'%'))
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'.' | b'%'))
             {
                 i += 1;
             }
@@ -172,7 +173,10 @@ fn tokenize(text: &str) -> Result<Vec<(Token<'_>, usize)>, ParseError> {
                 (b'!', true) => Op::Ne,
                 _ => {
                     return Err(ParseError {
-                        message: format!("`{}` is not an operator; use ==, !=, <, <=, > or >=", c as char),
+                        message: format!(
+                            "`{}` is not an operator; use ==, !=, <, <=, > or >=",
+                            c as char
+                        ),
                         start,
                         len: 1,
                     });
@@ -196,7 +200,9 @@ fn metric(name: &str, start: usize) -> Result<MetricRef, ParseError> {
     let valid = name.split('.').count() >= 2 && name.split('.').all(|part| !part.is_empty());
     if !valid {
         return Err(ParseError {
-            message: format!("`{name}` is not a metric: write PROBE.METRIC, e.g. `canary.error_rate`"),
+            message: format!(
+                "`{name}` is not a metric: write PROBE.METRIC, e.g. `canary.error_rate`"
+            ),
             start,
             len: name.len(),
         });
@@ -302,7 +308,9 @@ mod tests {
         assert_eq!(e.metric.name, "load.canary.p95");
         assert_eq!(e.metric.probe(), "load");
         assert_eq!(e.op, Op::Le);
-        assert!(matches!(e.rhs, Rhs::Quantity { value, unit: LiteralUnit::Duration, .. } if (value - 0.2).abs() < 1e-12));
+        assert!(
+            matches!(e.rhs, Rhs::Quantity { value, unit: LiteralUnit::Duration, .. } if (value - 0.2).abs() < 1e-12)
+        );
         let e = parse("canary.error_rate<=0.5%").unwrap();
         assert!(matches!(e.rhs, Rhs::Quantity { value, .. } if (value - 0.005).abs() < 1e-12));
     }

@@ -66,9 +66,11 @@ pub fn placeholders(text: &str) -> Result<Vec<Placeholder>, InterpolationError> 
             start,
             len: end - start,
         };
-        let (namespace, name) = inner
-            .split_once('.')
-            .ok_or_else(|| error(format!("`{inner}` is not a reference: write e.g. `vars.NAME`")))?;
+        let (namespace, name) = inner.split_once('.').ok_or_else(|| {
+            error(format!(
+                "`{inner}` is not a reference: write e.g. `vars.NAME`"
+            ))
+        })?;
         let valid_name = !name.is_empty()
             && name
                 .bytes()
@@ -174,8 +176,18 @@ mod tests {
     fn bad_references_are_errors_with_their_range() {
         let e = placeholders("x ${{ vars.a").unwrap_err();
         assert_eq!((e.start, e.len), (2, 3));
-        assert!(placeholders("${{ secrets.a }}").unwrap_err().message.contains("namespace"));
-        assert!(placeholders("${{ stage.weight }}").unwrap_err().message.contains("stage.traffic"));
+        assert!(
+            placeholders("${{ secrets.a }}")
+                .unwrap_err()
+                .message
+                .contains("namespace")
+        );
+        assert!(
+            placeholders("${{ stage.weight }}")
+                .unwrap_err()
+                .message
+                .contains("stage.traffic")
+        );
         assert!(placeholders("${{ vars }}").is_err());
         assert!(placeholders("${{ vars.a b }}").is_err());
     }

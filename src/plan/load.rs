@@ -17,6 +17,10 @@ pub const MAX_PLAN_BYTES: u64 = 1024 * 1024;
 /// The deepest nesting a plan may have; the format itself needs about 8.
 pub const MAX_DEPTH: usize = 64;
 
+/// The most YAML nodes a plan may expand to, aliases included: a large real plan has a few
+/// thousand; an alias bomb has billions.
+pub const MAX_NODES: usize = 50_000;
+
 /// A plan's text with what is needed to point into it.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -99,7 +103,10 @@ pub fn read(path: &Path) -> Result<Loaded, ReadError> {
         )
         .with_target(Target::Span(ByteSpan::new(0, 0)))
         .with_help("a plan is a few kilobytes: is this the right file?");
-        return Ok(Loaded::Invalid(Source::new(path, String::new()), diagnostic));
+        return Ok(Loaded::Invalid(
+            Source::new(path, String::new()),
+            diagnostic,
+        ));
     }
     Ok(from_bytes(path, bytes))
 }
@@ -129,9 +136,11 @@ pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Loaded {
 pub fn parse(source: &Source) -> Result<Document, Diagnostic> {
     let mut budget = Budget::default();
     budget.max_depth = MAX_DEPTH;
-    budget.max_documents = 1;
+    budget.max_nodes = MAX_NODES;
+    budget.max_events = 4 * MAX_NODES;
     let mut options = Options::default();
     options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_NODES;
     options.duplicate_keys = DuplicateKeyPolicy::Error;
     // YAML 1.2 booleans only: `on:` (a notify key) and `no` stay strings, as schema tools read them.
     options.strict_booleans = true;
@@ -148,17 +157,38 @@ pub fn parse(source: &Source) -> Result<Document, Diagnostic> {
 }
 
 fn yaml_error(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
-    let message = yaml_message(error);
-    let code = if message.contains("duplicate") {
-        Code::DuplicateKey
-    } else if message.contains("budget")
-        || message.contains("limit")
-        || message.contains("depth")
-        || message.contains("alias")
-    {
-        Code::YamlLimit
+    let raw = yaml_message(error);
+    let (code, message) = if raw.contains("duplicate mapping key") {
+        let key = raw
+            .split(": ")
+            .nth(1)
+            .and_then(|k| k.split(',').next())
+            .unwrap_or("?");
+        (
+            Code::DuplicateKey,
+            format!("duplicate key `{key}`: a key may appear once in a mapping"),
+        )
+    } else if raw.contains("multiple YAML documents") || raw.contains("Documents") {
+        (
+            Code::YamlSyntax,
+            "the file holds several YAML documents (`---`); a plan is one document".to_owned(),
+        )
+    } else if raw.contains("Nodes") || raw.contains("Events") || raw.contains("replay") {
+        (
+            Code::YamlLimit,
+            format!(
+                "the plan expands to more than {MAX_NODES} YAML nodes (aliases included); is it an alias bomb?"
+            ),
+        )
+    } else if raw.contains("recursion") || raw.contains("Depth") || raw.contains("depth") {
+        (
+            Code::YamlLimit,
+            format!("the plan nests deeper than {MAX_DEPTH} levels"),
+        )
+    } else if raw.contains("budget") || raw.contains("limit") || raw.contains("alias") {
+        (Code::YamlLimit, raw)
     } else {
-        Code::YamlSyntax
+        (Code::YamlSyntax, raw)
     };
     let offset = error
         .location()
@@ -193,7 +223,9 @@ fn yaml_message(error: &serde_saphyr::Error) -> String {
 
 fn byte_offset(source: &Source, location: Location) -> usize {
     if let Some(offset) = location.span().byte_offset() {
-        return usize::try_from(offset).unwrap_or(usize::MAX).min(source.text.len());
+        return usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(source.text.len());
     }
     let line = usize::try_from(location.line()).unwrap_or(usize::MAX);
     let column = usize::try_from(location.column()).unwrap_or(usize::MAX);

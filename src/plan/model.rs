@@ -742,7 +742,10 @@ impl Stage {
     }
 
     /// The stage's checks, falling back to the plan's defaults.
-    pub fn effective_checks<'a>(&'a self, defaults: Option<&'a StageDefaults>) -> Option<&'a Checks> {
+    pub fn effective_checks<'a>(
+        &'a self,
+        defaults: Option<&'a StageDefaults>,
+    ) -> Option<&'a Checks> {
         self.checks
             .as_ref()
             .or_else(|| defaults.and_then(|d| d.checks.as_ref()))

@@ -60,8 +60,10 @@ fn tidy(value: &mut Value) {
                     branches
                         .iter()
                         .map(|b| {
-                            let description =
-                                b.get("description").and_then(Value::as_str).map(str::to_owned);
+                            let description = b
+                                .get("description")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned);
                             b.get("const").cloned().map(|c| (c, description))
                         })
                         .collect()
@@ -151,8 +153,19 @@ impl PlanSchema {
                 }
                 return;
             }
+            ValidationErrorKind::Type { kind } if instance.is_null() => Diagnostic::error(
+                Code::Type,
+                &pointer,
+                format!("`{key}` is empty; it must be {}", type_names(kind)),
+            )
+            .at_key()
+            .with_help(format!("give `{key}` a value, or remove the key")),
             ValidationErrorKind::Type { kind } => {
-                let expected = type_names(kind);
+                let expected = if schema_path.contains("/$defs/Duration/") {
+                    "a duration such as `10m`".to_owned()
+                } else {
+                    type_names(kind)
+                };
                 let mut d = Diagnostic::error(
                     Code::Type,
                     &pointer,
@@ -161,11 +174,18 @@ impl PlanSchema {
                         describe_value(instance)
                     ),
                 );
-                if let (Value::String(s), true) = (instance, expected.contains("number")) {
+                if schema_path.contains("/$defs/Duration/") {
+                    d = d.with_help(format!(
+                        "a duration needs a unit, e.g. `{key}: {}s`",
+                        scalar_text(instance)
+                    ));
+                } else if let (Value::String(s), true) = (instance, expected.contains("number")) {
                     if let Some(number) = s.strip_suffix('%') {
                         d = d.with_help(format!("write the number without `%`: `{key}: {number}`"));
                     }
-                } else if expected.contains("string") && !instance.is_object() && !instance.is_array()
+                } else if expected.contains("string")
+                    && !instance.is_object()
+                    && !instance.is_array()
                 {
                     d = d.with_help(format!("quote it: `{key}: \"{}\"`", scalar_text(instance)));
                 }
@@ -205,7 +225,7 @@ impl PlanSchema {
                 Diagnostic::error(
                     Code::BadName,
                     join(&pointer, &name),
-                    format!("`{name}` cannot be used as a name in {context}"),
+                    format!("`{name}` cannot be used as a name in `{key}`"),
                 )
                 .at_key()
                 .with_help(
@@ -215,27 +235,32 @@ impl PlanSchema {
             }
             ValidationErrorKind::OneOfNotValid { context: branches }
             | ValidationErrorKind::OneOfMultipleValid { context: branches } => {
-                if let Some(d) = self.one_of(error, &pointer, instance, &context, document, out, branches)
+                if let Some(d) =
+                    self.one_of(error, &pointer, instance, &context, document, out, branches)
                 {
                     d
                 } else {
                     return;
                 }
             }
-            ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
-                Diagnostic::error(
-                    Code::Range,
-                    &pointer,
-                    format!("`{key}` is {}, below the minimum {limit}", scalar_text(instance)),
-                )
-            }
-            ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
-                Diagnostic::error(
-                    Code::Range,
-                    &pointer,
-                    format!("`{key}` is {}, above the maximum {limit}", scalar_text(instance)),
-                )
-            }
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => Diagnostic::error(
+                Code::Range,
+                &pointer,
+                format!(
+                    "`{key}` is {}, below the minimum {limit}",
+                    scalar_text(instance)
+                ),
+            ),
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => Diagnostic::error(
+                Code::Range,
+                &pointer,
+                format!(
+                    "`{key}` is {}, above the maximum {limit}",
+                    scalar_text(instance)
+                ),
+            ),
             ValidationErrorKind::MinItems { limit } => Diagnostic::error(
                 Code::Range,
                 &pointer,
@@ -249,17 +274,26 @@ impl PlanSchema {
             ValidationErrorKind::MinProperties { limit } => Diagnostic::error(
                 Code::Range,
                 &pointer,
-                format!("`{key}` needs at least {limit} entr{}", if *limit == 1 { "y" } else { "ies" }),
+                format!(
+                    "`{key}` needs at least {limit} entr{}",
+                    if *limit == 1 { "y" } else { "ies" }
+                ),
             ),
             ValidationErrorKind::MinLength { limit } => Diagnostic::error(
                 Code::Range,
                 &pointer,
-                format!("`{key}` must be at least {limit} character{} long", plural(*limit)),
+                format!(
+                    "`{key}` must be at least {limit} character{} long",
+                    plural(*limit)
+                ),
             ),
             ValidationErrorKind::MaxLength { limit } => Diagnostic::error(
                 Code::Range,
                 &pointer,
-                format!("`{key}` must be at most {limit} character{} long", plural(*limit)),
+                format!(
+                    "`{key}` must be at most {limit} character{} long",
+                    plural(*limit)
+                ),
             ),
             _ => Diagnostic::error(Code::Schema, &pointer, error.to_string()),
         };
@@ -268,7 +302,10 @@ impl PlanSchema {
 
     /// `oneOf` over `required` alternatives means "exactly one of these keys"; over types (a
     /// condition's string-or-map), the branch of the value's own type explains the problem.
-    #[expect(clippy::too_many_arguments, reason = "one call site; the pieces are all distinct")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; the pieces are all distinct"
+    )]
     fn one_of(
         &self,
         error: &ValidationError<'_>,
@@ -395,6 +432,17 @@ fn pattern_error(pointer: &str, instance: &Value, pattern: &str) -> Diagnostic {
         return Diagnostic::error(Code::BadDuration, pointer, format!("`{key}`: {message}"))
             .with_help("durations look like `500ms`, `30s`, `5m`, `24h`, `14d` or `1h30m`");
     }
+    if pattern.starts_with("^(/") {
+        return Diagnostic::error(
+            Code::Schema,
+            pointer,
+            format!("`{text}` is not a JSON Pointer"),
+        )
+        .with_help(format!(
+            "a JSON Pointer starts with `/` and separates keys with `/`, e.g. `/{}`",
+            text.replace('.', "/")
+        ));
+    }
     if pattern == NAME_PATTERN {
         return Diagnostic::error(
             Code::BadName,
@@ -432,6 +480,8 @@ fn context_name(schema_path: &str) -> String {
         "step" | "stage" | "gate" | "probe" | "schedule" | "approval" | "checks" => {
             format!("a {words}")
         }
+        "condition spec" => "a condition".to_owned(),
+        "preflight item" => "a preflight check".to_owned(),
         _ => format!("`{words}`"),
     }
 }
@@ -457,7 +507,11 @@ fn type_names(kind: &TypeKind) -> String {
     };
     match kind {
         TypeKind::Single(t) => name(t),
-        TypeKind::Multiple(set) => set.iter().map(|t| name(&t)).collect::<Vec<_>>().join(" or "),
+        TypeKind::Multiple(set) => set
+            .iter()
+            .map(|t| name(&t))
+            .collect::<Vec<_>>()
+            .join(" or "),
     }
 }
 

@@ -91,7 +91,10 @@ impl<'a> Checker<'a> {
                 self.push(Diagnostic::error(
                     Code::BadWindow,
                     "/schedule/window",
-                    format!("`{window}` is not a valid crontab window: {error}"),
+                    format!(
+                        "`{window}` is not a valid crontab window: {}",
+                        error.to_string().to_lowercase().trim_end_matches('.')
+                    ),
                 ));
             }
         }
@@ -165,7 +168,11 @@ impl<'a> Checker<'a> {
             Ok(parsed) => self.push(Diagnostic::error(
                 Code::BadUrl,
                 pointer,
-                format!("`{}` is not an http or https URL (scheme `{}`)", filled.redacted, parsed.scheme()),
+                format!(
+                    "`{}` is not an http or https URL (scheme `{}`)",
+                    filled.redacted,
+                    parsed.scheme()
+                ),
             )),
             Err(error) => self.push(
                 Diagnostic::error(
@@ -222,12 +229,18 @@ impl<'a> Checker<'a> {
             );
         }
         if gate.at == GateAt::End && (spec.consecutive.is_some() || spec.within.is_some()) {
-            let key = if spec.consecutive.is_some() { "consecutive" } else { "within" };
+            let key = if spec.consecutive.is_some() {
+                "consecutive"
+            } else {
+                "within"
+            };
             self.push(
                 Diagnostic::error(
                     Code::StreakRange,
                     format!("{pointer}/{key}"),
-                    format!("an `at: end` gate is evaluated once, so `{key}` can never count past one"),
+                    format!(
+                        "an `at: end` gate is evaluated once, so `{key}` can never count past one"
+                    ),
                 )
                 .at_key()
                 .with_help("move the condition to an `at: every_check` gate, or drop the streak"),
@@ -281,7 +294,10 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::ProbeNotRun,
                         &text_pointer,
-                        format!("`{}` reads probe `{probe}`, but this check runs only `{only}`", metric.name),
+                        format!(
+                            "`{}` reads probe `{probe}`, but this check runs only `{only}`",
+                            metric.name
+                        ),
                     )
                     .with_target(within),
                 );
@@ -292,7 +308,10 @@ impl<'a> Checker<'a> {
                 let mut d = Diagnostic::error(
                     Code::UnknownProbe,
                     &text_pointer,
-                    format!("`{}` reads probe `{probe}`, which is not defined in `probes`", metric.name),
+                    format!(
+                        "`{}` reads probe `{probe}`, which is not defined in `probes`",
+                        metric.name
+                    ),
                 )
                 .with_target(within);
                 if let Some(best) = did_you_mean(probe, &self.probe_names) {
@@ -311,7 +330,11 @@ impl<'a> Checker<'a> {
                         Some(best) => format!("did you mean `{probe}.{best}`?"),
                         None => format!(
                             "probe `{probe}` produces: {}",
-                            names.iter().map(|n| format!("{probe}.{n}")).collect::<Vec<_>>().join(", ")
+                            names
+                                .iter()
+                                .map(|n| format!("{probe}.{n}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     };
                     self.push(
@@ -388,14 +411,21 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::DuplicateName,
                         format!("{pointer}/name"),
-                        format!("preflight check `{}` is already defined (preflight[{first}])", item.name),
+                        format!(
+                            "preflight check `{}` is already defined (preflight[{first}])",
+                            item.name
+                        ),
                     )
                     .with_help("give each preflight check its own name: reports refer to it"),
                 );
             }
             let Some(probe_name) = &item.probe else {
                 for key in ["with", "require"] {
-                    let set = if key == "with" { item.with.is_some() } else { !item.require.is_empty() };
+                    let set = if key == "with" {
+                        item.with.is_some()
+                    } else {
+                        !item.require.is_empty()
+                    };
                     if set {
                         self.push(
                             Diagnostic::error(
@@ -431,7 +461,11 @@ impl<'a> Checker<'a> {
                 }
             }
             for (k, condition) in item.require.iter().enumerate() {
-                self.condition(&format!("{pointer}/require/{k}"), condition, Some(probe_name));
+                self.condition(
+                    &format!("{pointer}/require/{k}"),
+                    condition,
+                    Some(probe_name),
+                );
             }
         }
     }
@@ -471,9 +505,14 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         Code::DuplicateName,
                         format!("{pointer}/name"),
-                        format!("stage `{}` is already defined (stages[{first}])", stage.name),
+                        format!(
+                            "stage `{}` is already defined (stages[{first}])",
+                            stage.name
+                        ),
                     )
-                    .with_help("stage names must be unique: the journal and `approve --stage` use them"),
+                    .with_help(
+                        "stage names must be unique: the journal and `approve --stage` use them",
+                    ),
                 );
             }
             if let Some(before) = previous
@@ -511,7 +550,10 @@ impl<'a> Checker<'a> {
                 Diagnostic::warning(
                     Code::PartialRollout,
                     format!("/stages/{}/traffic", plan.stages.len() - 1),
-                    format!("the last stage, `{}`, sends only {}% of traffic to the new version", last.name, last.traffic),
+                    format!(
+                        "the last stage, `{}`, sends only {}% of traffic to the new version",
+                        last.name, last.traffic
+                    ),
                 )
                 .with_help("end with a `traffic: 100` stage to complete the rollout"),
             );
@@ -594,6 +636,8 @@ impl<'a> Checker<'a> {
         let run: HashSet<&str> = checks
             .map(|c| c.probes.iter().map(String::as_str).collect())
             .unwrap_or_default();
+        // A misspelt probe in the checks is already reported; what it was meant to run is unknown.
+        let checks_resolve = run.iter().all(|p| plan.probes.contains_key(*p));
         let count = checks.map_or(0, |c| check_count(stage.bake.as_duration(), c));
         let gates_pointer = if stage.gates.is_some() {
             format!("{pointer}/gates")
@@ -616,7 +660,7 @@ impl<'a> Checker<'a> {
                 .collect();
             missing.sort_unstable();
             missing.dedup();
-            for probe in missing {
+            for probe in missing.into_iter().filter(|_| checks_resolve) {
                 self.push(
                     Diagnostic::error(
                         Code::ProbeNotRun,
@@ -706,14 +750,27 @@ impl<'a> Checker<'a> {
         let plan = self.plan;
         let mut steps = Vec::new();
         if let Some(list) = plan.defaults.as_ref().and_then(|d| d.steps.as_ref()) {
-            steps.extend(list.iter().enumerate().map(|(i, s)| (format!("/defaults/steps/{i}"), s)));
+            steps.extend(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("/defaults/steps/{i}"), s)),
+            );
         }
         for (i, stage) in plan.stages.iter().enumerate() {
             if let Some(list) = &stage.steps {
-                steps.extend(list.iter().enumerate().map(|(j, s)| (format!("/stages/{i}/steps/{j}"), s)));
+                steps.extend(
+                    list.iter()
+                        .enumerate()
+                        .map(|(j, s)| (format!("/stages/{i}/steps/{j}"), s)),
+                );
             }
         }
-        steps.extend(plan.rollback.iter().enumerate().map(|(i, s)| (format!("/rollback/{i}"), s)));
+        steps.extend(
+            plan.rollback
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("/rollback/{i}"), s)),
+        );
         steps
     }
 
@@ -723,7 +780,9 @@ impl<'a> Checker<'a> {
         let mut argvs: Vec<(String, &Argv)> = self
             .all_steps()
             .into_iter()
-            .filter_map(|(pointer, step)| step.run.as_ref().map(|run| (format!("{pointer}/run"), run)))
+            .filter_map(|(pointer, step)| {
+                step.run.as_ref().map(|run| (format!("{pointer}/run"), run))
+            })
             .collect();
         for (i, item) in plan.preflight.iter().enumerate() {
             if let Some(run) = &item.run {
@@ -741,7 +800,6 @@ impl<'a> Checker<'a> {
     /// Relative script paths must exist beside the plan (the seed's missing-script incident);
     /// programs should be on PATH.
     fn argvs(&mut self, base: &Path) {
-        let mut missing_programs = HashSet::new();
         for (pointer, argv) in self.all_argvs() {
             for (k, item) in argv.iter().enumerate() {
                 let arg = item.0.as_str();
@@ -758,16 +816,14 @@ impl<'a> Checker<'a> {
                         )
                         .with_help("relative paths are relative to the plan's folder; commit the script next to the plan"),
                     );
-                } else if k == 0
-                    && !relative
-                    && !program_exists(arg)
-                    && missing_programs.insert(arg.to_owned())
-                {
+                } else if k == 0 && !relative && !program_exists(arg) {
                     self.push(
                         Diagnostic::warning(
                             Code::CommandNotFound,
                             format!("{pointer}/0"),
-                            format!("program `{arg}` is not on this machine's PATH (reported once)"),
+                            format!(
+                                "program `{arg}` is not on this machine's PATH (reported once)"
+                            ),
                         )
                         .with_help("fine if the machine that runs the plan has it"),
                     );
@@ -778,9 +834,13 @@ impl<'a> Checker<'a> {
 }
 
 fn conflict(pointer: &str, key: &str, other: &str, message: &str) -> Diagnostic {
-    Diagnostic::error(Code::Conflict, format!("{pointer}/{key}"), message.to_owned())
-        .at_key()
-        .with_help(format!("remove `{key}` or `{other}`"))
+    Diagnostic::error(
+        Code::Conflict,
+        format!("{pointer}/{key}"),
+        message.to_owned(),
+    )
+    .at_key()
+    .with_help(format!("remove `{key}` or `{other}`"))
 }
 
 /// How many checks a stage runs in its bake: `at` offsets, `every` ticks, and the final check
@@ -792,7 +852,11 @@ pub fn check_count(bake: Duration, checks: &crate::plan::model::Checks) -> usize
         .map(|d| d.as_duration())
         .filter(|d| *d <= bake)
         .collect();
-    if let Some(every) = checks.every.map(|e| e.as_duration()).filter(|e| !e.is_zero()) {
+    if let Some(every) = checks
+        .every
+        .map(|e| e.as_duration())
+        .filter(|e| !e.is_zero())
+    {
         let ticks = (bake.as_millis() / every.as_millis()).min(1_000_000);
         for n in 1..=ticks {
             offsets.push(every * u32::try_from(n).unwrap_or(u32::MAX));
@@ -811,9 +875,8 @@ fn program_exists(program: &str) -> bool {
     if path.is_absolute() {
         return path.exists();
     }
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// Checks every `${{ … }}` in the document: it parses, its var exists, and it stands where its
@@ -827,7 +890,12 @@ fn interpolations(plan: &Plan, document: &Value, out: &mut Vec<Diagnostic>) {
                 stack.extend(map.iter().map(|(k, v)| (join(&pointer, k), v)));
             }
             Value::Array(items) => {
-                stack.extend(items.iter().enumerate().map(|(i, v)| (format!("{pointer}/{i}"), v)));
+                stack.extend(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (format!("{pointer}/{i}"), v)),
+                );
             }
             Value::String(text) if text.contains("${{") => {
                 string_interpolations(&pointer, text, &vars, out);

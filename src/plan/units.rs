@@ -193,7 +193,17 @@ mod tests {
 
     #[test]
     fn bad_durations_are_errors() {
-        for bad in ["", "5", "m", "5 m", "5min", "-5s", "1.5h", "5s ", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5 m",
+            "5min",
+            "-5s",
+            "1.5h",
+            "5s ",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
         }
         assert!(matches!(

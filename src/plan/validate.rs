@@ -117,6 +117,11 @@ fn finish_located(source: Source, mut diagnostics: Vec<Located>, plan: Option<Pl
     diagnostics.sort_by(|a, b| {
         (a.line, a.column, a.diagnostic.severity).cmp(&(b.line, b.column, b.diagnostic.severity))
     });
+    // A program missing from PATH is said once, where it first appears.
+    let mut said = std::collections::HashSet::new();
+    diagnostics.retain(|d| {
+        d.diagnostic.code != Code::CommandNotFound || said.insert(d.diagnostic.message.clone())
+    });
     Report {
         source,
         diagnostics,

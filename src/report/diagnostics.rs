@@ -245,7 +245,11 @@ fn github(outcomes: &[FileOutcome]) -> String {
         let file = property(&outcome.name());
         match outcome {
             FileOutcome::Unreadable(_, error) => {
-                let _ = writeln!(out, "::error file={file},title=io::{}", data(&io_message(error)));
+                let _ = writeln!(
+                    out,
+                    "::error file={file},title=io::{}",
+                    data(&io_message(error))
+                );
             }
             FileOutcome::Checked(report) => {
                 for l in &report.diagnostics {

@@ -1,0 +1,112 @@
+//! Running the real `ion-plan` binary from tests: a small builder, and plans in temp dirs.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What a run of the binary gave.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A command line for the binary.
+pub struct IonPlan {
+    command: Command,
+}
+
+pub fn ion_plan() -> IonPlan {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ion-plan"));
+    command.env("NO_COLOR", "1").stdin(Stdio::null());
+    IonPlan { command }
+}
+
+impl IonPlan {
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn run(mut self) -> Output {
+        let output = self.command.output().expect("the binary runs");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A small valid plan, for tests that change one thing about it.
+pub const MINIMAL_PLAN: &str = "\
+version: 1
+name: minimal
+probes:
+  load:
+    load:
+      targets: { canary: \"http://127.0.0.1:9/c\", legacy: \"http://127.0.0.1:9/l\" }
+gates:
+  guard:
+    at: every_check
+    require:
+      - check: load.canary.error_rate <= 1%
+        consecutive: 2
+stages:
+  - name: half
+    traffic: 50
+    bake: 10m
+    checks: { every: 1m, probes: [load] }
+    gates: [guard]
+  - name: full
+    traffic: 100
+    bake: 10m
+    checks: { every: 1m, probes: [load] }
+    gates: [guard]
+";

@@ -1,0 +1,356 @@
+//! `ion-plan validate` end to end: real plans pass, bad input of every kind fails cleanly with the
+//! documented exit code, and the output formats hold their contract.
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::{MINIMAL_PLAN, ion_plan, root, write};
+
+fn validate_json(path: &std::path::Path) -> (i32, serde_json::Value) {
+    let output = ion_plan()
+        .arg("validate")
+        .arg("--format=json")
+        .arg(path)
+        .run();
+    assert!(
+        output.stderr.is_empty() || output.code != 101,
+        "panicked: {}",
+        output.stderr
+    );
+    (output.code, output.json())
+}
+
+fn codes(report: &serde_json::Value) -> Vec<String> {
+    report["files"][0]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_plan_in_plans_is_valid() {
+    let plans: Vec<_> = std::fs::read_dir(root().join("plans"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(
+        plans.len() >= 3,
+        "expected phase4 and at least two more plans"
+    );
+    let output = ion_plan()
+        .arg("validate")
+        .args(&plans)
+        .current_dir(root())
+        .run();
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    for plan in &plans {
+        let name = plan.file_name().unwrap().to_str().unwrap();
+        assert!(
+            output.stdout.contains(&format!("{name}: valid")),
+            "{}",
+            output.stdout
+        );
+    }
+}
+
+#[test]
+fn the_minimal_plan_is_valid_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "plan.yaml", MINIMAL_PLAN);
+    let output = ion_plan().args(["validate", "--strict"]).arg(&path).run();
+    assert_eq!(output.code, 0, "{}", output.stdout);
+}
+
+#[test]
+fn an_empty_file_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = validate_json(&write(dir.path(), "empty.yaml", ""));
+    assert_eq!(code, 2);
+    assert_eq!(codes(&report), ["empty"]);
+}
+
+#[test]
+fn non_utf8_bytes_are_reported_where_they_stand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "latin1.yaml",
+        b"version: 1\nname: caf\xe9\n".as_slice(),
+    );
+    let (code, report) = validate_json(&path);
+    assert_eq!(code, 2);
+    let d = &report["files"][0]["diagnostics"][0];
+    assert_eq!(d["code"], "not-utf8");
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(2), Some(10))
+    );
+}
+
+#[test]
+fn an_alias_bomb_is_stopped() {
+    let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (prev, name) in ('a'..'i').zip('b'..'j') {
+        let refs = vec![format!("*{prev}"); 9].join(", ");
+        text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = validate_json(&write(dir.path(), "bomb.yaml", text));
+    assert_eq!(code, 2);
+    assert_eq!(codes(&report), ["yaml-limit"]);
+}
+
+#[test]
+fn nesting_ten_thousand_levels_deep_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        (
+            "flow.yaml",
+            format!("{}1{}\n", "{a: ".repeat(10_000), "}".repeat(10_000)),
+        ),
+        (
+            "seq.yaml",
+            format!("{}{}\n", "[".repeat(10_000), "]".repeat(10_000)),
+        ),
+        (
+            "block.yaml",
+            (0..10_000)
+                .map(|i| format!("{}- \n", "  ".repeat(i % 200)))
+                .collect(),
+        ),
+    ] {
+        let output = ion_plan()
+            .args(["validate", "--format=json"])
+            .arg(write(dir.path(), name, text))
+            .run();
+        assert_eq!(output.code, 2, "{name}: {}", output.stderr);
+        assert!(
+            !output.stderr.contains("panicked"),
+            "{name}: {}",
+            output.stderr
+        );
+    }
+    let (_, report) = validate_json(&dir.path().join("flow.yaml"));
+    assert_eq!(codes(&report), ["yaml-limit"]);
+}
+
+#[test]
+fn a_fifty_megabyte_file_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "huge.yaml",
+        "# padding\n".repeat(5 * 1024 * 1024),
+    );
+    let (code, report) = validate_json(&path);
+    assert_eq!(code, 2);
+    assert_eq!(codes(&report), ["too-large"]);
+}
+
+#[test]
+fn a_directory_and_a_missing_file_are_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.yaml");
+    for path in [dir.path().to_owned(), missing] {
+        let output = ion_plan().arg("validate").arg(&path).run();
+        assert_eq!(output.code, 1, "{}", output.stdout);
+        let output = ion_plan()
+            .args(["validate", "--format=json"])
+            .arg(&path)
+            .run();
+        assert_eq!(output.code, 1);
+        assert_eq!(output.json()["files"][0]["diagnostics"][0]["code"], "io");
+    }
+}
+
+#[test]
+fn all_files_are_reported_even_when_one_is_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.yaml", MINIMAL_PLAN);
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        MINIMAL_PLAN.replace("bake: 10m", "bake: ten"),
+    );
+    let output = ion_plan()
+        .args(["validate", "--format=json"])
+        .arg(&good)
+        .arg(dir.path().join("missing.yaml"))
+        .arg(&bad)
+        .run();
+    assert_eq!(output.code, 1);
+    let report = output.json();
+    let valid: Vec<bool> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["valid"].as_bool().unwrap())
+        .collect();
+    assert_eq!(valid, [true, false, false]);
+    // Two bad bakes, both reported in one run.
+    assert_eq!(
+        report["files"][2]["diagnostics"].as_array().unwrap().len(),
+        2
+    );
+}
+
+#[test]
+fn json_output_has_exactly_the_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "plan.yaml",
+        MINIMAL_PLAN
+            .replace("trafic", "x")
+            .replace("    traffic: 50\n", "    trafic: 50\n"),
+    );
+    let (code, report) = validate_json(&path);
+    assert_eq!(code, 2);
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&report), ["files"]);
+    let file = &report["files"][0];
+    assert_eq!(keys(file), ["diagnostics", "file", "valid"]);
+    let unknown = file["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "unknown-key")
+        .expect("an unknown-key diagnostic");
+    assert_eq!(
+        keys(unknown),
+        [
+            "code", "column", "help", "line", "message", "pointer", "severity"
+        ]
+    );
+    assert_eq!(unknown["severity"], "error");
+    assert_eq!(unknown["pointer"], "/stages/0/trafic");
+    assert_eq!(
+        (unknown["line"].as_u64(), unknown["column"].as_u64()),
+        (Some(15), Some(5))
+    );
+    assert_eq!(unknown["help"], "did you mean `traffic`?");
+}
+
+#[test]
+fn github_format_annotates_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "plan.yaml", MINIMAL_PLAN.replace("bake: 10m\n    checks: { every: 1m, probes: [load] }\n    gates: [guard]\n  - name: full", "bake: 10 m\n    checks: { every: 1m, probes: [load] }\n    gates: [guard]\n  - name: full"));
+    let output = ion_plan()
+        .args(["validate", "--format=github"])
+        .arg(&path)
+        .run();
+    assert_eq!(output.code, 2);
+    let line = output.stdout.lines().next().unwrap();
+    let expected = format!(
+        "::error file={},line=16,col=11,title=bad-duration::",
+        path.display()
+    );
+    assert!(line.starts_with(&expected), "{line}");
+    assert!(
+        line.contains("%0Ahelp: "),
+        "help rides on an escaped newline: {line}"
+    );
+}
+
+#[test]
+fn warnings_fail_only_under_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN.replace(
+        "probes:\n",
+        "probes:\n  spare:\n    command: [./spare.sh]\n",
+    );
+    write(dir.path(), "spare.sh", "#!/bin/sh\necho '{}'\n");
+    let path = write(dir.path(), "plan.yaml", plan);
+    let output = ion_plan()
+        .args(["validate", "--format=json"])
+        .arg(&path)
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stdout);
+    assert_eq!(codes(&output.json()), ["unused"]);
+    let output = ion_plan().args(["validate", "--strict"]).arg(&path).run();
+    assert_eq!(output.code, 2, "{}", output.stdout);
+}
+
+#[test]
+fn a_streak_longer_than_the_stage_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN.replace("consecutive: 2", "consecutive: 20");
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", plan));
+    assert_eq!(code, 0);
+    // 10 checks in a 10m bake at every 1m: 20 in a row can never happen, in either stage.
+    assert_eq!(codes(&report), ["unreachable-streak", "unreachable-streak"]);
+}
+
+#[test]
+fn a_program_missing_from_path_warns_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        "{MINIMAL_PLAN}rollback:\n  - run: [no-such-program-ion, a]\n  - run: [no-such-program-ion, b]\n"
+    );
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", plan));
+    assert_eq!(code, 0);
+    assert_eq!(codes(&report), ["command-not-found"]);
+    assert_eq!(report["files"][0]["diagnostics"][0]["line"], 25);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(ion_plan().arg("validate").run().code, 2);
+    assert_eq!(
+        ion_plan()
+            .args(["validate", "--format=xml", "a.yaml"])
+            .run()
+            .code,
+        2
+    );
+    assert_eq!(ion_plan().arg("frobnicate").run().code, 2);
+}
+
+/// `validate` is safe on an untrusted branch: it runs no program and opens no socket.
+#[test]
+fn validate_runs_nothing_and_connects_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let marker = dir.path().join("ran");
+    let plan = MINIMAL_PLAN
+        .replace("http://127.0.0.1:9/c", &format!("{url}/c"))
+        .replace("probes:\n", &format!(
+            "probes:\n  script:\n    command: [touch, \"{}\"]\n  stats:\n    http:\n      url: {url}/stats\n      metrics: {{ m: /m }}\n",
+            marker.display()
+        ))
+        + &format!(
+            "preflight:\n  - {{ name: s, probe: script }}\n  - {{ name: t, probe: stats }}\n  - {{ name: u, run: [touch, \"{}\"] }}\n  - name: v\n    http: {{ url: \"{url}/hook\", method: POST }}\nrollback:\n  - run: [touch, \"{}\"]\n",
+            marker.display(),
+            marker.display()
+        );
+    let path = write(dir.path(), "plan.yaml", plan);
+    let output = ion_plan().arg("validate").arg(&path).run();
+    assert_eq!(output.code, 0, "{}", output.stdout);
+    assert!(!marker.exists(), "validate ran a command");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("validate connected to the probe target: {other:?}"),
+    }
+}
+
+#[test]
+fn the_committed_schema_is_what_the_binary_prints() {
+    let output = ion_plan().arg("schema").run();
+    assert_eq!(output.code, 0);
+    let committed = std::fs::read_to_string(root().join("schemas/plan.schema.json"))
+        .expect("schemas/plan.schema.json is committed");
+    assert!(
+        output.stdout == committed,
+        "schemas/plan.schema.json is stale: run `cargo run -- schema > schemas/plan.schema.json`"
+    );
+}
