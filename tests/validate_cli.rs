@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::net::TcpListener;
 
 use common::{MINIMAL_PLAN, ion_plan, root, write};
@@ -96,7 +97,7 @@ fn an_alias_bomb_is_stopped() {
     let mut text = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for (prev, name) in ('a'..'i').zip('b'..'j') {
         let refs = vec![format!("*{prev}"); 9].join(", ");
-        text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        writeln!(text, "{name}: &{name} [{refs}]").unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let (code, report) = validate_json(&write(dir.path(), "bomb.yaml", text));
@@ -118,9 +119,10 @@ fn nesting_ten_thousand_levels_deep_is_stopped() {
         ),
         (
             "block.yaml",
-            (0..10_000)
-                .map(|i| format!("{}- \n", "  ".repeat(i % 200)))
-                .collect(),
+            (0..10_000).fold(String::new(), |mut text, i| {
+                writeln!(text, "{}- ", "  ".repeat(i % 200)).unwrap();
+                text
+            }),
         ),
     ] {
         let output = ion_plan()

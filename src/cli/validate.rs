@@ -25,7 +25,7 @@ pub fn run(args: &Args) -> u8 {
         .plans
         .iter()
         .map(|path| match validate_file(path, Checks::default()) {
-            Ok(report) => FileOutcome::Checked(report),
+            Ok(report) => FileOutcome::Checked(Box::new(report)),
             Err(error) => FileOutcome::Unreadable(path.clone(), error),
         })
         .collect();

@@ -1,4 +1,4 @@
-//! A problem found in a plan: what, where (JSON Pointer, then file:line:col), and how to fix it.
+//! A problem found in a plan: what, where (JSON Pointer, then `file:line:col`), and how to fix it.
 
 use std::fmt;
 

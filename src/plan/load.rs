@@ -96,10 +96,7 @@ pub fn read(path: &Path) -> Result<Loaded, ReadError> {
         let diagnostic = Diagnostic::error(
             Code::TooLarge,
             "",
-            format!(
-                "plan is {} bytes; the limit is {MAX_PLAN_BYTES} bytes (1 MiB)",
-                size
-            ),
+            format!("plan is {size} bytes; the limit is {MAX_PLAN_BYTES} bytes (1 MiB)"),
         )
         .with_target(Target::Span(ByteSpan::new(0, 0)))
         .with_help("a plan is a few kilobytes: is this the right file?");

@@ -156,7 +156,7 @@ pub struct Probe {
     /// One HTTP request; metrics read from the JSON body by JSON Pointer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpProbe>,
-    /// PromQL instant queries; each query is a metric.
+    /// `PromQL` instant queries; each query is a metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusProbe>,
     /// N requests to each target, side by side; latency and error metrics per target.
@@ -262,13 +262,13 @@ string_schema!(StatusCode, "StatusCode", {
     "maximum": 599,
 });
 
-/// PromQL instant queries against a Prometheus HTTP API.
+/// `PromQL` instant queries against a Prometheus HTTP API.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusProbe {
     /// Base URL of the Prometheus server, e.g. `http://prometheus:9090`.
     pub url: String,
-    /// Metric name → PromQL query returning one series (or a scalar).
+    /// Metric name → `PromQL` query returning one series (or a scalar).
     #[schemars(length(min = 1), extend("propertyNames" = { "pattern": NAME_PATTERN }))]
     pub queries: IndexMap<String, String>,
     /// Request headers (e.g. `Authorization`); redacted in output.

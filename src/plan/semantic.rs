@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::plan::diagnostic::{Code, Diagnostic, Target};
 use crate::plan::expr::{self, Expr, Rhs};
 use crate::plan::interpolate::{self, Reference};
-use crate::plan::metrics::Catalog;
+use crate::plan::metrics::{Catalog, MetricUnit};
 use crate::plan::model::{Argv, Condition, Gate, GateAt, Plan, Probe, ProbeKind, Stage, Step};
 use crate::plan::schema::did_you_mean;
 use crate::plan::span::join;
@@ -279,6 +279,18 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
+        let units = self.metric_units(&text_pointer, &expr, only_probe)?;
+        self.units_agree(&text_pointer, text, &expr, &units)
+            .then_some(expr)
+    }
+
+    /// The unit of each metric a condition reads, or `None` (reported) when one does not resolve.
+    fn metric_units(
+        &mut self,
+        text_pointer: &str,
+        expr: &Expr,
+        only_probe: Option<&str>,
+    ) -> Option<Vec<MetricUnit>> {
         let mut units = Vec::new();
         let mut ok = true;
         for metric in expr.metrics() {
@@ -293,7 +305,7 @@ impl<'a> Checker<'a> {
                 self.push(
                     Diagnostic::error(
                         Code::ProbeNotRun,
-                        &text_pointer,
+                        text_pointer,
                         format!(
                             "`{}` reads probe `{probe}`, but this check runs only `{only}`",
                             metric.name
@@ -307,7 +319,7 @@ impl<'a> Checker<'a> {
             let Some(catalog) = self.catalogs.get(probe) else {
                 let mut d = Diagnostic::error(
                     Code::UnknownProbe,
-                    &text_pointer,
+                    text_pointer,
                     format!(
                         "`{}` reads probe `{probe}`, which is not defined in `probes`",
                         metric.name
@@ -322,43 +334,50 @@ impl<'a> Checker<'a> {
                 continue;
             };
             let name = metric.within_probe();
-            match catalog.unit(name) {
-                Some(unit) => units.push(unit),
-                None => {
-                    let names = catalog.names();
-                    let help = match did_you_mean(name, &names) {
-                        Some(best) => format!("did you mean `{probe}.{best}`?"),
-                        None => format!(
-                            "probe `{probe}` produces: {}",
-                            names
-                                .iter()
-                                .map(|n| format!("{probe}.{n}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    };
-                    self.push(
-                        Diagnostic::error(
-                            Code::UnknownMetric,
-                            &text_pointer,
-                            format!("probe `{probe}` cannot produce `{}`", metric.name),
-                        )
-                        .with_target(within)
-                        .with_help(help),
-                    );
-                    ok = false;
-                }
+            if let Some(unit) = catalog.unit(name) {
+                units.push(unit);
+            } else {
+                let names = catalog.names();
+                let help = match did_you_mean(name, &names) {
+                    Some(best) => format!("did you mean `{probe}.{best}`?"),
+                    None => format!(
+                        "probe `{probe}` produces: {}",
+                        names
+                            .iter()
+                            .map(|n| format!("{probe}.{n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.push(
+                    Diagnostic::error(
+                        Code::UnknownMetric,
+                        text_pointer,
+                        format!("probe `{probe}` cannot produce `{}`", metric.name),
+                    )
+                    .with_target(within)
+                    .with_help(help),
+                );
+                ok = false;
             }
         }
-        if !ok {
-            return None;
-        }
-        match (&expr.rhs, units.as_slice()) {
+        ok.then_some(units)
+    }
+
+    /// Whether the threshold's unit fits the metric (reported when not).
+    fn units_agree(
+        &mut self,
+        text_pointer: &str,
+        text: &str,
+        expr: &Expr,
+        units: &[MetricUnit],
+    ) -> bool {
+        match (&expr.rhs, units) {
             (Rhs::Quantity { unit, start, .. }, [left]) if !left.accepts(*unit) => {
                 self.push(
                     Diagnostic::error(
                         Code::UnitMismatch,
-                        &text_pointer,
+                        text_pointer,
                         format!(
                             "`{}` is {}, but the threshold is written as a {}",
                             expr.metric.name,
@@ -375,13 +394,13 @@ impl<'a> Checker<'a> {
                     })
                     .with_help("durations (`200ms`) compare with latencies, percentages (`0.5%`) with rates"),
                 );
-                None
+                false
             }
             (Rhs::Metric { metric, .. }, [left, right]) if !left.comparable(*right) => {
                 self.push(
                     Diagnostic::error(
                         Code::UnitMismatch,
-                        &text_pointer,
+                        text_pointer,
                         format!(
                             "`{}` is {} but `{}` is {}: they cannot be compared",
                             expr.metric.name,
@@ -395,9 +414,9 @@ impl<'a> Checker<'a> {
                         len: metric.name.len(),
                     }),
                 );
-                None
+                false
             }
-            _ => Some(expr),
+            _ => true,
         }
     }
 
@@ -654,7 +673,7 @@ impl<'a> Checker<'a> {
                 .into_iter()
                 .flatten()
                 .flat_map(Expr::metrics)
-                .map(|m| m.probe())
+                .map(super::expr::MetricRef::probe)
                 .filter(|p| !run.contains(p) && plan.probes.contains_key(*p))
                 .map(str::to_owned)
                 .collect();
@@ -854,7 +873,7 @@ pub fn check_count(bake: Duration, checks: &crate::plan::model::Checks) -> usize
         .collect();
     if let Some(every) = checks
         .every
-        .map(|e| e.as_duration())
+        .map(super::units::PlanDuration::as_duration)
         .filter(|e| !e.is_zero())
     {
         let ticks = (bake.as_millis() / every.as_millis()).min(1_000_000);

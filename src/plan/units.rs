@@ -1,7 +1,7 @@
 //! Durations (`500ms`, `30s`, `5m`, `24h`, `14d`) and quantities in Prometheus base units.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
 
 /// The longest duration a plan may name: ten years, far beyond any rollout, and far from overflow.
-const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+const MAX_DURATION: Duration = Duration::from_hours(87840);
 
 /// A duration as a plan writes it: one or more `NUMBER UNIT` pairs, e.g. `90s` or `1h30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,13 +89,13 @@ pub fn format_duration(duration: Duration) -> String {
     let mut secs = duration.as_secs();
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
         if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
+            let _ = write!(out, "{}{unit}", secs / size);
             secs %= size;
         }
     }
     let millis = duration.subsec_millis();
     if millis > 0 {
-        out.push_str(&format!("{millis}ms"));
+        let _ = write!(out, "{millis}ms");
     }
     out
 }
@@ -185,10 +185,10 @@ mod tests {
     fn durations_parse_in_every_unit() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_mins(5)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_hours(24)));
+        assert_eq!(parse_duration("14d"), Ok(Duration::from_hours(336)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_mins(90)));
     }
 
     #[test]

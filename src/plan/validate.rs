@@ -87,11 +87,9 @@ pub fn validate_source(source: Source, checks: Checks) -> Report {
 /// The schema admits only what the model accepts, so this fails only if the two drift apart.
 fn typed(value: Value) -> Result<Plan, Diagnostic> {
     serde_path_to_error::deserialize(value).map_err(|error| {
-        let pointer: String = error
-            .path()
-            .iter()
-            .map(|segment| format!("/{segment}"))
-            .collect();
+        let pointer = error.path().iter().fold(String::new(), |pointer, segment| {
+            format!("{pointer}/{segment}")
+        });
         Diagnostic::error(Code::Schema, pointer, error.inner().to_string())
     })
 }

@@ -24,7 +24,7 @@ pub enum Format {
 /// What became of one file.
 #[derive(Debug)]
 pub enum FileOutcome {
-    Checked(Report),
+    Checked(Box<Report>),
     Unreadable(PathBuf, ReadError),
 }
 
