@@ -21,14 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> u8 {
-    let outcomes: Vec<FileOutcome> = args
-        .plans
-        .iter()
-        .map(|path| match validate_file(path, Checks::default()) {
-            Ok(report) => FileOutcome::Checked(Box::new(report)),
-            Err(error) => FileOutcome::Unreadable(path.clone(), error),
-        })
-        .collect();
+    let outcomes = validate_all(&args.plans);
     let color = args.format == Format::Human
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
@@ -52,4 +45,29 @@ pub fn run(args: &Args) -> u8 {
     } else {
         exit_code::SUCCESS
     }
+}
+
+/// Validates files on every core, keeping the order they were named in.
+fn validate_all(paths: &[PathBuf]) -> Vec<FileOutcome> {
+    let check = |path: &PathBuf| match validate_file(path, Checks::default()) {
+        Ok(report) => FileOutcome::Checked(Box::new(report)),
+        Err(error) => FileOutcome::Unreadable(path.clone(), error),
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(paths.len());
+    if workers <= 1 {
+        return paths.iter().map(check).collect();
+    }
+    let chunk = paths.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("validation does not panic"))
+            .collect()
+    })
 }

@@ -15,7 +15,7 @@ use crate::plan::metrics::{Catalog, MetricUnit};
 use crate::plan::model::{Argv, Condition, Gate, GateAt, Plan, Probe, ProbeKind, Stage, Step};
 use crate::plan::schema::did_you_mean;
 use crate::plan::span::join;
-use crate::plan::units::format_duration;
+use crate::plan::units::{PlanDuration, format_duration};
 
 /// Every semantic problem of a plan. `base` is the plan's folder when the filesystem may be
 /// consulted (scripts beside the plan, programs on PATH).
@@ -865,37 +865,47 @@ fn conflict(pointer: &str, key: &str, other: &str, message: &str) -> Diagnostic 
 /// How many checks a stage runs in its bake: `at` offsets, `every` ticks, and the final check
 /// at the bake's end when none is scheduled there.
 pub fn check_count(bake: Duration, checks: &crate::plan::model::Checks) -> usize {
-    let mut offsets: Vec<Duration> = checks
+    let every = checks
+        .every
+        .map(PlanDuration::as_duration)
+        .filter(|e| !e.is_zero());
+    let on_grid = |offset: Duration| {
+        every.is_some_and(|e| !offset.is_zero() && offset.as_millis() % e.as_millis() == 0)
+    };
+    let ticks = every.map_or(0, |e| bake.as_millis() / e.as_millis());
+    let mut extra: Vec<Duration> = checks
         .at
         .iter()
         .map(|d| d.as_duration())
-        .filter(|d| *d <= bake)
+        .filter(|d| *d <= bake && !on_grid(*d))
         .collect();
-    if let Some(every) = checks
-        .every
-        .map(super::units::PlanDuration::as_duration)
-        .filter(|e| !e.is_zero())
-    {
-        let ticks = (bake.as_millis() / every.as_millis()).min(1_000_000);
-        for n in 1..=ticks {
-            offsets.push(every * u32::try_from(n).unwrap_or(u32::MAX));
-        }
-    }
-    offsets.sort_unstable();
-    offsets.dedup();
-    if offsets.last() != Some(&bake) {
-        offsets.push(bake);
-    }
-    offsets.len()
+    extra.sort_unstable();
+    extra.dedup();
+    let final_scheduled = on_grid(bake) || extra.last() == Some(&bake);
+    usize::try_from(ticks).unwrap_or(usize::MAX) + extra.len() + usize::from(!final_scheduled)
 }
 
+/// Whether a program is on PATH; answers are cached for the process, since one `validate` of
+/// many plans asks about the same few programs.
 fn program_exists(program: &str) -> bool {
-    let path = Path::new(program);
-    if path.is_absolute() {
-        return path.exists();
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<HashMap<String, bool>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(known) = cache.lock().ok().and_then(|c| c.get(program).copied()) {
+        return known;
     }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    let path = Path::new(program);
+    let exists = if path.is_absolute() {
+        path.exists()
+    } else {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+        })
+    };
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(program.to_owned(), exists);
+    }
+    exists
 }
 
 /// Checks every `${{ … }}` in the document: it parses, its var exists, and it stands where its
@@ -982,5 +992,37 @@ fn string_interpolations(pointer: &str, text: &str, vars: &[String], out: &mut V
             });
             out.push(d);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::model::Checks;
+    use crate::plan::units::parse_duration;
+
+    fn checks(every: Option<&str>, at: &[&str]) -> Checks {
+        Checks {
+            every: every.map(|e| PlanDuration(parse_duration(e).unwrap())),
+            at: at
+                .iter()
+                .map(|a| PlanDuration(parse_duration(a).unwrap()))
+                .collect(),
+            probes: vec!["p".into()],
+        }
+    }
+
+    #[test]
+    fn check_count_includes_the_final_check_once() {
+        let bake = Duration::from_mins(60);
+        assert_eq!(
+            check_count(bake, &checks(None, &["5m", "15m", "45m", "60m"])),
+            4
+        );
+        assert_eq!(check_count(bake, &checks(None, &["5m", "15m"])), 3);
+        assert_eq!(check_count(bake, &checks(Some("5m"), &[])), 12);
+        assert_eq!(check_count(bake, &checks(Some("7m"), &[])), 9);
+        assert_eq!(check_count(bake, &checks(Some("5m"), &["10m", "12m"])), 13);
+        assert_eq!(check_count(bake, &checks(None, &[])), 1);
     }
 }
