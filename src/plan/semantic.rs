@@ -870,7 +870,7 @@ pub fn check_count(bake: Duration, checks: &crate::plan::model::Checks) -> usize
         .map(PlanDuration::as_duration)
         .filter(|e| !e.is_zero());
     let on_grid = |offset: Duration| {
-        every.is_some_and(|e| !offset.is_zero() && offset.as_millis() % e.as_millis() == 0)
+        every.is_some_and(|e| !offset.is_zero() && offset.as_millis().is_multiple_of(e.as_millis()))
     };
     let ticks = every.map_or(0, |e| bake.as_millis() / e.as_millis());
     let mut extra: Vec<Duration> = checks
@@ -1014,7 +1014,7 @@ mod tests {
 
     #[test]
     fn check_count_includes_the_final_check_once() {
-        let bake = Duration::from_mins(60);
+        let bake = Duration::from_hours(1);
         assert_eq!(
             check_count(bake, &checks(None, &["5m", "15m", "45m", "60m"])),
             4
