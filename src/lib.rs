@@ -4,6 +4,9 @@
 //! engine → journal → reports. [`cli`] turns command lines into calls of these.
 
 pub mod cli;
+pub mod engine;
 pub mod exit_code;
+pub mod journal;
 pub mod plan;
+pub mod probe;
 pub mod report;

@@ -1,0 +1,662 @@
+//! Gate evaluation: the decision semantics of design.md §3 as a state machine fed by samples.
+//!
+//! - `consecutive: N` fails a condition on the N-th violation in a row; a pass resets the streak;
+//!   an error neither resets nor extends it.
+//! - `within: {violations: M, checks: N}` fails it when M of the last N evaluated checks (passes
+//!   and violations; errors are not evaluations) were violations.
+//! - With neither, one violation fails it.
+//! - `on_error: {consecutive: K}`: K checks in a row in which the gate had an error take the
+//!   `then` action. An error is never a pass.
+//! - An `at: end` gate passes only when every condition passes on the newest samples.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::plan::expr::{self, Expr, Rhs};
+use crate::plan::model::{Action, Condition, Gate, GateAt, NoData};
+use crate::plan::units::LiteralUnit;
+use crate::probe::{Reading, Sample};
+
+/// How a condition fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// One violation fails it.
+    Once,
+    Consecutive(u32),
+    Within {
+        violations: u32,
+        checks: u32,
+    },
+}
+
+/// A condition, parsed once.
+#[derive(Debug, Clone)]
+pub struct CompiledCondition {
+    pub text: String,
+    pub expr: Expr,
+    pub rule: Rule,
+    pub no_data: NoData,
+}
+
+/// A gate, parsed once.
+#[derive(Debug, Clone)]
+pub struct CompiledGate {
+    pub name: String,
+    pub at: GateAt,
+    pub on_fail: Action,
+    /// Errors in a row that act, and the action.
+    pub on_error: (u32, Action),
+    pub conditions: Vec<CompiledCondition>,
+}
+
+impl CompiledGate {
+    /// Compiles a validated gate. Fails only if a condition does not parse, which validation
+    /// rules out.
+    pub fn compile(name: &str, gate: &Gate) -> Result<CompiledGate, String> {
+        let conditions = gate
+            .require
+            .iter()
+            .map(|condition| {
+                compile_condition(condition).map_err(|e| format!("gate `{name}`: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let on_fail = gate.on_fail();
+        let on_error = gate.on_error.map_or((3, on_fail), |e| {
+            (e.consecutive.unwrap_or(3).max(1), e.then.unwrap_or(on_fail))
+        });
+        Ok(CompiledGate {
+            name: name.to_owned(),
+            at: gate.at,
+            on_fail,
+            on_error,
+            conditions,
+        })
+    }
+
+    /// The probes the gate reads.
+    pub fn probes(&self) -> impl Iterator<Item = &str> {
+        self.conditions
+            .iter()
+            .flat_map(|c| c.expr.metrics().map(expr::MetricRef::probe))
+    }
+}
+
+/// Compiles one condition (string or map form).
+pub fn compile_condition(condition: &Condition) -> Result<CompiledCondition, String> {
+    let spec = condition.spec();
+    let expr = expr::parse(&spec.check).map_err(|e| format!("`{}`: {}", spec.check, e.message))?;
+    let rule = match (spec.consecutive, spec.within) {
+        (Some(n), _) => Rule::Consecutive(n.max(1)),
+        (None, Some(w)) => Rule::Within {
+            violations: w.violations.max(1),
+            checks: w.checks.max(1),
+        },
+        (None, None) => Rule::Once,
+    };
+    Ok(CompiledCondition {
+        text: spec.check,
+        expr,
+        rule,
+        no_data: spec.no_data.unwrap_or_default(),
+    })
+}
+
+/// The result of one condition at one check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Violation,
+    Error(String),
+}
+
+/// The state of a streak after an evaluation: `count` of `needed` (for `within`, violations
+/// among the last `window` checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Streak {
+    pub count: u32,
+    pub needed: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<u32>,
+}
+
+/// One condition evaluated at one check: what the journal and the report record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub gate: String,
+    pub condition: String,
+    pub outcome: Outcome,
+    /// The metric's value, in base units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The threshold it was compared with, in base units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    pub streak: Streak,
+    /// This evaluation failed the condition.
+    pub fired: bool,
+}
+
+impl Evaluation {
+    /// "`canary.error_rate <= 1%`: 2.3% (violation, 3 of 3)".
+    pub fn describe(&self, unit: LiteralUnit) -> String {
+        let outcome = match &self.outcome {
+            Outcome::Pass => "pass".to_owned(),
+            Outcome::Violation => "violation".to_owned(),
+            Outcome::Error(e) => format!("error: {e}"),
+        };
+        let value = self
+            .value
+            .map_or_else(String::new, |v| format!(" = {}", show(v, unit)));
+        let streak = if self.streak.needed > 1 {
+            format!(", {} of {}", self.streak.count, self.streak.needed)
+        } else {
+            String::new()
+        };
+        format!("`{}`{value} ({outcome}{streak})", self.condition)
+    }
+}
+
+/// A value shown in the unit its threshold was written in.
+pub fn show(value: f64, unit: LiteralUnit) -> String {
+    match unit {
+        LiteralUnit::Percent => format!("{}%", trim(value * 100.0)),
+        LiteralUnit::Duration if value < 1.0 => format!("{}ms", trim(value * 1000.0)),
+        LiteralUnit::Duration => format!("{}s", trim(value)),
+        LiteralUnit::Plain => trim(value),
+    }
+}
+
+fn trim(value: f64) -> String {
+    let text = format!("{value:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text.is_empty() || text == "-" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// What a gate decided at one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    /// Conditions fired (every-check) or did not pass (end): take `action`.
+    Failed {
+        action: Action,
+        reason: String,
+    },
+    /// Errors in a row reached the gate's limit: take `action`.
+    Errors {
+        action: Action,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+struct ConditionState {
+    streak: u32,
+    /// The last `checks` evaluations of a `within` rule: true for a violation.
+    window: VecDeque<bool>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct GateState {
+    conditions: Vec<ConditionState>,
+    error_streak: u32,
+}
+
+/// The streaks of every gate within one stage. A new stage starts from zero: its traffic share
+/// is new, and so is what its checks measure.
+#[derive(Debug, Clone, Default)]
+pub struct Streaks {
+    gates: HashMap<String, GateState>,
+}
+
+/// Looks a metric (`probe.name`) up in the samples of a check.
+pub fn reading(samples: &HashMap<String, Sample>, metric: &expr::MetricRef) -> Reading {
+    match samples.get(metric.probe()) {
+        Some(sample) => sample.reading(metric.within_probe()),
+        None => Reading::Error(format!("probe `{}` was not run", metric.probe())),
+    }
+}
+
+/// Evaluates one condition on samples, before any streak.
+fn outcome(
+    condition: &CompiledCondition,
+    samples: &HashMap<String, Sample>,
+) -> (Outcome, Option<f64>, Option<f64>) {
+    let left = reading(samples, &condition.expr.metric);
+    let right = match &condition.expr.rhs {
+        Rhs::Quantity { value, .. } => Reading::Value(*value),
+        Rhs::Metric { metric, factor } => match reading(samples, metric) {
+            Reading::Value(v) => Reading::Value(v * factor),
+            other => other,
+        },
+    };
+    let value = match &left {
+        Reading::Value(v) => Some(*v),
+        _ => None,
+    };
+    let threshold = match &right {
+        Reading::Value(v) => Some(*v),
+        _ => None,
+    };
+    let outcome = match (&left, &right) {
+        (Reading::Error(e), _) | (_, Reading::Error(e)) => Outcome::Error(e.clone()),
+        (Reading::NoData, _) | (_, Reading::NoData) => {
+            let missing = if left == Reading::NoData {
+                &condition.expr.metric.name
+            } else {
+                match &condition.expr.rhs {
+                    Rhs::Metric { metric, .. } => &metric.name,
+                    Rhs::Quantity { .. } => &condition.expr.metric.name,
+                }
+            };
+            match condition.no_data {
+                NoData::Error => Outcome::Error(format!("no data for `{missing}`")),
+                NoData::Pass => Outcome::Pass,
+                NoData::Fail => Outcome::Violation,
+            }
+        }
+        (Reading::Value(l), Reading::Value(r)) => {
+            if condition.expr.op.holds(*l, *r) {
+                Outcome::Pass
+            } else {
+                Outcome::Violation
+            }
+        }
+    };
+    (outcome, value, threshold)
+}
+
+impl Streaks {
+    /// Evaluates an `every_check` gate after a check, updating its streaks.
+    pub fn every_check(
+        &mut self,
+        gate: &CompiledGate,
+        samples: &HashMap<String, Sample>,
+    ) -> (Vec<Evaluation>, Verdict) {
+        let state = self.gates.entry(gate.name.clone()).or_default();
+        state
+            .conditions
+            .resize_with(gate.conditions.len(), ConditionState::default);
+        let mut evaluations = Vec::with_capacity(gate.conditions.len());
+        let mut any_error = None;
+        for (condition, cond_state) in gate.conditions.iter().zip(&mut state.conditions) {
+            let (outcome, value, threshold) = outcome(condition, samples);
+            match &outcome {
+                Outcome::Pass => {
+                    cond_state.streak = 0;
+                    cond_state.window.push_back(false);
+                }
+                Outcome::Violation => {
+                    cond_state.streak += 1;
+                    cond_state.window.push_back(true);
+                }
+                Outcome::Error(e) => {
+                    any_error.get_or_insert_with(|| format!("`{}`: {e}", condition.text));
+                }
+            }
+            let (streak, fired) = match condition.rule {
+                Rule::Once => {
+                    cond_state.window.clear();
+                    let count = u32::from(outcome == Outcome::Violation);
+                    (
+                        Streak {
+                            count,
+                            needed: 1,
+                            window: None,
+                        },
+                        count == 1,
+                    )
+                }
+                Rule::Consecutive(needed) => {
+                    cond_state.window.clear();
+                    let count = cond_state.streak;
+                    (
+                        Streak {
+                            count,
+                            needed,
+                            window: None,
+                        },
+                        count >= needed,
+                    )
+                }
+                Rule::Within { violations, checks } => {
+                    while cond_state.window.len() > checks as usize {
+                        cond_state.window.pop_front();
+                    }
+                    let count = u32::try_from(cond_state.window.iter().filter(|v| **v).count())
+                        .unwrap_or(u32::MAX);
+                    let fired = outcome == Outcome::Violation && count >= violations;
+                    (
+                        Streak {
+                            count,
+                            needed: violations,
+                            window: Some(checks),
+                        },
+                        fired,
+                    )
+                }
+            };
+            evaluations.push(Evaluation {
+                gate: gate.name.clone(),
+                condition: condition.text.clone(),
+                outcome,
+                value,
+                threshold,
+                streak,
+                fired,
+            });
+        }
+        let fired: Vec<String> = evaluations
+            .iter()
+            .filter(|e| e.fired)
+            .map(|e| e.describe(unit_of(gate, &e.condition)))
+            .collect();
+        let verdict = if !fired.is_empty() {
+            Verdict::Failed {
+                action: gate.on_fail,
+                reason: format!("gate `{}` failed: {}", gate.name, fired.join("; ")),
+            }
+        } else if let Some(error) = any_error {
+            state.error_streak += 1;
+            let (limit, action) = gate.on_error;
+            if state.error_streak >= limit {
+                Verdict::Errors {
+                    action,
+                    reason: format!(
+                        "gate `{}` had errors in {} checks in a row; last: {error}",
+                        gate.name, state.error_streak
+                    ),
+                }
+            } else {
+                Verdict::Pass
+            }
+        } else {
+            state.error_streak = 0;
+            Verdict::Pass
+        };
+        (evaluations, verdict)
+    }
+
+    /// Starts a new stage: every streak back to zero.
+    pub fn reset(&mut self) {
+        self.gates.clear();
+    }
+}
+
+/// Evaluates an `at: end` gate once, on the newest sample of each probe.
+pub fn at_end(gate: &CompiledGate, newest: &HashMap<String, Sample>) -> (Vec<Evaluation>, Verdict) {
+    let evaluations: Vec<Evaluation> = gate
+        .conditions
+        .iter()
+        .map(|condition| {
+            let (outcome, value, threshold) = outcome(condition, newest);
+            let fired = outcome != Outcome::Pass;
+            Evaluation {
+                gate: gate.name.clone(),
+                condition: condition.text.clone(),
+                streak: Streak {
+                    count: u32::from(fired),
+                    needed: 1,
+                    window: None,
+                },
+                outcome,
+                value,
+                threshold,
+                fired,
+            }
+        })
+        .collect();
+    let violations: Vec<String> = evaluations
+        .iter()
+        .filter(|e| e.outcome == Outcome::Violation)
+        .map(|e| e.describe(unit_of(gate, &e.condition)))
+        .collect();
+    let errors: Vec<String> = evaluations
+        .iter()
+        .filter(|e| matches!(e.outcome, Outcome::Error(_)))
+        .map(|e| e.describe(unit_of(gate, &e.condition)))
+        .collect();
+    let verdict = if !violations.is_empty() {
+        Verdict::Failed {
+            action: gate.on_fail,
+            reason: format!(
+                "gate `{}` did not pass: {}",
+                gate.name,
+                violations.join("; ")
+            ),
+        }
+    } else if !errors.is_empty() {
+        Verdict::Errors {
+            action: gate.on_error.1,
+            reason: format!(
+                "gate `{}` could not be decided: {}",
+                gate.name,
+                errors.join("; ")
+            ),
+        }
+    } else {
+        Verdict::Pass
+    };
+    (evaluations, verdict)
+}
+
+/// The unit a condition's threshold is written in, for showing values.
+pub fn unit_of(gate: &CompiledGate, condition: &str) -> LiteralUnit {
+    gate.conditions
+        .iter()
+        .find(|c| c.text == condition)
+        .map_or(LiteralUnit::Plain, |c| match c.expr.rhs {
+            Rhs::Quantity { unit, .. } => unit,
+            Rhs::Metric { .. } => LiteralUnit::Plain,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn gate(yaml: &str) -> CompiledGate {
+        let gate: Gate = serde_saphyr::from_str(yaml).unwrap();
+        CompiledGate::compile("guard", &gate).unwrap()
+    }
+
+    fn samples(error_rate: Reading) -> HashMap<String, Sample> {
+        let sample = match error_rate {
+            Reading::Error(e) => Sample::failed("canary", e),
+            reading => Sample::ok(
+                "canary",
+                BTreeMap::from([("error_rate".to_owned(), reading)]),
+            ),
+        };
+        HashMap::from([("canary".to_owned(), sample)])
+    }
+
+    const BAD: Reading = Reading::Value(0.05);
+    const GOOD: Reading = Reading::Value(0.001);
+
+    fn run(gate: &CompiledGate, readings: &[Reading]) -> Vec<bool> {
+        let mut streaks = Streaks::default();
+        readings
+            .iter()
+            .map(|r| streaks.every_check(gate, &samples(r.clone())).1 != Verdict::Pass)
+            .collect()
+    }
+
+    fn err() -> Reading {
+        Reading::Error("connection refused".into())
+    }
+
+    #[test]
+    fn consecutive_fails_on_the_nth_violation_in_a_row() {
+        let g =
+            gate("at: every_check\nrequire: [{check: canary.error_rate <= 1%, consecutive: 3}]");
+        assert_eq!(run(&g, &[BAD, BAD, BAD]), [false, false, true]);
+    }
+
+    #[test]
+    fn a_pass_resets_the_streak() {
+        let g =
+            gate("at: every_check\nrequire: [{check: canary.error_rate <= 1%, consecutive: 3}]");
+        assert_eq!(
+            run(&g, &[BAD, BAD, GOOD, BAD, BAD, BAD]),
+            [false, false, false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn errors_neither_reset_nor_extend_the_streak() {
+        let g = gate(
+            "at: every_check\nrequire: [{check: canary.error_rate <= 1%, consecutive: 3}]\non_error: {consecutive: 10}",
+        );
+        // Two violations, an error, then one violation: the third violation in a row fires.
+        assert_eq!(
+            run(&g, &[BAD, BAD, err(), BAD]),
+            [false, false, false, true]
+        );
+        // An error does not extend: two violations around errors are still two.
+        assert_eq!(
+            run(&g, &[BAD, err(), err(), BAD]),
+            [false, false, false, false]
+        );
+    }
+
+    #[test]
+    fn within_m_of_the_last_n_evaluated_checks() {
+        let g = gate(
+            "at: every_check\nrequire: [{check: canary.error_rate <= 1%, within: {violations: 2, checks: 3}}]\non_error: {consecutive: 10}",
+        );
+        assert_eq!(run(&g, &[BAD, GOOD, BAD]), [false, false, true]);
+        assert_eq!(
+            run(&g, &[BAD, GOOD, GOOD, BAD]),
+            [false, false, false, false]
+        );
+        // Errors are not evaluated checks: they do not push a violation out of the window.
+        assert_eq!(
+            run(&g, &[BAD, err(), err(), GOOD, BAD]),
+            [false, false, false, false, true]
+        );
+    }
+
+    #[test]
+    fn without_a_rule_one_violation_fails() {
+        let g = gate("at: every_check\nrequire: [canary.error_rate <= 1%]");
+        assert_eq!(run(&g, &[GOOD, BAD]), [false, true]);
+    }
+
+    #[test]
+    fn no_data_policies() {
+        for (policy, expected) in [
+            (
+                "error",
+                Outcome::Error("no data for `canary.error_rate`".into()),
+            ),
+            ("pass", Outcome::Pass),
+            ("fail", Outcome::Violation),
+        ] {
+            let g = gate(&format!(
+                "at: every_check\nrequire: [{{check: canary.error_rate <= 1%, no_data: {policy}}}]"
+            ));
+            let (evaluations, _) = Streaks::default().every_check(&g, &samples(Reading::NoData));
+            assert_eq!(evaluations[0].outcome, expected, "{policy}");
+        }
+        // NaN from a probe is no data, never a pass.
+        let g = gate("at: every_check\nrequire: [canary.error_rate <= 1%]");
+        let (evaluations, _) =
+            Streaks::default().every_check(&g, &samples(Reading::from_number(f64::NAN)));
+        assert!(matches!(evaluations[0].outcome, Outcome::Error(_)));
+    }
+
+    #[test]
+    fn on_error_acts_after_k_errors_in_a_row_with_its_action() {
+        let g = gate(
+            "at: every_check\nrequire: [{check: canary.error_rate <= 1%, consecutive: 3}]\non_fail: rollback\non_error: {consecutive: 2, then: pause}",
+        );
+        let mut streaks = Streaks::default();
+        assert_eq!(streaks.every_check(&g, &samples(err())).1, Verdict::Pass);
+        match streaks.every_check(&g, &samples(err())).1 {
+            Verdict::Errors { action, .. } => assert_eq!(action, Action::Pause),
+            other => panic!("{other:?}"),
+        }
+        // A clean check resets the error count.
+        let mut streaks = Streaks::default();
+        for r in [err(), GOOD, err()] {
+            assert_eq!(streaks.every_check(&g, &samples(r)).1, Verdict::Pass);
+        }
+        // Default: 3 errors, the gate's on_fail.
+        let g = gate("at: every_check\nrequire: [canary.error_rate <= 1%]\non_fail: warn");
+        assert_eq!(run(&g, &[err(), err(), err()]), [false, false, true]);
+        let mut streaks = Streaks::default();
+        for _ in 0..2 {
+            streaks.every_check(&g, &samples(err()));
+        }
+        assert!(matches!(
+            streaks.every_check(&g, &samples(err())).1,
+            Verdict::Errors {
+                action: Action::Warn,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn end_gates_need_every_condition_to_pass() {
+        let g = gate("at: end\nrequire: [canary.error_rate <= 1%]\non_fail: pause");
+        assert_eq!(at_end(&g, &samples(GOOD)).1, Verdict::Pass);
+        assert!(matches!(
+            at_end(&g, &samples(BAD)).1,
+            Verdict::Failed {
+                action: Action::Pause,
+                ..
+            }
+        ));
+        assert!(matches!(
+            at_end(&g, &samples(err())).1,
+            Verdict::Errors { .. }
+        ));
+        assert!(matches!(
+            at_end(&g, &samples(Reading::NoData)).1,
+            Verdict::Errors { .. }
+        ));
+    }
+
+    #[test]
+    fn metric_against_metric_times_factor() {
+        let g = gate("at: every_check\nrequire: [load.canary.p95 <= load.legacy.p95 * 1.2]");
+        let load = |canary: f64| {
+            HashMap::from([(
+                "load".to_owned(),
+                Sample::ok(
+                    "load",
+                    BTreeMap::from([
+                        ("canary.p95".to_owned(), Reading::Value(canary)),
+                        ("legacy.p95".to_owned(), Reading::Value(0.100)),
+                    ]),
+                ),
+            )])
+        };
+        assert_eq!(
+            Streaks::default().every_check(&g, &load(0.119)).1,
+            Verdict::Pass
+        );
+        assert!(matches!(
+            Streaks::default().every_check(&g, &load(0.121)).1,
+            Verdict::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn values_show_in_the_thresholds_unit() {
+        assert_eq!(show(0.0123, LiteralUnit::Percent), "1.23%");
+        assert_eq!(show(0.2, LiteralUnit::Duration), "200ms");
+        assert_eq!(show(1.5, LiteralUnit::Duration), "1.5s");
+        assert_eq!(show(3.0, LiteralUnit::Plain), "3");
+    }
+}

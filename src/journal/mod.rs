@@ -1,0 +1,1 @@
+//! The journal: every event of a run, appended as JSON Lines.

@@ -1,0 +1,96 @@
+//! The `command` probe: a program (argv, no shell) that prints a JSON object of numbers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use crate::probe::{Sample, readings_from_json, tail};
+
+/// The most a probe's stdout may print: a JSON object of a few numbers.
+const MAX_OUTPUT: u64 = 1024 * 1024;
+
+/// A command probe with its argv already interpolated.
+#[derive(Debug, Clone)]
+pub struct CommandProbe {
+    pub name: String,
+    pub argv: Vec<String>,
+    /// The argv as it may be printed (`env` values as `***`).
+    pub shown: Vec<String>,
+    /// The plan's folder: the working directory, and the base of `./relative` programs.
+    pub dir: PathBuf,
+    pub timeout: Duration,
+}
+
+/// The program to execute: a `./relative` program is resolved against the plan's folder.
+pub fn program_path(dir: &Path, program: &str) -> PathBuf {
+    if program.starts_with("./") || program.starts_with("../") {
+        dir.join(program)
+    } else {
+        PathBuf::from(program)
+    }
+}
+
+impl CommandProbe {
+    pub async fn sample(&self) -> Sample {
+        match tokio::time::timeout(self.timeout, self.execute()).await {
+            Ok(Ok(sample)) => sample,
+            Ok(Err(error)) => Sample::failed(&self.name, error),
+            Err(_) => Sample::failed(
+                &self.name,
+                format!(
+                    "`{}` timed out after {}",
+                    self.shown.join(" "),
+                    crate::plan::units::format_duration(self.timeout)
+                ),
+            ),
+        }
+    }
+
+    async fn execute(&self) -> Result<Sample, String> {
+        let Some((program, args)) = self.argv.split_first() else {
+            return Err("empty command".into());
+        };
+        let mut child = tokio::process::Command::new(program_path(&self.dir, program))
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start `{}`: {e}", self.shown[0]))?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut out = child.stdout.take().expect("piped").take(MAX_OUTPUT);
+        let mut err = child.stderr.take().expect("piped").take(MAX_OUTPUT);
+        let (read_out, read_err, status) = tokio::join!(
+            out.read_to_end(&mut stdout),
+            err.read_to_end(&mut stderr),
+            child.wait()
+        );
+        read_out.map_err(|e| format!("reading stdout: {e}"))?;
+        read_err.map_err(|e| format!("reading stderr: {e}"))?;
+        let status = status.map_err(|e| format!("waiting for the program: {e}"))?;
+        if !status.success() {
+            let stderr = String::from_utf8_lossy(&stderr);
+            return Err(format!(
+                "`{}` failed ({status}){}",
+                self.shown.join(" "),
+                match tail(&stderr, 500) {
+                    "" => String::new(),
+                    t => format!(": {t}"),
+                }
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_slice(&stdout).map_err(|e| {
+            format!(
+                "`{}` did not print a JSON object: {e}: {}",
+                self.shown.join(" "),
+                tail(&String::from_utf8_lossy(&stdout), 200)
+            )
+        })?;
+        Ok(Sample::ok(&self.name, readings_from_json(&value)?))
+    }
+}

@@ -1,0 +1,168 @@
+//! The `http` probe: one request; metrics read from the JSON body by JSON Pointer, plus
+//! `status` and `latency`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::probe::{Reading, Sample, kind, tail};
+
+/// An HTTP request, interpolated, as probes and steps make it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: reqwest::Method,
+    pub url: String,
+    /// The URL as it may be printed.
+    pub shown_url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub timeout: Duration,
+    /// `None`: any 2xx.
+    pub expect_status: Option<u16>,
+}
+
+/// What a request gave: status, latency and body, or why it failed.
+pub struct Response {
+    pub status: u16,
+    pub latency: Duration,
+    pub body: bytes_body::Body,
+}
+
+/// Bodies are bounded: a probe reads a few kilobytes of JSON.
+pub mod bytes_body {
+    pub type Body = Vec<u8>;
+    pub const MAX: usize = 4 * 1024 * 1024;
+}
+
+impl Request {
+    /// Sends the request; a wrong status is an error naming the status and the body's start.
+    pub async fn send(&self, client: &reqwest::Client) -> Result<Response, String> {
+        let mut request = client
+            .request(self.method.clone(), &self.url)
+            .timeout(self.timeout);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = &self.body {
+            request = request.body(body.clone());
+        }
+        let started = Instant::now();
+        let response = request
+            .send()
+            .await
+            .map_err(|e| describe(&e, &self.shown_url))?;
+        let status = response.status().as_u16();
+        let body = read_limited(response)
+            .await
+            .map_err(|e| describe(&e, &self.shown_url))?;
+        let latency = started.elapsed();
+        let expected = self
+            .expect_status
+            .map_or((200..300).contains(&status), |s| s == status);
+        if !expected {
+            let want = self
+                .expect_status
+                .map_or_else(|| "2xx".to_owned(), |s| s.to_string());
+            return Err(format!(
+                "{} answered {status}, expected {want}: {}",
+                self.shown_url,
+                tail(&String::from_utf8_lossy(&body[..body.len().min(300)]), 300)
+            ));
+        }
+        Ok(Response {
+            status,
+            latency,
+            body,
+        })
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = bytes_body::MAX.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// A request error as one readable line, with the secret-free URL.
+pub fn describe(error: &reqwest::Error, shown_url: &str) -> String {
+    let what = if error.is_timeout() {
+        "timed out".to_owned()
+    } else if error.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    if cause.is_empty() {
+        format!("{shown_url}: {what}")
+    } else {
+        format!("{shown_url}: {what}: {cause}")
+    }
+}
+
+/// An HTTP probe: the request and the pointers to read.
+#[derive(Debug, Clone)]
+pub struct HttpProbe {
+    pub name: String,
+    pub request: Request,
+    /// Metric name → JSON Pointer.
+    pub metrics: Vec<(String, String)>,
+}
+
+impl HttpProbe {
+    pub async fn sample(&self, client: &reqwest::Client) -> Sample {
+        let response = match self.request.send(client).await {
+            Ok(response) => response,
+            Err(error) => return Sample::failed(&self.name, error),
+        };
+        let mut readings = BTreeMap::from([
+            (
+                "status".to_owned(),
+                Reading::Value(f64::from(response.status)),
+            ),
+            (
+                "latency".to_owned(),
+                Reading::Value(response.latency.as_secs_f64()),
+            ),
+        ]);
+        if self.metrics.is_empty() {
+            return Sample::ok(&self.name, readings);
+        }
+        let body: serde_json::Value = match serde_json::from_slice(&response.body) {
+            Ok(body) => body,
+            Err(error) => {
+                return Sample::failed(
+                    &self.name,
+                    format!("{}: the body is not JSON: {error}", self.request.shown_url),
+                );
+            }
+        };
+        for (metric, pointer) in &self.metrics {
+            let reading = match body.pointer(pointer) {
+                None | Some(serde_json::Value::Null) => Reading::NoData,
+                Some(serde_json::Value::Number(n)) => {
+                    n.as_f64().map_or(Reading::NoData, Reading::from_number)
+                }
+                Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().map_or_else(
+                    |_| Reading::Error(format!("`{pointer}` is the string {s:?}, not a number")),
+                    Reading::from_number,
+                ),
+                Some(other) => {
+                    Reading::Error(format!("`{pointer}` is {}, not a number", kind(other)))
+                }
+            };
+            readings.insert(metric.clone(), reading);
+        }
+        Sample::ok(&self.name, readings)
+    }
+}
