@@ -1,6 +1,7 @@
 //! The command line: clap arguments, each subcommand in its own file turning them into calls of
 //! the library. Nothing outside `cli` depends on it.
 
+mod run;
 mod schema;
 mod validate;
 
@@ -18,7 +19,9 @@ pub struct Cli {
 enum Command {
     /// Check plans: YAML, JSON schema, and meaning. Runs nothing and opens no socket.
     Validate(validate::Args),
-    /// Print the JSON Schema of the plan format.
+    /// Run a plan, or show its timeline (`--dry-run`), or judge it on a scenario.
+    Run(run::Args),
+    /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
 }
 
@@ -27,6 +30,7 @@ impl Cli {
     pub fn run(self) -> u8 {
         match self.command {
             Command::Validate(args) => validate::run(&args),
+            Command::Run(args) => run::run(&args),
             Command::Schema(args) => schema::run(&args),
         }
     }

@@ -3,14 +3,23 @@
 use std::io::Write;
 
 use crate::exit_code;
-use crate::plan::schema::plan_schema_text;
+use crate::plan::schema::{plan_schema_text, scenario_schema_text};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The schema of scenario files (`run --scenario`) instead of plans.
+    #[arg(long)]
+    scenario: bool,
+}
 
-pub fn run(_: &Args) -> u8 {
+pub fn run(args: &Args) -> u8 {
+    let text = if args.scenario {
+        scenario_schema_text()
+    } else {
+        plan_schema_text()
+    };
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(plan_schema_text().as_bytes()) {
+    match stdout.write_all(text.as_bytes()) {
         Ok(()) => exit_code::SUCCESS,
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => exit_code::SUCCESS,
         Err(error) => {

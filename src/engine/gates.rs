@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::expr::{self, Expr, Rhs};
 use crate::plan::model::{Action, Condition, Gate, GateAt, NoData};
@@ -104,7 +104,7 @@ pub fn compile_condition(condition: &Condition) -> Result<CompiledCondition, Str
 }
 
 /// The result of one condition at one check.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Pass,
@@ -114,25 +114,25 @@ pub enum Outcome {
 
 /// The state of a streak after an evaluation: `count` of `needed` (for `within`, violations
 /// among the last `window` checks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Streak {
     pub count: u32,
     pub needed: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<u32>,
 }
 
 /// One condition evaluated at one check: what the journal and the report record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub gate: String,
     pub condition: String,
     pub outcome: Outcome,
     /// The metric's value, in base units.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     /// The threshold it was compared with, in base units.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
     pub streak: Streak,
     /// This evaluation failed the condition.

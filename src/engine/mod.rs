@@ -1,4 +1,99 @@
 //! The engine: runs a plan stage by stage — steps, timed checks, gates, approvals, rollback.
+//!
+//! The run loop ([`run::Engine`]) owns the state and talks to the world through four seams, so
+//! that a live run, a dry run and a scenario differ only in what they plug in:
+//! [`clock::Clock`] (time), [`Sampler`] (probes), [`StepRunner`] (programs and HTTP calls) and
+//! [`ControlSource`] (approvals and aborts). Everything that happens is an
+//! [`Event`](crate::journal::event::Event) handed to the [`Sink`]s: the journal, the progress
+//! report, notifications.
 
 pub mod clock;
+pub mod context;
+pub mod dry_run;
 pub mod gates;
+pub mod live;
+pub mod notify;
+pub mod run;
+pub mod scenario;
+pub mod schedule;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+
+use crate::engine::clock::Clock;
+use crate::journal::event::{Phase, Record};
+use crate::plan::model::{ProbeOverrides, Step};
+use crate::probe::Sample;
+
+/// Where a check stands: what a probe needs to know to take a sample.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckContext<'a> {
+    /// `None` in preflight.
+    pub stage: Option<&'a str>,
+    pub traffic: f64,
+    /// Time since the stage started.
+    pub offset: Duration,
+    pub at: DateTime<Utc>,
+    /// Preflight's `with`.
+    pub overrides: Option<&'a ProbeOverrides>,
+}
+
+/// Takes samples from probes.
+pub trait Sampler: Send + Sync {
+    fn sample<'a>(&'a self, probe: &'a str, context: CheckContext<'a>) -> BoxFuture<'a, Sample>;
+}
+
+/// Where a step runs.
+#[derive(Debug, Clone, Copy)]
+pub struct StepContext<'a> {
+    pub phase: Phase,
+    pub stage: Option<&'a str>,
+    pub traffic: f64,
+    pub index: usize,
+}
+
+/// What one attempt of a step gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    pub ok: bool,
+    /// Exit status and the tail of the output, or the HTTP status; secrets scrubbed.
+    pub detail: String,
+}
+
+/// Runs steps: programs and HTTP calls.
+pub trait StepRunner: Send + Sync {
+    /// The step as it may be printed: interpolated, secrets as `***`.
+    fn describe(&self, step: &Step, context: StepContext<'_>) -> String;
+    /// One attempt.
+    fn run<'a>(&'a self, step: &'a Step, context: StepContext<'a>) -> BoxFuture<'a, StepResult>;
+}
+
+/// A person's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    Approve { by: String, stage: Option<String> },
+    Abort { by: String, reason: String },
+}
+
+/// Where approvals and aborts come from.
+pub trait ControlSource: Send {
+    /// Waits until `deadline`, or less if a decision arrives.
+    fn wait<'a>(
+        &'a mut self,
+        clock: &'a dyn Clock,
+        deadline: DateTime<Utc>,
+    ) -> BoxFuture<'a, Option<Control>>;
+    /// A stage asks for approval (or a gate paused) at `at`.
+    fn person_needed(&mut self, stage: &str, at: DateTime<Utc>);
+    /// Whether anyone can answer in this run; if not, the run stops and says it waits.
+    fn can_answer(&self) -> bool;
+}
+
+/// Receives every event; the journal's sink fails the run if it cannot write.
+pub trait Sink: Send {
+    fn record(&mut self, record: &Record) -> std::io::Result<()>;
+    /// Called once at the end, to flush.
+    fn finish(&mut self) {}
+}

@@ -1,1 +1,156 @@
-//! The journal: every event of a run, appended as JSON Lines.
+//! The journal: every event of a run, appended as JSON Lines and made durable (fsync) before the
+//! effect it announces. The first line is a versioned header.
+
+pub mod event;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::journal::event::{Event, FORMAT_VERSION, Record};
+
+/// The first line of a journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: u32,
+    pub run_id: String,
+    /// The plan's path as given to `run`.
+    pub plan: String,
+    /// `sha256:` of the plan file the run started from.
+    pub digest: String,
+    pub created: DateTime<Utc>,
+}
+
+/// An open journal, appending.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    seq: u64,
+}
+
+/// The longest line the journal writes or reads: a sample is a few hundred bytes.
+pub const MAX_LINE: usize = 1024 * 1024;
+
+impl Journal {
+    /// Creates `dir` (0700) and a new journal file in it (0600), and writes the header.
+    pub fn create(dir: &Path, file_name: &str, header: &Header) -> std::io::Result<Journal> {
+        create_private_dir(dir)?;
+        let path = dir.join(file_name);
+        let mut options = OpenOptions::new();
+        options.append(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(&path)?;
+        let mut journal = Journal { file, path, seq: 0 };
+        debug_assert_eq!(header.format, FORMAT_VERSION);
+        journal.write_line(&serde_json::to_vec(header).map_err(std::io::Error::other)?)?;
+        Ok(journal)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends an event and waits until it is on disk.
+    pub fn append(&mut self, at: DateTime<Utc>, event: Event) -> std::io::Result<Record> {
+        self.seq += 1;
+        let record = Record {
+            seq: self.seq,
+            at,
+            event,
+        };
+        let line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+        if line.len() > MAX_LINE {
+            return Err(std::io::Error::other(format!(
+                "journal line of {} bytes is over the {MAX_LINE}-byte limit",
+                line.len()
+            )));
+        }
+        self.write_line(&line)?;
+        Ok(record)
+    }
+
+    /// Appends a record made elsewhere (the engine numbers its events).
+    pub fn write_record(&mut self, record: &Record) -> std::io::Result<()> {
+        let line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        if line.len() > MAX_LINE {
+            return Err(std::io::Error::other(format!(
+                "journal line of {} bytes is over the {MAX_LINE}-byte limit",
+                line.len()
+            )));
+        }
+        self.seq = record.seq;
+        self.write_line(&line)
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        // One write per line, so a crash tears at most the last line.
+        let mut buffer = Vec::with_capacity(line.len() + 1);
+        buffer.extend_from_slice(line);
+        buffer.push(b'\n');
+        self.file.write_all(&buffer)?;
+        self.file.sync_data()
+    }
+}
+
+impl crate::engine::Sink for Journal {
+    fn record(&mut self, record: &Record) -> std::io::Result<()> {
+        self.write_record(record)
+    }
+}
+
+/// Creates a folder readable only by its owner (journals hold plan details).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_lines_after_a_header_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".ion-plan");
+        let header = Header {
+            format: FORMAT_VERSION,
+            run_id: "r1".into(),
+            plan: "plan.yaml".into(),
+            digest: "sha256:00".into(),
+            created: Utc::now(),
+        };
+        let mut journal = Journal::create(&state, "plan-r1.jsonl", &header).unwrap();
+        let record = journal
+            .append(Utc::now(), Event::StageCompleted { stage: "a".into() })
+            .unwrap();
+        assert_eq!(record.seq, 1);
+        let text = std::fs::read_to_string(journal.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let read: Header = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(read, header);
+        let back: Record = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(back, record);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&state), 0o700);
+            assert_eq!(mode(journal.path()), 0o600);
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod interpolate;
 pub mod load;
 pub mod metrics;
 pub mod model;
+pub mod scenario;
 pub mod schema;
 pub mod semantic;
 pub mod span;

@@ -102,20 +102,51 @@ pub fn plan_schema_text() -> String {
     text
 }
 
-/// The plan schema and its compiled validator, built once per process.
+/// The scenario schema (`ion-plan schema --scenario`).
+pub fn scenario_schema() -> Value {
+    let generator = SchemaSettings::draft2020_12().into_generator();
+    let mut schema =
+        serde_json::to_value(generator.into_root_schema_for::<crate::plan::scenario::Scenario>())
+            .expect("a generated schema is JSON");
+    tidy(&mut schema);
+    if let Some(object) = schema.as_object_mut() {
+        object.insert(
+            "$id".into(),
+            Value::String(SCHEMA_ID.replace("plan.schema", "scenario.schema")),
+        );
+    }
+    schema
+}
+
+/// The scenario schema as `schemas/scenario.schema.json` holds it.
+pub fn scenario_schema_text() -> String {
+    let mut text = serde_json::to_string_pretty(&scenario_schema()).expect("a schema serializes");
+    text.push('\n');
+    text
+}
+
+/// A schema and its compiled validator, built once per process.
 pub struct PlanSchema {
     schema: Value,
     validator: Validator,
 }
 
 impl PlanSchema {
+    /// The plan schema.
     pub fn get() -> &'static PlanSchema {
         static SCHEMA: OnceLock<PlanSchema> = OnceLock::new();
-        SCHEMA.get_or_init(|| {
-            let schema = plan_schema();
-            let validator = jsonschema::validator_for(&schema).expect("the plan schema compiles");
-            PlanSchema { schema, validator }
-        })
+        SCHEMA.get_or_init(|| PlanSchema::compile(plan_schema()))
+    }
+
+    /// The scenario schema.
+    pub fn scenario() -> &'static PlanSchema {
+        static SCHEMA: OnceLock<PlanSchema> = OnceLock::new();
+        SCHEMA.get_or_init(|| PlanSchema::compile(scenario_schema()))
+    }
+
+    fn compile(schema: Value) -> PlanSchema {
+        let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+        PlanSchema { schema, validator }
     }
 
     /// Every schema violation of a document, as diagnostics.

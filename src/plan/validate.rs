@@ -84,6 +84,39 @@ pub fn validate_source(source: Source, checks: Checks) -> Report {
     finish_located(source, located, plan)
 }
 
+/// Reads and validates a scenario file, and checks it against the plan it drives.
+pub fn validate_scenario(
+    path: &Path,
+    plan: &Plan,
+) -> Result<(Report, Option<crate::plan::scenario::Scenario>), ReadError> {
+    let source = match load::read(path)? {
+        Loaded::Text(source) => source,
+        Loaded::Invalid(source, diagnostic) => {
+            return Ok((finish(source, vec![diagnostic], None), None));
+        }
+    };
+    let document = match load::parse(&source) {
+        Ok(document) => document,
+        Err(diagnostic) => return Ok((finish(source, vec![diagnostic], None), None)),
+    };
+    let mut diagnostics = PlanSchema::scenario().check(&document.value);
+    let mut scenario = None;
+    if diagnostics.is_empty() {
+        match serde_path_to_error::deserialize(document.value.clone()) {
+            Ok(typed) => {
+                diagnostics.extend(crate::plan::scenario::check_against(&typed, plan));
+                scenario = Some(typed);
+            }
+            Err(error) => diagnostics.push(Diagnostic::error(Code::Schema, "", error.to_string())),
+        }
+    }
+    let located = diagnostics
+        .into_iter()
+        .map(|d| d.locate(&source.text, &document.map, &source.lines))
+        .collect();
+    Ok((finish_located(source, located, None), scenario))
+}
+
 /// The schema admits only what the model accepts, so this fails only if the two drift apart.
 fn typed(value: Value) -> Result<Plan, Diagnostic> {
     serde_path_to_error::deserialize(value).map_err(|error| {

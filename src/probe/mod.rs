@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod http;
+pub mod load;
 pub mod prometheus;
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! What people and tools read: validation findings (and, as the engine grows, progress, status
-//! and the decision log).
+//! What people and tools read: validation findings, and the progress of a run.
 
 pub mod diagnostics;
+pub mod progress;

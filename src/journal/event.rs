@@ -1,0 +1,241 @@
+//! The events of a run: what the journal stores, reporters print and notifications send.
+//! The journal's state is the fold of these events.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::gates::Evaluation;
+use crate::plan::model::Action;
+use crate::probe::Sample;
+
+/// The journal's on-disk format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How a run executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Real steps, real probes, real time.
+    Live,
+    /// The timeline only: nothing executed, simulated time.
+    DryRun,
+    /// Samples from a scenario file, simulated time, no steps executed.
+    Scenario,
+}
+
+/// Where a step belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Preflight,
+    Stage,
+    Rollback,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The last stage ended.
+    Completed,
+    /// A NO-GO ran the rollback steps.
+    RolledBack,
+    /// A person aborted; the rollback steps ran.
+    Aborted,
+    /// Preflight failed: no traffic moved.
+    PreflightFailed,
+    /// A rollback step failed: people must finish by hand.
+    Failed,
+    /// Waiting for a person (approval or pause) and nobody can answer in this run.
+    Waiting,
+}
+
+impl Outcome {
+    /// The process exit code for this outcome (design.md §5).
+    pub fn exit_code(self) -> u8 {
+        use crate::exit_code;
+        match self {
+            Outcome::Completed => exit_code::SUCCESS,
+            Outcome::RolledBack | Outcome::Aborted | Outcome::PreflightFailed => {
+                exit_code::ROLLED_BACK
+            }
+            Outcome::Failed => exit_code::RUNTIME_ERROR,
+            Outcome::Waiting => exit_code::WAITING,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Aborted => "aborted",
+            Outcome::PreflightFailed => "preflight_failed",
+            Outcome::Failed => "failed",
+            Outcome::Waiting => "waiting",
+        }
+    }
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// 1, 2, 3, … within the run.
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub event: Event,
+}
+
+/// Everything that happens in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        plan: String,
+        digest: String,
+        mode: Mode,
+        stages: usize,
+    },
+    PreflightPassed {
+        name: String,
+    },
+    PreflightFailed {
+        name: String,
+        reason: String,
+    },
+    /// The next stage waits for `not_before` or the window.
+    StageWaiting {
+        stage: String,
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    StageStarted {
+        stage: String,
+        index: usize,
+        traffic: f64,
+    },
+    /// Durable before the program starts: a crash after it means "maybe ran".
+    StepStarted {
+        phase: Phase,
+        stage: Option<String>,
+        index: usize,
+        name: String,
+        /// The command or request, secrets as `***`.
+        command: String,
+        attempt: u32,
+    },
+    StepFinished {
+        phase: Phase,
+        stage: Option<String>,
+        index: usize,
+        attempt: u32,
+        ok: bool,
+        detail: String,
+        duration_ms: u64,
+    },
+    CheckStarted {
+        stage: String,
+        number: u32,
+        /// Seconds since the stage started.
+        offset: f64,
+        probes: Vec<String>,
+    },
+    SampleTaken {
+        stage: Option<String>,
+        check: u32,
+        sample: Sample,
+    },
+    Evaluated {
+        stage: Option<String>,
+        check: u32,
+        evaluation: Evaluation,
+    },
+    /// In a dry run: a gate that would be evaluated here.
+    GatePlanned {
+        stage: Option<String>,
+        gate: String,
+        conditions: Vec<String>,
+    },
+    GateFailed {
+        stage: String,
+        gate: String,
+        action: Action,
+        reason: String,
+    },
+    ApprovalRequested {
+        stage: String,
+        deadline: Option<DateTime<Utc>>,
+    },
+    Approved {
+        stage: String,
+        by: String,
+    },
+    ApprovalTimedOut {
+        stage: String,
+        action: Action,
+    },
+    Paused {
+        stage: String,
+        reason: String,
+    },
+    Resumed {
+        stage: String,
+        by: String,
+    },
+    StageCompleted {
+        stage: String,
+    },
+    AbortRequested {
+        by: String,
+        reason: String,
+    },
+    RollbackStarted {
+        reason: String,
+    },
+    RolledBack,
+    RollbackFailed {
+        reason: String,
+        /// What people must do by hand: the failed step and the ones after it.
+        left_to_do: Vec<String>,
+    },
+    NotifyFailed {
+        url: String,
+        event: String,
+        reason: String,
+    },
+    RunEnded {
+        outcome: Outcome,
+        reason: Option<String>,
+    },
+}
+
+impl Event {
+    /// The event's name, as `notify.on` lists them (only some events are notifiable).
+    pub fn notify_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Event::RunStarted { .. } => "run_started",
+            Event::PreflightFailed { .. } => "preflight_failed",
+            Event::StageStarted { .. } => "stage_started",
+            Event::StageCompleted { .. } => "stage_completed",
+            Event::GateFailed {
+                action: Action::Warn,
+                ..
+            } => "gate_warned",
+            Event::GateFailed { .. } => "gate_failed",
+            Event::ApprovalRequested { .. } => "approval_requested",
+            Event::Approved { .. } => "approved",
+            Event::Paused { .. } => "paused",
+            Event::RolledBack => "rolled_back",
+            Event::AbortRequested { .. } => "aborted",
+            Event::RunEnded {
+                outcome: Outcome::Completed,
+                ..
+            } => "completed",
+            Event::RunEnded {
+                outcome: Outcome::Failed,
+                ..
+            } => "failed",
+            _ => return None,
+        })
+    }
+}

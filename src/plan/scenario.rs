@@ -1,0 +1,320 @@
+//! Scenario files: recorded or made-up samples that `run --scenario` feeds to the gates instead
+//! of live probes, on simulated time. "Would this plan have rolled back last Tuesday's incident?"
+//!
+//! ```yaml
+//! version: 1
+//! metrics:                      # what every check sees, unless a change says otherwise
+//!   canary.error_rate: 0.1%
+//!   load.canary.p95: 120ms
+//! changes:
+//!   - stage: canary-10          # or `preflight`
+//!     from: 2h                  # offset into the stage; default its start
+//!     until: 5h                 # default: the stage's end
+//!     metrics:
+//!       canary.error_rate: 2%
+//!       load: error             # the whole probe fails
+//! approvals:
+//!   canary-5: { after: 10m, by: alice }
+//!   full: { never: true }
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::plan::diagnostic::{Code, Diagnostic};
+use crate::plan::metrics::Catalog;
+use crate::plan::model::Plan;
+use crate::plan::schema::did_you_mean;
+use crate::plan::span::join;
+use crate::plan::units::{PlanDuration, parse_quantity};
+
+/// A scenario file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "ion-plan scenario")]
+pub struct Scenario {
+    /// Format version of this file. Only `1` exists.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: u32,
+    /// What this scenario replays, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The simulated start instant (RFC 3339). Default: the plan's `not_before`, else now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Metric (`probe.metric`) → value that every check sees unless a change overrides it.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub metrics: IndexMap<String, SampleValue>,
+    /// Values for part of a stage; later changes win over earlier ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// Stage → how its approval (or a pause in it) is answered. Default: approved at once.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub approvals: IndexMap<String, ApprovalScript>,
+    /// A person aborts the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortScript>,
+    /// Stages (or `preflight`) whose steps fail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fail_steps: Vec<String>,
+    /// The rollback steps fail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_rollback: bool,
+}
+
+/// Values for a time range of one stage.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// A stage name, or `preflight`.
+    pub stage: String,
+    /// From this offset into the stage (inclusive). Default: its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<PlanDuration>,
+    /// Until this offset (exclusive). Default: the stage's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<PlanDuration>,
+    /// Metric → value; a bare probe name with `error` or `no_data` fails the whole probe.
+    #[schemars(length(min = 1))]
+    pub metrics: IndexMap<String, SampleValue>,
+}
+
+/// How an approval is answered.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalScript {
+    /// Approved this long after it was asked for. Default: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<PlanDuration>,
+    /// Who approves. Default `scenario`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Nobody ever answers (to test `approval.timeout`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub never: bool,
+}
+
+/// A person aborts.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbortScript {
+    /// When, from the run's start.
+    pub at: PlanDuration,
+    /// Why.
+    pub reason: String,
+    /// Who. Default `scenario`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// A sample's value: a number in base units, a quantity (`2%`, `120ms`), `no_data`, `error` or
+/// `error: REASON`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleValue {
+    Number(f64),
+    NoData,
+    Error(String),
+}
+
+/// The pattern the schema gives a string value.
+pub const VALUE_PATTERN: &str = r"^(no_data|error(: .+)?|[0-9]+(\.[0-9]+)?(ms|s|m|h|d|%)?)$";
+
+impl SampleValue {
+    pub fn parse(text: &str) -> Option<SampleValue> {
+        match text {
+            "no_data" => Some(SampleValue::NoData),
+            "error" => Some(SampleValue::Error("error (scenario)".to_owned())),
+            other => match other.strip_prefix("error: ") {
+                Some(reason) => Some(SampleValue::Error(reason.to_owned())),
+                None => parse_quantity(other).map(|(v, _)| SampleValue::Number(v)),
+            },
+        }
+    }
+
+    fn is_number(&self) -> bool {
+        matches!(self, SampleValue::Number(_))
+    }
+}
+
+impl<'de> Deserialize<'de> for SampleValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl Visitor<'_> for ValueVisitor {
+            type Value = SampleValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number, a quantity such as `2%`, `no_data` or `error`")
+            }
+            #[expect(clippy::cast_precision_loss, reason = "sample values are small")]
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SampleValue, E> {
+                Ok(SampleValue::Number(v as f64))
+            }
+            #[expect(clippy::cast_precision_loss, reason = "sample values are small")]
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SampleValue, E> {
+                Ok(SampleValue::Number(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<SampleValue, E> {
+                Ok(SampleValue::Number(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SampleValue, E> {
+                SampleValue::parse(v)
+                    .ok_or_else(|| E::custom(format!("`{v}` is not a sample value")))
+            }
+        }
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+impl Serialize for SampleValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SampleValue::Number(n) => serializer.serialize_f64(*n),
+            SampleValue::NoData => serializer.serialize_str("no_data"),
+            SampleValue::Error(reason) => serializer.serialize_str(&format!("error: {reason}")),
+        }
+    }
+}
+
+impl JsonSchema for SampleValue {
+    fn schema_name() -> Cow<'static, str> {
+        "SampleValue".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A number in base units (seconds, fractions), a quantity such as `2%` or `120ms`, `no_data`, `error` or `error: REASON`.",
+            "oneOf": [
+                { "type": "number" },
+                { "type": "string", "pattern": VALUE_PATTERN },
+            ],
+        })
+    }
+}
+
+/// Checks a scenario against the plan it drives: stages, probes and metrics must exist.
+pub fn check_against(scenario: &Scenario, plan: &Plan) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let stages: Vec<String> = plan.stages.iter().map(|s| s.name.clone()).collect();
+    let mut with_preflight = stages.clone();
+    with_preflight.push("preflight".to_owned());
+    let stage_error = |pointer: String, name: &str, known: &[String]| {
+        let d = Diagnostic::error(
+            Code::BadValue,
+            pointer,
+            format!("the plan has no stage `{name}`"),
+        );
+        match did_you_mean(name, known) {
+            Some(best) => d.with_help(format!("did you mean `{best}`?")),
+            None => d.with_help(format!("stages: {}", known.join(", "))),
+        }
+    };
+    if let Some(start) = &scenario.start
+        && chrono::DateTime::parse_from_rfc3339(start).is_err()
+    {
+        out.push(Diagnostic::error(
+            Code::BadTimestamp,
+            "/start",
+            format!("`{start}` is not an RFC 3339 instant such as `2025-10-22T14:00:00Z`"),
+        ));
+    }
+    check_metrics(plan, "/metrics", &scenario.metrics, &mut out);
+    for (i, change) in scenario.changes.iter().enumerate() {
+        let pointer = format!("/changes/{i}");
+        if !with_preflight.contains(&change.stage) {
+            out.push(stage_error(
+                format!("{pointer}/stage"),
+                &change.stage,
+                &with_preflight,
+            ));
+        }
+        if let (Some(from), Some(until)) = (change.from, change.until)
+            && from >= until
+        {
+            out.push(Diagnostic::error(
+                Code::Range,
+                format!("{pointer}/until"),
+                format!("`until: {until}` must come after `from: {from}`"),
+            ));
+        }
+        check_metrics(
+            plan,
+            &format!("{pointer}/metrics"),
+            &change.metrics,
+            &mut out,
+        );
+    }
+    for name in scenario.approvals.keys() {
+        if !stages.contains(name) {
+            out.push(stage_error(join("/approvals", name), name, &stages).at_key());
+        }
+    }
+    for (i, name) in scenario.fail_steps.iter().enumerate() {
+        if !with_preflight.contains(name) {
+            out.push(stage_error(
+                format!("/fail_steps/{i}"),
+                name,
+                &with_preflight,
+            ));
+        }
+    }
+    out
+}
+
+fn check_metrics(
+    plan: &Plan,
+    pointer: &str,
+    metrics: &IndexMap<String, SampleValue>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let probes: Vec<String> = plan.probes.keys().cloned().collect();
+    for (name, value) in metrics {
+        let at = join(pointer, name);
+        let (probe, metric) = name.split_once('.').unwrap_or((name, ""));
+        let Some(model) = plan.probes.get(probe) else {
+            let mut d = Diagnostic::error(
+                Code::UnknownProbe,
+                at,
+                format!("the plan has no probe `{probe}`"),
+            )
+            .at_key();
+            if let Some(best) = did_you_mean(probe, &probes) {
+                d = d.with_help(format!("did you mean `{best}`?"));
+            }
+            out.push(d);
+            continue;
+        };
+        if metric.is_empty() {
+            if value.is_number() {
+                out.push(
+                    Diagnostic::error(
+                        Code::BadValue,
+                        at,
+                        format!("a whole probe (`{probe}`) can only be `error` or `no_data`"),
+                    )
+                    .with_help(format!("name a metric, e.g. `{probe}.METRIC`")),
+                );
+            }
+            continue;
+        }
+        let catalog = Catalog::of(model);
+        if catalog.unit(metric).is_none() {
+            let names = catalog.names();
+            let help = match did_you_mean(metric, &names) {
+                Some(best) => format!("did you mean `{probe}.{best}`?"),
+                None => format!("probe `{probe}` produces: {}", names.join(", ")),
+            };
+            out.push(
+                Diagnostic::error(
+                    Code::UnknownMetric,
+                    at,
+                    format!("probe `{probe}` cannot produce `{name}`"),
+                )
+                .at_key()
+                .with_help(help),
+            );
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Progress of a run: one plain line per event (good in CI logs), or NDJSON with `--json`.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::Sink;
+use crate::engine::gates::{Outcome as Judged, show};
+use crate::journal::event::{Event, Phase, Record};
+use crate::plan::units::{LiteralUnit, format_duration};
+use crate::probe::Reading;
+
+/// How progress is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    Json,
+}
+
+/// Prints each event as it happens.
+pub struct Progress<W: Write + Send> {
+    out: W,
+    style: Style,
+    start: Option<DateTime<Utc>>,
+}
+
+impl<W: Write + Send> Progress<W> {
+    pub fn new(out: W, style: Style) -> Self {
+        Progress {
+            out,
+            style,
+            start: None,
+        }
+    }
+}
+
+impl<W: Write + Send> Sink for Progress<W> {
+    fn record(&mut self, record: &Record) -> std::io::Result<()> {
+        let result = match self.style {
+            Style::Json => serde_json::to_writer(&mut self.out, record)
+                .map_err(std::io::Error::other)
+                .and_then(|()| self.out.write_all(b"\n")),
+            Style::Plain => {
+                let start = *self.start.get_or_insert(record.at);
+                let since = (record.at - start).to_std().unwrap_or_default();
+                let line = describe(&record.event);
+                writeln!(
+                    self.out,
+                    "{} {:>8}  {line}",
+                    record.at.format("%Y-%m-%d %H:%M:%SZ"),
+                    format!("+{}", format_duration(round_seconds(since)))
+                )
+            }
+        };
+        // Progress is for people; a closed pipe must not stop the rollout.
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
+    fn finish(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+fn round_seconds(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(d.as_secs())
+}
+
+fn reading(r: &Reading) -> String {
+    match r {
+        Reading::Value(v) => show(*v, LiteralUnit::Plain),
+        Reading::NoData => "no data".to_owned(),
+        Reading::Error(e) => format!("error ({e})"),
+    }
+}
+
+/// One event as a line for people.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::RunStarted {
+            run_id,
+            plan,
+            mode,
+            stages,
+            ..
+        } => format!("run {run_id} of {plan} started ({mode:?}, {stages} stages)")
+            .replace("DryRun", "dry run"),
+        Event::PreflightPassed { name } => format!("preflight `{name}`: passed"),
+        Event::PreflightFailed { name, reason } => format!("preflight `{name}`: FAILED: {reason}"),
+        Event::StageWaiting {
+            stage,
+            until,
+            reason,
+        } => format!(
+            "{stage}: waiting until {} ({reason})",
+            until.format("%Y-%m-%d %H:%M:%SZ")
+        ),
+        Event::StageStarted { stage, traffic, .. } => {
+            format!(
+                "{stage}: stage started, {}% traffic",
+                show(*traffic, LiteralUnit::Plain)
+            )
+        }
+        Event::StepStarted {
+            phase,
+            stage,
+            index,
+            command,
+            attempt,
+            name,
+            ..
+        } => {
+            let place = match phase {
+                Phase::Preflight => "preflight".to_owned(),
+                Phase::Stage => stage.clone().unwrap_or_default(),
+                Phase::Rollback => "rollback".to_owned(),
+            };
+            let retry = if *attempt > 1 {
+                format!(" (attempt {attempt})")
+            } else {
+                String::new()
+            };
+            let label = if name == command {
+                String::new()
+            } else {
+                format!("{name}: ")
+            };
+            format!("{place}: step {}{retry}: {label}{command}", index + 1)
+        }
+        Event::StepFinished {
+            ok, detail, index, ..
+        } => {
+            format!(
+                "  step {} {}: {detail}",
+                index + 1,
+                if *ok { "ok" } else { "FAILED" }
+            )
+        }
+        Event::CheckStarted {
+            stage,
+            number,
+            offset,
+            probes,
+        } => format!(
+            "{stage}: check {number} at +{}: {}",
+            format_duration(
+                std::time::Duration::from_secs_f64(offset.max(0.0))
+                    .min(std::time::Duration::from_secs(u64::MAX / 4))
+            ),
+            probes.join(", ")
+        ),
+        Event::SampleTaken { sample, .. } => match &sample.error {
+            Some(error) => format!("  {}: ERROR {error}", sample.probe),
+            None if sample.metrics.is_empty() => format!("  {}: no data", sample.probe),
+            None => format!(
+                "  {}: {}",
+                sample.probe,
+                sample
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", reading(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        },
+        Event::Evaluated { evaluation, .. } => {
+            let mark = match (&evaluation.outcome, evaluation.fired) {
+                (_, true) => "✗",
+                (Judged::Pass, _) => "✓",
+                (Judged::Violation, _) => "!",
+                (Judged::Error(_), _) => "?",
+            };
+            let unit = crate::plan::expr::parse(&evaluation.condition)
+                .ok()
+                .and_then(|e| match e.rhs {
+                    crate::plan::expr::Rhs::Quantity { unit, .. } => Some(unit),
+                    crate::plan::expr::Rhs::Metric { .. } => None,
+                })
+                .unwrap_or(LiteralUnit::Plain);
+            format!(
+                "  {mark} {}: {}",
+                evaluation.gate,
+                evaluation.describe(unit)
+            )
+        }
+        Event::GatePlanned {
+            gate, conditions, ..
+        } => {
+            format!("  gate {gate}: {}", conditions.join("; "))
+        }
+        Event::GateFailed {
+            gate,
+            action,
+            reason,
+            ..
+        } => format!("GATE {gate} FAILED → {action:?}: {reason}")
+            .replace("→ Rollback", "→ rollback")
+            .replace("→ Pause", "→ pause")
+            .replace("→ Warn", "→ warn"),
+        Event::ApprovalRequested { stage, deadline } => match deadline {
+            Some(d) => format!(
+                "{stage}: waiting for approval until {}",
+                d.format("%Y-%m-%d %H:%M:%SZ")
+            ),
+            None => format!("{stage}: waiting for approval"),
+        },
+        Event::Approved { stage, by } => format!("{stage}: approved by {by}"),
+        Event::ApprovalTimedOut { stage, action } => {
+            format!("{stage}: approval timed out → {action:?}").to_lowercase()
+        }
+        Event::Paused { stage, reason } => format!("{stage}: PAUSED: {reason}"),
+        Event::Resumed { stage, by } => format!("{stage}: resumed by {by}"),
+        Event::StageCompleted { stage } => format!("{stage}: stage completed"),
+        Event::AbortRequested { by, reason } => format!("ABORT by {by}: {reason}"),
+        Event::RollbackStarted { reason } => format!("ROLLBACK: {reason}"),
+        Event::RolledBack => "rolled back".to_owned(),
+        Event::RollbackFailed { reason, left_to_do } => format!(
+            "ROLLBACK FAILED: {reason}\n  left to do by hand:\n{}",
+            left_to_do
+                .iter()
+                .map(|s| format!("    - {s}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        Event::NotifyFailed { url, event, reason } => {
+            format!("notification {event} to {url} failed: {reason}")
+        }
+        Event::RunEnded { outcome, reason } => match reason {
+            Some(reason) => format!("run ended: {}: {reason}", outcome.as_str()),
+            None => format!("run ended: {}", outcome.as_str()),
+        },
+    }
+}
