@@ -392,7 +392,8 @@ pub fn describe_step(resolver: &Resolver, step: &Step, context: StepContext<'_>)
 /// Approvals from the terminal: when stdin is a TTY, a line `approve` (or `y`) approves and
 /// `abort REASON` aborts.
 pub struct TerminalControl {
-    receiver: mpsc::UnboundedReceiver<Control>,
+    /// `None` once nothing can send any more (no terminal, or stdin closed).
+    receiver: Option<mpsc::UnboundedReceiver<Control>>,
     interactive: bool,
 }
 
@@ -431,7 +432,7 @@ impl TerminalControl {
             });
         }
         TerminalControl {
-            receiver,
+            receiver: interactive.then_some(receiver),
             interactive,
         }
     }
@@ -450,10 +451,18 @@ impl ControlSource for TerminalControl {
         deadline: DateTime<Utc>,
     ) -> BoxFuture<'a, Option<Control>> {
         Box::pin(async move {
-            tokio::select! {
-                control = self.receiver.recv() => control,
-                () = clock.sleep_until(deadline) => None,
+            if let Some(receiver) = &mut self.receiver {
+                tokio::select! {
+                    control = receiver.recv() => match control {
+                        Some(control) => return Some(control),
+                        // stdin closed: nobody can answer any more; wait out the deadline.
+                        None => self.receiver = None,
+                    },
+                    () = clock.sleep_until(deadline) => return None,
+                }
             }
+            clock.sleep_until(deadline).await;
+            None
         })
     }
 

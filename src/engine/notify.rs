@@ -140,7 +140,7 @@ impl Sink for Notifier {
                 let mut last = String::new();
                 for attempt in 0..ATTEMPTS {
                     if attempt > 0 {
-                        tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                        tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
                     }
                     let mut request = client.post(&url.value).timeout(TIMEOUT).json(&body);
                     for (k, v) in &headers {

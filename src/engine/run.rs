@@ -716,7 +716,7 @@ impl<'p> Engine<'p> {
                 ));
             }
         }
-        self.emit(Event::RolledBack)?;
+        self.emit(Event::RolledBack {})?;
         Ok((outcome, Some(reason)))
     }
 }

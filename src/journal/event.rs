@@ -192,7 +192,7 @@ pub enum Event {
     RollbackStarted {
         reason: String,
     },
-    RolledBack,
+    RolledBack {},
     RollbackFailed {
         reason: String,
         /// What people must do by hand: the failed step and the ones after it.
@@ -225,7 +225,7 @@ impl Event {
             Event::ApprovalRequested { .. } => "approval_requested",
             Event::Approved { .. } => "approved",
             Event::Paused { .. } => "paused",
-            Event::RolledBack => "rolled_back",
+            Event::RolledBack {} => "rolled_back",
             Event::AbortRequested { .. } => "aborted",
             Event::RunEnded {
                 outcome: Outcome::Completed,

@@ -187,6 +187,9 @@ pub fn describe(event: &Event) -> String {
         }
         Event::GatePlanned {
             gate, conditions, ..
+        } if conditions.is_empty() => format!("  {gate}: the probe must answer"),
+        Event::GatePlanned {
+            gate, conditions, ..
         } => {
             format!("  gate {gate}: {}", conditions.join("; "))
         }
@@ -215,7 +218,7 @@ pub fn describe(event: &Event) -> String {
         Event::StageCompleted { stage } => format!("{stage}: stage completed"),
         Event::AbortRequested { by, reason } => format!("ABORT by {by}: {reason}"),
         Event::RollbackStarted { reason } => format!("ROLLBACK: {reason}"),
-        Event::RolledBack => "rolled back".to_owned(),
+        Event::RolledBack {} => "rolled back".to_owned(),
         Event::RollbackFailed { reason, left_to_do } => format!(
             "ROLLBACK FAILED: {reason}\n  left to do by hand:\n{}",
             left_to_do

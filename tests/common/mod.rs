@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod server;
+
 /// What a run of the binary gave.
 #[derive(Debug)]
 pub struct Output {

@@ -1,0 +1,488 @@
+//! The decision semantics of design.md §3, each pinned by a scenario run of the real binary on
+//! simulated time: every rule has a test that fails if the rule changes.
+
+mod common;
+
+use common::{ion_plan, root, write};
+use serde_json::Value;
+
+/// A plan with one probe (`app`, a command that is never run in a scenario) and two stages.
+fn plan(gates: &str, stage_extra: &str) -> String {
+    format!(
+        "\
+version: 1
+name: rules
+probes:
+  app:
+    command: [./app-metrics.sh]
+gates:
+{gates}
+defaults:
+  steps:
+    - run: [./shift.sh, \"${{{{ stage.traffic }}}}\"]
+  checks: {{ every: 1m, probes: [app] }}
+stages:
+  - name: first
+    traffic: 10
+    bake: 10m
+{stage_extra}
+  - name: last
+    traffic: 100
+    bake: 10m
+rollback:
+  - run: [./rollback.sh]
+"
+    )
+}
+
+struct Run {
+    code: i32,
+    events: Vec<Value>,
+    stdout: String,
+}
+
+impl Run {
+    fn names(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .map(|e| {
+                e["event"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .next()
+                    .unwrap()
+                    .clone()
+            })
+            .collect()
+    }
+
+    fn find(&self, name: &str) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter_map(|e| e["event"].get(name))
+            .collect()
+    }
+
+    fn outcome(&self) -> String {
+        self.find("run_ended")[0]["outcome"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The check number at which a gate last failed.
+    fn failed_at_check(&self) -> Option<u64> {
+        let position = self
+            .events
+            .iter()
+            .rposition(|e| e["event"].get("gate_failed").is_some())?;
+        self.events[..position].iter().rev().find_map(|e| {
+            e["event"]
+                .get("check_started")
+                .map(|c| c["number"].as_u64().unwrap())
+        })
+    }
+}
+
+fn run(plan: &str, scenario: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "app-metrics.sh", "#!/bin/sh\necho '{}'\n");
+    write(dir.path(), "rollback.sh", "#!/bin/sh\n");
+    write(dir.path(), "shift.sh", "#!/bin/sh\n");
+    let plan_path = write(dir.path(), "plan.yaml", plan);
+    let scenario_path = write(
+        dir.path(),
+        "scenario.yaml",
+        format!("version: 1\n{scenario}"),
+    );
+    let output = ion_plan()
+        .arg("run")
+        .arg(&plan_path)
+        .arg("--scenario")
+        .arg(&scenario_path)
+        .arg("--json")
+        .run();
+    assert!(
+        output.stderr.is_empty() || output.code != 2,
+        "invalid input: {}",
+        output.stderr
+    );
+    let events = output
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        !dir.path().join(".ion-plan").exists(),
+        "a scenario run writes no journal"
+    );
+    Run {
+        code: output.code,
+        events,
+        stdout: output.stdout,
+    }
+}
+
+const GUARD3: &str = "  guard:
+    at: every_check
+    require:
+      - check: app.error_rate <= 1%
+        consecutive: 3
+    on_error: { consecutive: 100 }";
+
+/// Scenario values for `first`: one entry per check minute (1m..), `v` violation, `p` pass,
+/// `e` error, `n` no data.
+fn timeline(pattern: &str) -> String {
+    let mut out = String::from("metrics:\n  app.error_rate: 0.1%\nchanges:\n");
+    for (i, c) in pattern.chars().enumerate() {
+        let value = match c {
+            'v' => "5%",
+            'p' => "0.1%",
+            'e' => "error",
+            'n' => "no_data",
+            _ => unreachable!(),
+        };
+        let metric = if c == 'e' { "app" } else { "app.error_rate" };
+        out.push_str(&format!(
+            "  - {{ stage: first, from: {}m, until: {}m, metrics: {{ {metric}: {value} }} }}\n",
+            i + 1,
+            i + 2
+        ));
+    }
+    out
+}
+
+#[test]
+fn consecutive_fails_on_the_third_violation_in_a_row() {
+    let r = run(&plan(GUARD3, "    gates: [guard]"), &timeline("vvv"));
+    assert_eq!(r.outcome(), "rolled_back");
+    assert_eq!(r.code, 3);
+    assert_eq!(r.failed_at_check(), Some(3));
+}
+
+#[test]
+fn a_pass_resets_the_streak() {
+    let r = run(&plan(GUARD3, "    gates: [guard]"), &timeline("vvpvvv"));
+    assert_eq!(r.failed_at_check(), Some(6));
+    let r = run(&plan(GUARD3, "    gates: [guard]"), &timeline("vvpvvp"));
+    assert_eq!(r.outcome(), "completed");
+}
+
+#[test]
+fn an_error_neither_resets_nor_extends_the_streak() {
+    // v v e v: the error does not reset, so the 4th check is the 3rd violation in a row.
+    let r = run(&plan(GUARD3, "    gates: [guard]"), &timeline("vvev"));
+    assert_eq!(r.failed_at_check(), Some(4));
+    // v e e v: the errors do not extend either; two violations are two.
+    let r = run(&plan(GUARD3, "    gates: [guard]"), &timeline("veevp"));
+    assert_eq!(r.outcome(), "completed");
+}
+
+#[test]
+fn within_fails_on_m_of_the_last_n_checks() {
+    let gates = "  guard:
+    at: every_check
+    require:
+      - check: app.error_rate <= 1%
+        within: { violations: 2, checks: 4 }";
+    let r = run(&plan(gates, "    gates: [guard]"), &timeline("vppv"));
+    assert_eq!(r.failed_at_check(), Some(4));
+    let r = run(&plan(gates, "    gates: [guard]"), &timeline("vpppv"));
+    assert_eq!(r.outcome(), "completed");
+}
+
+#[test]
+fn no_data_follows_its_policy() {
+    let gate = |policy: &str| {
+        format!(
+            "  guard:
+    at: every_check
+    require:
+      - check: app.error_rate <= 1%
+        no_data: {policy}
+    on_error: {{ consecutive: 2 }}"
+        )
+    };
+    // fail: one no-data check is a violation, and one violation fails.
+    let r = run(&plan(&gate("fail"), "    gates: [guard]"), &timeline("pn"));
+    assert_eq!(r.failed_at_check(), Some(2));
+    // pass: no data passes.
+    let r = run(
+        &plan(&gate("pass"), "    gates: [guard]"),
+        &timeline("nnnn"),
+    );
+    assert_eq!(r.outcome(), "completed");
+    // error (the default): two in a row reach on_error's limit.
+    let r = run(
+        &plan(&gate("error"), "    gates: [guard]"),
+        &timeline("pnn"),
+    );
+    assert_eq!(r.failed_at_check(), Some(3));
+    let failed = &r.find("gate_failed")[0];
+    assert!(
+        failed["reason"].as_str().unwrap().contains("no data"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn on_error_takes_its_action_after_k_errors_in_a_row() {
+    let gates = "  guard:
+    at: every_check
+    require: [app.error_rate <= 1%]
+    on_fail: rollback
+    on_error: { consecutive: 3, then: warn }";
+    let r = run(&plan(gates, "    gates: [guard]"), &timeline("eee"));
+    let failed = r.find("gate_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["action"], "warn");
+    // warn records it and goes on: the run completes.
+    assert_eq!(r.outcome(), "completed");
+    // Two errors, a clean check, two errors: never three in a row.
+    let r = run(&plan(gates, "    gates: [guard]"), &timeline("eepee"));
+    assert!(r.find("gate_failed").is_empty());
+}
+
+#[test]
+fn an_end_gate_runs_a_final_check_when_none_is_scheduled_at_the_end() {
+    let gates = "  go:
+    at: end
+    require: [app.error_rate <= 0.5%]";
+    // Checks only at 3m; the bake ends at 10m, where the final check sees the bad value.
+    let extra = "    checks: { at: [3m], probes: [app] }\n    gates: [go]";
+    let scenario = "metrics:\n  app.error_rate: 0.1%\nchanges:\n  - { stage: first, from: 9m, metrics: { app.error_rate: 0.8% } }\n";
+    let r = run(&plan(gates, extra), scenario);
+    let offsets: Vec<f64> = r
+        .find("check_started")
+        .iter()
+        .filter(|c| c["stage"] == "first")
+        .map(|c| c["offset"].as_f64().unwrap())
+        .collect();
+    assert_eq!(offsets, [180.0, 600.0]);
+    assert_eq!(r.outcome(), "rolled_back");
+    // With a healthy value at the end, the stage passes.
+    let scenario = "metrics:\n  app.error_rate: 0.1%\n";
+    assert_eq!(run(&plan(gates, extra), scenario).outcome(), "completed");
+}
+
+#[test]
+fn an_approval_timeout_takes_on_timeout_rollback_by_default() {
+    let extra = "    approval: { timeout: 30m }";
+    let r = run(
+        &plan(GUARD3, extra),
+        "metrics: { app.error_rate: 0.1% }\napprovals:\n  first: { never: true }\n",
+    );
+    assert_eq!(r.outcome(), "rolled_back");
+    assert_eq!(r.find("approval_timed_out")[0]["action"], "rollback");
+    // Guards keep running while it waits: checks continue every minute after the bake.
+    let after_request = r
+        .names()
+        .iter()
+        .skip_while(|n| *n != "approval_requested")
+        .filter(|n| *n == "check_started")
+        .count();
+    // +1m..+29m; at +30m the timeout comes first.
+    assert_eq!(after_request, 29);
+    // Approved within the timeout: the run goes on.
+    let r = run(
+        &plan(GUARD3, extra),
+        "metrics: { app.error_rate: 0.1% }\napprovals:\n  first: { after: 20m, by: alice }\n",
+    );
+    assert_eq!(r.outcome(), "completed");
+    assert_eq!(r.find("approved")[0]["by"], "alice");
+}
+
+#[test]
+fn a_guard_that_fails_while_waiting_for_approval_rolls_back() {
+    let extra = "    gates: [guard]\n    approval: {}";
+    let scenario = "metrics: { app.error_rate: 0.1% }\nchanges:\n  - { stage: first, from: 15m, metrics: { app.error_rate: 5% } }\napprovals:\n  first: { never: true }\n";
+    let r = run(&plan(GUARD3, extra), scenario);
+    assert_eq!(r.outcome(), "rolled_back");
+    // 10 checks in the bake, then 15m..17m are the three violations: check 17.
+    assert_eq!(r.failed_at_check(), Some(17));
+}
+
+#[test]
+fn warn_records_and_goes_on() {
+    let gates = "  go:
+    at: end
+    require: [app.error_rate <= 0.5%]
+    on_fail: warn";
+    let r = run(
+        &plan(gates, "    gates: [go]"),
+        "metrics: { app.error_rate: 2% }\n",
+    );
+    assert_eq!(r.outcome(), "completed");
+    assert_eq!(r.find("gate_failed")[0]["action"], "warn");
+    assert_eq!(r.find("stage_completed").len(), 2);
+}
+
+#[test]
+fn pause_waits_for_a_person_while_guards_keep_running() {
+    let gates = format!(
+        "{GUARD3}
+  go:
+    at: end
+    require: [app.cpu <= 80%]
+    on_fail: pause"
+    );
+    let extra = "    gates: [guard, go]";
+    let scenario = "metrics: { app.error_rate: 0.1%, app.cpu: 95% }\napprovals:\n  first: { after: 7m, by: bob }\n";
+    let r = run(&plan(&gates, extra), scenario);
+    let names = r.names();
+    let paused = names.iter().position(|n| n == "paused").expect("paused");
+    let resumed = names.iter().position(|n| n == "resumed").expect("resumed");
+    let checks_while_paused = names[paused..resumed]
+        .iter()
+        .filter(|n| *n == "check_started")
+        .count();
+    // Checks at +1m..+6m; at +7m the approval comes first.
+    assert_eq!(checks_while_paused, 6);
+    assert_eq!(r.find("resumed")[0]["by"], "bob");
+    // `last` also pauses (cpu stays high); nobody is scripted for it, so it is approved at once.
+    assert_eq!(r.outcome(), "completed");
+    // A guard failing during the pause rolls back.
+    let scenario = "metrics: { app.error_rate: 0.1%, app.cpu: 95% }\nchanges:\n  - { stage: first, from: 12m, metrics: { app.error_rate: 5% } }\napprovals:\n  first: { never: true }\n";
+    let r = run(&plan(&gates, extra), scenario);
+    assert_eq!(r.outcome(), "rolled_back");
+    assert_eq!(r.failed_at_check(), Some(14));
+}
+
+#[test]
+fn a_failed_step_rolls_back_and_a_failed_rollback_ends_failed() {
+    let r = run(
+        &plan(GUARD3, "    gates: [guard]"),
+        "metrics: { app.error_rate: 0.1% }\nfail_steps: [last]\n",
+    );
+    assert_eq!(r.outcome(), "rolled_back");
+    assert_eq!(r.code, 3);
+    let r = run(
+        &plan(GUARD3, "    gates: [guard]"),
+        "metrics: { app.error_rate: 0.1% }\nfail_steps: [last]\nfail_rollback: true\n",
+    );
+    assert_eq!(r.outcome(), "failed");
+    assert_eq!(r.code, 1);
+    let failed = &r.find("rollback_failed")[0];
+    assert_eq!(failed["left_to_do"][0], "./rollback.sh");
+    assert!(r.stdout.contains("left to do by hand") || r.stdout.contains("left_to_do"));
+}
+
+#[test]
+fn an_abort_runs_the_rollback() {
+    let r = run(
+        &plan(GUARD3, "    gates: [guard]"),
+        "metrics: { app.error_rate: 0.1% }\nabort: { at: 13m, reason: customer complaints, by: carol }\n",
+    );
+    assert_eq!(r.outcome(), "aborted");
+    assert_eq!(r.code, 3);
+    assert_eq!(r.find("abort_requested")[0]["by"], "carol");
+    assert_eq!(r.find("rolled_back").len(), 1);
+}
+
+#[test]
+fn stages_wait_for_not_before_and_for_the_window_across_a_weekend_in_seoul() {
+    // Friday 2025-10-24 16:50 KST: the first stage starts in the window, bakes 10m; the second
+    // would start at 17:00+ Friday, outside 13-16h Mon-Thu, so it waits for Monday 13:00 KST.
+    let text = plan(GUARD3, "    gates: [guard]").replace(
+        "gates:\n",
+        "schedule:\n  not_before: 2025-10-23T07:50:00Z\n  window: \"* 13-16 * * Mon-Thu\"\n  timezone: Asia/Seoul\ngates:\n",
+    );
+    let r = run(
+        &text,
+        "start: 2025-10-23T07:00:00Z\nmetrics: { app.error_rate: 0.1% }\n",
+    );
+    let waits = r.find("stage_waiting");
+    // not_before (Thursday 16:50 KST), then the weekend.
+    assert_eq!(waits[0]["until"], "2025-10-23T07:50:00Z");
+    assert_eq!(waits[1]["until"], "2025-10-27T04:00:00Z");
+    let started: Vec<&str> = r
+        .events
+        .iter()
+        .filter(|e| e["event"].get("stage_started").is_some())
+        .map(|e| e["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(started, ["2025-10-23T07:50:00Z", "2025-10-27T04:00:00Z"]);
+}
+
+#[test]
+fn preflight_failure_moves_no_traffic() {
+    let text = plan(GUARD3, "    gates: [guard]").replace(
+        "defaults:",
+        "preflight:\n  - name: app is healthy\n    probe: app\n    require: [app.error_rate == 0%]\ndefaults:",
+    );
+    let r = run(&text, "metrics: { app.error_rate: 0.1% }\n");
+    assert_eq!(r.outcome(), "preflight_failed");
+    assert_eq!(r.code, 3);
+    assert!(r.find("stage_started").is_empty());
+    assert!(r.find("step_started").is_empty());
+}
+
+#[test]
+fn phase4_clean_scenario_completes_and_the_regression_rolls_back_on_the_third_violation() {
+    let clean = ion_plan()
+        .args([
+            "run",
+            "plans/phase4.yaml",
+            "--scenario",
+            "plans/scenarios/phase4-clean.yaml",
+        ])
+        .current_dir(root())
+        .run();
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    assert!(clean.stdout.contains("run ended: completed"));
+    let bad = ion_plan()
+        .args([
+            "run",
+            "plans/phase4.yaml",
+            "--json",
+            "--scenario",
+            "plans/scenarios/phase4-regression.yaml",
+        ])
+        .current_dir(root())
+        .run();
+    assert_eq!(bad.code, 3);
+    let events: Vec<Value> = bad
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fired: Vec<&Value> = events
+        .iter()
+        .filter_map(|e| e["event"].get("evaluated"))
+        .filter(|e| e["evaluation"]["fired"] == true)
+        .collect();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(
+        fired[0]["evaluation"]["condition"],
+        "canary.error_rate <= 1%"
+    );
+    assert_eq!(fired[0]["evaluation"]["streak"]["count"], 3);
+    assert_eq!(fired[0]["stage"], "canary-25");
+}
+
+#[test]
+fn a_scenario_naming_unknown_stages_or_metrics_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "version: 1\nmetrics:\n  canary.eror_rate: 1%\napprovals:\n  canary-6: { after: 1m }\n",
+    );
+    let output = ion_plan()
+        .args(["run", "plans/phase4.yaml", "--scenario"])
+        .arg(&scenario)
+        .current_dir(root())
+        .run();
+    assert_eq!(output.code, 2);
+    assert!(
+        output.stderr.contains("did you mean `canary.error_rate`?"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains("did you mean `canary-5`?"),
+        "{}",
+        output.stderr
+    );
+}
