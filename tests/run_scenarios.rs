@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use common::{ion_plan, root, write};
 use serde_json::Value;
 
@@ -144,11 +146,13 @@ fn timeline(pattern: &str) -> String {
             _ => unreachable!(),
         };
         let metric = if c == 'e' { "app" } else { "app.error_rate" };
-        out.push_str(&format!(
-            "  - {{ stage: first, from: {}m, until: {}m, metrics: {{ {metric}: {value} }} }}\n",
+        writeln!(
+            out,
+            "  - {{ stage: first, from: {}m, until: {}m, metrics: {{ {metric}: {value} }} }}",
             i + 1,
             i + 2
-        ));
+        )
+        .unwrap();
     }
     out
 }

@@ -2,7 +2,7 @@
 //! `--scenario FILE` (recorded or made-up samples judged by the gates).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use crate::engine::clock::{Clock, RealClock, SimClock};
 use crate::engine::context::Resolver;
 use crate::engine::dry_run::{ApproveAtOnce, NoProbes, ShowSteps};
 use crate::engine::live::{Live, TerminalControl};
-use crate::engine::notify::{DRAIN, Notifier};
+use crate::engine::notify::{DRAIN, Notifier, Pending};
 use crate::engine::run::{Engine, Parts, RunInfo};
 use crate::engine::scenario::{ScenarioControl, ScenarioSampler};
 use crate::engine::{Sink, scenario};
@@ -101,115 +101,36 @@ fn run_id(now: DateTime<Utc>) -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), salt & 0xffff)
 }
 
+/// What a run needs, by mode.
+struct Setup {
+    mode: Mode,
+    run_id: String,
+    parts: Parts,
+    journal: Option<PathBuf>,
+    pending: Option<Pending>,
+}
+
 async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 {
     let style = if args.json { Style::Json } else { Style::Plain };
     let progress: Box<dyn Sink> = Box::new(Progress::new(std::io::stdout(), style));
-    let plan_path = args.plan.display().to_string();
-    let (mode, parts, journal_path, pending) = if let Some(path) = &args.scenario {
-        let (report, scenario) = match validate_scenario(path, &plan) {
-            Ok(result) => result,
-            Err(error) => {
-                eprintln!("{:?}", miette::Report::new(error));
-                return exit_code::RUNTIME_ERROR;
-            }
-        };
-        let Some(scenario) = scenario.filter(|_| report.is_valid(false)) else {
-            return invalid(report);
-        };
-        let scenario = Arc::new(scenario);
-        let start = simulated_start(&plan, scenario.start.as_deref());
-        let id = run_id(start);
-        let resolver = Arc::new(Resolver::without_secrets(&plan, &id));
-        let parts = Parts {
-            clock: Arc::new(SimClock::new(start)),
-            sampler: Arc::new(ScenarioSampler {
-                scenario: Arc::clone(&scenario),
-            }),
-            steps: Arc::new(scenario::steps(&scenario, ShowSteps::new(resolver))),
-            control: Box::new(ScenarioControl::new(Arc::clone(&scenario), start)),
-            sinks: vec![progress],
-        };
-        ((Mode::Scenario, id), parts, None, None)
+    let setup = if let Some(path) = &args.scenario {
+        scenario_setup(path, &plan, progress)
     } else if args.dry_run {
-        let start = simulated_start(&plan, None);
-        let id = run_id(start);
-        let resolver = Arc::new(Resolver::without_secrets(&plan, &id));
-        let parts = Parts {
-            clock: Arc::new(SimClock::new(start)),
-            sampler: Arc::new(NoProbes),
-            steps: Arc::new(ShowSteps::new(resolver)),
-            control: Box::new(ApproveAtOnce::default()),
-            sinks: vec![progress],
-        };
-        ((Mode::DryRun, id), parts, None, None)
+        Ok(dry_run_setup(&plan, progress))
     } else {
-        let clock = RealClock;
-        let id = run_id(clock.now());
-        let resolver = match Resolver::from_environment(&plan, &id) {
-            Ok(resolver) => resolver,
-            Err(error) => {
-                eprintln!("error: {error}; nothing was run");
-                return exit_code::INVALID;
-            }
-        };
-        let dir = plan_dir(&args.plan);
-        let live = match Live::new(Arc::clone(&plan), resolver, dir.clone()) {
-            Ok(live) => Arc::new(live),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return exit_code::RUNTIME_ERROR;
-            }
-        };
-        let state = args
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| dir.join(".ion-plan"));
-        let stem = args
-            .plan
-            .file_stem()
-            .map_or_else(|| "plan".to_owned(), |s| s.to_string_lossy().into_owned());
-        let header = Header {
-            format: FORMAT_VERSION,
-            run_id: id.clone(),
-            plan: plan_path.clone(),
-            digest: digest.clone(),
-            created: clock.now(),
-        };
-        let journal = match Journal::create(&state, &format!("{stem}-{id}.jsonl"), &header) {
-            Ok(journal) => journal,
-            Err(error) => {
-                eprintln!(
-                    "error: cannot create the journal in {}: {error}",
-                    state.display()
-                );
-                return exit_code::RUNTIME_ERROR;
-            }
-        };
-        let journal_path = journal.path().to_owned();
-        let (notifier, pending) = Notifier::new(
-            plan.notify.clone(),
-            Arc::clone(&live.resolver),
-            &plan.name,
-            &id,
-            live.client.clone(),
-        );
-        let parts = Parts {
-            clock: Arc::new(clock),
-            sampler: Arc::clone(&live) as _,
-            steps: live as _,
-            control: Box::new(TerminalControl::new()),
-            sinks: vec![Box::new(journal), progress, Box::new(notifier)],
-        };
-        ((Mode::Live, id), parts, Some(journal_path), Some(pending))
+        live_setup(args, &plan, &digest, progress)
     };
-    let ((mode, run_id), parts) = (mode, parts);
+    let setup = match setup {
+        Ok(setup) => setup,
+        Err(code) => return code,
+    };
     let info = RunInfo {
-        run_id,
-        plan_path,
+        run_id: setup.run_id,
+        plan_path: args.plan.display().to_string(),
         digest,
-        mode,
+        mode: setup.mode,
     };
-    let engine = match Engine::new(&plan, info, parts) {
+    let engine = match Engine::new(&plan, info, setup.parts) {
         Ok(engine) => engine,
         Err(error) => {
             eprintln!("{:?}", miette::Report::new(error));
@@ -217,10 +138,10 @@ async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 {
         }
     };
     let result = engine.run().await;
-    if let Some(pending) = pending {
+    if let Some(pending) = setup.pending {
         pending.drain(DRAIN).await;
     }
-    if let Some(path) = &journal_path {
+    if let Some(path) = &setup.journal {
         eprintln!("journal: {}", path.display());
     }
     match result {
@@ -230,4 +151,116 @@ async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 {
             exit_code::RUNTIME_ERROR
         }
     }
+}
+
+fn scenario_setup(path: &Path, plan: &Plan, progress: Box<dyn Sink>) -> Result<Setup, u8> {
+    let (report, scenario) = validate_scenario(path, plan).map_err(|error| {
+        eprintln!("{:?}", miette::Report::new(error));
+        exit_code::RUNTIME_ERROR
+    })?;
+    let Some(scenario) = scenario.filter(|_| report.is_valid(false)) else {
+        return Err(invalid(report));
+    };
+    let scenario = Arc::new(scenario);
+    let start = simulated_start(plan, scenario.start.as_deref());
+    let run_id = run_id(start);
+    let resolver = Arc::new(Resolver::without_secrets(plan, &run_id));
+    Ok(Setup {
+        mode: Mode::Scenario,
+        run_id,
+        parts: Parts {
+            clock: Arc::new(SimClock::new(start)),
+            sampler: Arc::new(ScenarioSampler {
+                scenario: Arc::clone(&scenario),
+            }),
+            steps: Arc::new(scenario::steps(&scenario, ShowSteps::new(resolver))),
+            control: Box::new(ScenarioControl::new(Arc::clone(&scenario), start)),
+            sinks: vec![progress],
+        },
+        journal: None,
+        pending: None,
+    })
+}
+
+fn dry_run_setup(plan: &Plan, progress: Box<dyn Sink>) -> Setup {
+    let start = simulated_start(plan, None);
+    let run_id = run_id(start);
+    let resolver = Arc::new(Resolver::without_secrets(plan, &run_id));
+    Setup {
+        mode: Mode::DryRun,
+        run_id,
+        parts: Parts {
+            clock: Arc::new(SimClock::new(start)),
+            sampler: Arc::new(NoProbes),
+            steps: Arc::new(ShowSteps::new(resolver)),
+            control: Box::new(ApproveAtOnce::default()),
+            sinks: vec![progress],
+        },
+        journal: None,
+        pending: None,
+    }
+}
+
+fn live_setup(
+    args: &Args,
+    plan: &Arc<Plan>,
+    digest: &str,
+    progress: Box<dyn Sink>,
+) -> Result<Setup, u8> {
+    let clock = RealClock;
+    let run_id = run_id(clock.now());
+    let resolver = Resolver::from_environment(plan, &run_id).map_err(|error| {
+        eprintln!("error: {error}; nothing was run");
+        exit_code::INVALID
+    })?;
+    let dir = plan_dir(&args.plan);
+    let live = Live::new(Arc::clone(plan), resolver, dir.clone()).map_err(|error| {
+        eprintln!("error: {error}");
+        exit_code::RUNTIME_ERROR
+    })?;
+    let live = Arc::new(live);
+    let state = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| dir.join(".ion-plan"));
+    let stem = args
+        .plan
+        .file_stem()
+        .map_or_else(|| "plan".to_owned(), |s| s.to_string_lossy().into_owned());
+    let header = Header {
+        format: FORMAT_VERSION,
+        run_id: run_id.clone(),
+        plan: args.plan.display().to_string(),
+        digest: digest.to_owned(),
+        created: clock.now(),
+    };
+    let journal =
+        Journal::create(&state, &format!("{stem}-{run_id}.jsonl"), &header).map_err(|error| {
+            eprintln!(
+                "error: cannot create the journal in {}: {error}",
+                state.display()
+            );
+            exit_code::RUNTIME_ERROR
+        })?;
+    let journal_path = journal.path().to_owned();
+    let (notifier, pending) = Notifier::new(
+        plan.notify.clone(),
+        Arc::clone(&live.resolver),
+        &plan.name,
+        &run_id,
+        live.client.clone(),
+    );
+    Ok(Setup {
+        mode: Mode::Live,
+        run_id,
+        parts: Parts {
+            clock: Arc::new(clock),
+            sampler: Arc::clone(&live) as _,
+            steps: live as _,
+            control: Box::new(TerminalControl::new()),
+            sinks: vec![Box::new(journal), progress, Box::new(notifier)],
+        },
+        journal: Some(journal_path),
+        pending: Some(pending),
+    })
 }

@@ -273,6 +273,63 @@ fn outcome(
     (outcome, value, threshold)
 }
 
+/// Moves a condition's streak on by one outcome; returns the streak and whether it fired.
+fn advance(rule: Rule, outcome: &Outcome, state: &mut ConditionState) -> (Streak, bool) {
+    match outcome {
+        Outcome::Pass => {
+            state.streak = 0;
+            state.window.push_back(false);
+        }
+        Outcome::Violation => {
+            state.streak += 1;
+            state.window.push_back(true);
+        }
+        // An error neither resets nor extends a streak, and is not an evaluated check.
+        Outcome::Error(_) => {}
+    }
+    match rule {
+        Rule::Once => {
+            state.window.clear();
+            let count = u32::from(*outcome == Outcome::Violation);
+            (
+                Streak {
+                    count,
+                    needed: 1,
+                    window: None,
+                },
+                count == 1,
+            )
+        }
+        Rule::Consecutive(needed) => {
+            state.window.clear();
+            let count = state.streak;
+            (
+                Streak {
+                    count,
+                    needed,
+                    window: None,
+                },
+                count >= needed,
+            )
+        }
+        Rule::Within { violations, checks } => {
+            while state.window.len() > checks as usize {
+                state.window.pop_front();
+            }
+            let count =
+                u32::try_from(state.window.iter().filter(|v| **v).count()).unwrap_or(u32::MAX);
+            (
+                Streak {
+                    count,
+                    needed: violations,
+                    window: Some(checks),
+                },
+                *outcome == Outcome::Violation && count >= violations,
+            )
+        }
+    }
+}
+
 impl Streaks {
     /// Evaluates an `every_check` gate after a check, updating its streaks.
     pub fn every_check(
@@ -288,61 +345,10 @@ impl Streaks {
         let mut any_error = None;
         for (condition, cond_state) in gate.conditions.iter().zip(&mut state.conditions) {
             let (outcome, value, threshold) = outcome(condition, samples);
-            match &outcome {
-                Outcome::Pass => {
-                    cond_state.streak = 0;
-                    cond_state.window.push_back(false);
-                }
-                Outcome::Violation => {
-                    cond_state.streak += 1;
-                    cond_state.window.push_back(true);
-                }
-                Outcome::Error(e) => {
-                    any_error.get_or_insert_with(|| format!("`{}`: {e}", condition.text));
-                }
+            if let Outcome::Error(e) = &outcome {
+                any_error.get_or_insert_with(|| format!("`{}`: {e}", condition.text));
             }
-            let (streak, fired) = match condition.rule {
-                Rule::Once => {
-                    cond_state.window.clear();
-                    let count = u32::from(outcome == Outcome::Violation);
-                    (
-                        Streak {
-                            count,
-                            needed: 1,
-                            window: None,
-                        },
-                        count == 1,
-                    )
-                }
-                Rule::Consecutive(needed) => {
-                    cond_state.window.clear();
-                    let count = cond_state.streak;
-                    (
-                        Streak {
-                            count,
-                            needed,
-                            window: None,
-                        },
-                        count >= needed,
-                    )
-                }
-                Rule::Within { violations, checks } => {
-                    while cond_state.window.len() > checks as usize {
-                        cond_state.window.pop_front();
-                    }
-                    let count = u32::try_from(cond_state.window.iter().filter(|v| **v).count())
-                        .unwrap_or(u32::MAX);
-                    let fired = outcome == Outcome::Violation && count >= violations;
-                    (
-                        Streak {
-                            count,
-                            needed: violations,
-                            window: Some(checks),
-                        },
-                        fired,
-                    )
-                }
-            };
+            let (streak, fired) = advance(condition.rule, &outcome, cond_state);
             evaluations.push(Evaluation {
                 gate: gate.name.clone(),
                 condition: condition.text.clone(),

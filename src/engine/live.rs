@@ -25,7 +25,7 @@ use crate::probe::{Sample, tail};
 /// The default timeout of a step's attempt.
 pub const STEP_TIMEOUT: Duration = Duration::from_mins(10);
 /// The default timeout of a probe.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const PROBE_TIMEOUT: Duration = Duration::from_mins(1);
 /// The default timeout of one HTTP request of a probe.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -60,6 +60,10 @@ impl Live {
             .map(|filled| (filled.value, filled.redacted))
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fields of one request, shared by probes and steps"
+    )]
     fn request(
         &self,
         method: Option<Method>,
@@ -97,7 +101,10 @@ impl Live {
             name: s,
             traffic: context.traffic,
         });
-        let overall = probe.timeout.map_or(PROBE_TIMEOUT, |t| t.as_duration());
+        let overall = probe.timeout.map_or(
+            PROBE_TIMEOUT,
+            super::super::plan::units::PlanDuration::as_duration,
+        );
         let sample = match probe.kind() {
             Some(ProbeKind::Command(argv)) => {
                 let filled = argv
@@ -116,7 +123,10 @@ impl Live {
             Some(ProbeKind::Http(http)) => {
                 let timeout = http
                     .timeout
-                    .map_or(REQUEST_TIMEOUT, |t| t.as_duration())
+                    .map_or(
+                        REQUEST_TIMEOUT,
+                        super::super::plan::units::PlanDuration::as_duration,
+                    )
                     .min(overall);
                 let probe = HttpProbe {
                     name: name.to_owned(),
@@ -155,7 +165,10 @@ impl Live {
                         .collect::<Result<_, String>>()?,
                     timeout: prometheus
                         .timeout
-                        .map_or(REQUEST_TIMEOUT, |t| t.as_duration())
+                        .map_or(
+                            REQUEST_TIMEOUT,
+                            super::super::plan::units::PlanDuration::as_duration,
+                        )
                         .min(overall),
                 };
                 with_deadline(name, overall, probe.sample(&self.client)).await
@@ -239,7 +252,10 @@ impl Live {
             &http.url,
             &http.headers,
             http.body.as_deref(),
-            step.timeout.map_or(STEP_TIMEOUT, |t| t.as_duration()),
+            step.timeout.map_or(
+                STEP_TIMEOUT,
+                super::super::plan::units::PlanDuration::as_duration,
+            ),
             http.expect_status.map(|s| s.0),
             Self::stage_ref(context),
         )
@@ -271,7 +287,10 @@ impl Live {
                 Err(e) => return failed(e),
             }
         }
-        let timeout = step.timeout.map_or(STEP_TIMEOUT, |t| t.as_duration());
+        let timeout = step.timeout.map_or(
+            STEP_TIMEOUT,
+            super::super::plan::units::PlanDuration::as_duration,
+        );
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => return failed(format!("cannot start `{program}`: {e}")),

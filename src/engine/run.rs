@@ -308,7 +308,7 @@ impl<'p> Engine<'p> {
             let clock = Arc::clone(&self.parts.clock);
             match self.parts.control.wait(clock.as_ref(), deadline).await {
                 None => return Ok(None),
-                Some(Control::Abort { by, reason }) => return self.aborted(by, reason).map(Some),
+                Some(Control::Abort { by, reason }) => return self.aborted(&by, &reason).map(Some),
                 Some(Control::Approve { .. }) => {
                     if self.now() >= deadline {
                         return Ok(None);
@@ -318,10 +318,10 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn aborted(&mut self, by: String, reason: String) -> Result<Flow, EngineError> {
+    fn aborted(&mut self, by: &str, reason: &str) -> Result<Flow, EngineError> {
         self.emit(Event::AbortRequested {
-            by: by.clone(),
-            reason: reason.clone(),
+            by: by.to_owned(),
+            reason: reason.to_owned(),
         })?;
         Ok(Flow::Rollback {
             reason: format!("aborted by {by}: {reason}"),
@@ -619,7 +619,7 @@ impl<'p> Engine<'p> {
             };
             let clock = Arc::clone(&self.parts.clock);
             match self.parts.control.wait(clock.as_ref(), until).await {
-                Some(Control::Abort { by, reason }) => return self.aborted(by, reason),
+                Some(Control::Abort { by, reason }) => return self.aborted(&by, &reason),
                 Some(Control::Approve { by, stage: named }) => {
                     if named.as_ref().is_some_and(|n| n != &stage.name) {
                         continue;
@@ -743,7 +743,7 @@ pub fn check_offsets(
         .collect();
     if let Some(every) = checks
         .every
-        .map(|e| e.as_duration())
+        .map(super::super::plan::units::PlanDuration::as_duration)
         .filter(|e| !e.is_zero())
     {
         let mut t = every;
@@ -766,7 +766,7 @@ fn cadence(
     let checks = stage.effective_checks(defaults)?;
     if let Some(every) = checks
         .every
-        .map(|e| e.as_duration())
+        .map(super::super::plan::units::PlanDuration::as_duration)
         .filter(|e| !e.is_zero())
     {
         return Some(every);
@@ -779,7 +779,7 @@ fn cadence(
     Some(
         offsets
             .windows(2)
-            .map(|w| w[1] - w[0])
+            .map(|w| w[1].checked_sub(w[0]).unwrap())
             .filter(|gap| !gap.is_zero())
             .min()
             .unwrap_or(FALLBACK_CADENCE),

@@ -28,9 +28,10 @@ impl ScenarioSampler {
             .map(|(k, v)| (k.as_str(), v))
             .collect();
         for change in &self.scenario.changes {
-            let from = change
-                .from
-                .map_or(std::time::Duration::ZERO, |f| f.as_duration());
+            let from = change.from.map_or(
+                std::time::Duration::ZERO,
+                super::super::plan::units::PlanDuration::as_duration,
+            );
             let in_force = change.stage == stage
                 && offset >= from
                 && change.until.is_none_or(|u| offset < u.as_duration());
@@ -138,9 +139,10 @@ impl ControlSource for ScenarioControl {
         if script.never {
             return;
         }
-        let after = script
-            .after
-            .map_or(std::time::Duration::ZERO, |a| a.as_duration());
+        let after = script.after.map_or(
+            std::time::Duration::ZERO,
+            super::super::plan::units::PlanDuration::as_duration,
+        );
         self.pending.push((
             at + chrono::Duration::from_std(after).unwrap_or_default(),
             Control::Approve {

@@ -73,15 +73,12 @@ impl StartRule {
                 .and_then(|t| t.with_nanosecond(0))
                 .unwrap_or(local);
             if !cron.is_time_matching(&minute).unwrap_or(false) {
-                match cron.find_next_occurrence(&local, false) {
-                    Ok(next) => {
-                        at = next.with_timezone(&Utc);
-                        why = Some(format!("window `{text}` ({tz})"));
-                    }
-                    Err(_) => {
-                        // A window that never opens (e.g. 30 February) was for validation to
-                        // catch; start rather than wait forever.
-                    }
+                if let Ok(next) = cron.find_next_occurrence(&local, false) {
+                    at = next.with_timezone(&Utc);
+                    why = Some(format!("window `{text}` ({tz})"));
+                } else {
+                    // A window that never opens (e.g. 30 February) was for validation to
+                    // catch; start rather than wait forever.
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! digits): accurate percentiles, memory flat in the request count.
 //!
 //! Pacing is either closed (`delay` between a worker's requests, the seed's
-//! DelayMsBetweenRequests) or open (`rate` requests/s, each request scheduled ahead; its latency
+//! `DelayMsBetweenRequests`) or open (`rate` requests/s, each request scheduled ahead; its latency
 //! counts from the scheduled send time, correcting coordinated omission as wrk2 does).
 
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::plan::model::{LoadProbe as LoadSpecModel, Method, ProbeOverrides};
 use crate::probe::{Reading, Sample};
 
-/// Defaults of the seed's rate_limit_probe "medium" preset.
+/// Defaults of the seed's `rate_limit_probe` "medium" preset.
 pub const DEFAULT_REQUESTS: u64 = 50;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest latency the histogram records (longer ones are clamped to it).
@@ -119,6 +119,10 @@ impl TargetStats {
     pub fn report(&self) -> TargetReport {
         #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
         let ratio = |n: u64| (self.requests > 0).then(|| n as f64 / self.requests as f64);
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "latencies in µs are far below 2^52"
+        )]
         let seconds = |micros: u64| micros as f64 / 1e6;
         let has = !self.latency.is_empty();
         let quantile = |q: f64| has.then(|| seconds(self.latency.value_at_quantile(q)));
@@ -189,14 +193,20 @@ impl LoadProbe {
         fill: impl Fn(&str) -> Result<(String, String), String>,
     ) -> Result<LoadProbe, String> {
         let o = overrides.cloned().unwrap_or_default();
-        let duration = o.duration.or(model.duration).map(|d| d.as_duration());
+        let duration = o
+            .duration
+            .or(model.duration)
+            .map(super::super::plan::units::PlanDuration::as_duration);
         let requests = o.requests.or(model.requests).unwrap_or(DEFAULT_REQUESTS);
         // An override of one pacing replaces the plan's other pacing.
         let (delay, rate) = match (o.delay, o.rate) {
             (Some(d), _) => (d.as_duration(), None),
             (None, Some(r)) => (Duration::ZERO, Some(r)),
             (None, None) => (
-                model.delay.map_or(Duration::ZERO, |d| d.as_duration()),
+                model.delay.map_or(
+                    Duration::ZERO,
+                    super::super::plan::units::PlanDuration::as_duration,
+                ),
                 model.rate,
             ),
         };
@@ -231,10 +241,10 @@ impl LoadProbe {
                 delay,
                 rate,
                 concurrency: o.concurrency.or(model.concurrency).unwrap_or(1).max(1),
-                timeout: o
-                    .timeout
-                    .or(model.timeout)
-                    .map_or(DEFAULT_TIMEOUT, |t| t.as_duration()),
+                timeout: o.timeout.or(model.timeout).map_or(
+                    DEFAULT_TIMEOUT,
+                    super::super::plan::units::PlanDuration::as_duration,
+                ),
                 method: match model.method.unwrap_or_default() {
                     Method::Get => reqwest::Method::GET,
                     Method::Head => reqwest::Method::HEAD,
@@ -333,6 +343,10 @@ async fn worker(
             break;
         }
         // In the open model each request has a send time fixed in advance.
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "request numbers are far below 2^52"
+        )]
         let scheduled = spec
             .rate
             .map(|rate| started + Duration::from_secs_f64(n as f64 / rate));

@@ -1,4 +1,4 @@
-//! The `prometheus` probe: PromQL instant queries through the HTTP API (`/api/v1/query`).
+//! The `prometheus` probe: `PromQL` instant queries through the HTTP API (`/api/v1/query`).
 //! An empty vector or NaN is no data; several series is an error that names them.
 
 use std::collections::BTreeMap;
@@ -122,7 +122,7 @@ mod tests {
             {"metric":{"pod":"a"},"value":[1.0,"1"]},{"metric":{"pod":"b"},"value":[1.0,"2"]}]}});
         match parse_response(&two) {
             Reading::Error(e) => {
-                assert!(e.contains("2 series") && e.contains("\"pod\":\"b\""), "{e}")
+                assert!(e.contains("2 series") && e.contains("\"pod\":\"b\""), "{e}");
             }
             other => panic!("{other:?}"),
         }
