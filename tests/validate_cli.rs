@@ -356,3 +356,15 @@ fn the_committed_schema_is_what_the_binary_prints() {
         "schemas/plan.schema.json is stale: run `cargo run -- schema > schemas/plan.schema.json`"
     );
 }
+
+#[test]
+fn the_committed_scenario_schema_is_what_the_binary_prints() {
+    let output = ion_plan().args(["schema", "--scenario"]).run();
+    assert_eq!(output.code, 0);
+    let committed = std::fs::read_to_string(root().join("schemas/scenario.schema.json"))
+        .expect("schemas/scenario.schema.json is committed");
+    assert!(
+        output.stdout == committed,
+        "schemas/scenario.schema.json is stale: run `cargo run -- schema --scenario > schemas/scenario.schema.json`"
+    );
+}
