@@ -1,6 +1,7 @@
 //! The command line: clap arguments, each subcommand in its own file turning them into calls of
 //! the library. Nothing outside `cli` depends on it.
 
+mod probe;
 mod run;
 mod schema;
 mod validate;
@@ -21,6 +22,8 @@ enum Command {
     Validate(validate::Args),
     /// Run a plan, or show its timeline (`--dry-run`), or judge it on a scenario.
     Run(run::Args),
+    /// Try one probe on its own: `load` (canary vs legacy), `http`, `prometheus`, `command`.
+    Probe(probe::Args),
     /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
 }
@@ -30,6 +33,7 @@ impl Cli {
     pub fn run(self) -> u8 {
         match self.command {
             Command::Validate(args) => validate::run(&args),
+            Command::Probe(args) => probe::run(&args),
             Command::Run(args) => run::run(&args),
             Command::Schema(args) => schema::run(&args),
         }
