@@ -71,7 +71,7 @@ fn start_prometheus(target: &str) -> Prometheus {
         _dir: dir,
     };
     // Wait (bounded) until the first scrape has landed.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         let output = ion_plan()
             .args([
