@@ -4,6 +4,7 @@
 //! engine → journal → reports. [`cli`] turns command lines into calls of these.
 
 pub mod cli;
+pub mod demo;
 pub mod engine;
 pub mod exit_code;
 pub mod journal;

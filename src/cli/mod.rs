@@ -1,6 +1,7 @@
 //! The command line: clap arguments, each subcommand in its own file turning them into calls of
 //! the library. Nothing outside `cli` depends on it.
 
+mod demo;
 mod probe;
 mod run;
 mod schema;
@@ -18,6 +19,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A whole canary against a bundled demo service on 127.0.0.1, in under a minute.
+    Demo(demo::Args),
     /// Check plans: YAML, JSON schema, and meaning. Runs nothing and opens no socket.
     Validate(validate::Args),
     /// Run a plan, or show its timeline (`--dry-run`), or judge it on a scenario.
@@ -32,6 +35,7 @@ impl Cli {
     /// Runs the command; returns the process exit code (see [`crate::exit_code`]).
     pub fn run(self) -> u8 {
         match self.command {
+            Command::Demo(args) => demo::run(&args),
             Command::Validate(args) => validate::run(&args),
             Command::Probe(args) => probe::run(&args),
             Command::Run(args) => run::run(&args),

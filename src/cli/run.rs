@@ -28,19 +28,19 @@ use crate::report::progress::{Progress, Style};
 pub struct Args {
     /// The plan to run.
     #[arg(value_name = "PLAN")]
-    plan: PathBuf,
+    pub(super) plan: PathBuf,
     /// Print the timeline and execute nothing: no program, no request.
     #[arg(long, conflicts_with = "scenario")]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// Judge the gates on samples from this scenario file, on simulated time; run nothing.
     #[arg(long, value_name = "FILE")]
-    scenario: Option<PathBuf>,
+    pub(super) scenario: Option<PathBuf>,
     /// Print events as JSON lines instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Where journals are kept. Default: `.ion-plan/` beside the plan.
     #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    pub(super) state_dir: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -77,7 +77,18 @@ pub fn run(args: &Args) -> u8 {
     runtime.block_on(execute(args, plan, digest))
 }
 
-fn invalid(report: Report) -> u8 {
+/// `sha256:HEX` of a plan's text: what a run records to notice a changed plan.
+pub(super) fn digest(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .fold(String::from("sha256:"), |mut hex, byte| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+pub(super) fn invalid(report: Report) -> u8 {
     let text = render(
         &[FileOutcome::Checked(Box::new(report))],
         Format::Human,
@@ -110,7 +121,7 @@ struct Setup {
     pending: Option<Pending>,
 }
 
-async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 {
+pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 {
     let style = if args.json { Style::Json } else { Style::Plain };
     let progress: Box<dyn Sink> = Box::new(Progress::new(std::io::stdout(), style));
     let setup = if let Some(path) = &args.scenario {

@@ -43,6 +43,19 @@ impl Request {
             request = request.header(name, value);
         }
         if let Some(body) = &self.body {
+            // A JSON body without a declared type is sent as JSON, which APIs expect.
+            let typed = self
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            if !typed {
+                let kind = if serde_json::from_str::<serde_json::Value>(body).is_ok() {
+                    "application/json"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                request = request.header(reqwest::header::CONTENT_TYPE, kind);
+            }
             request = request.body(body.clone());
         }
         let started = Instant::now();

@@ -1,0 +1,97 @@
+//! `ion-plan demo [--bad-canary]`: a whole canary against the bundled demo service on loopback,
+//! in under a minute, with nothing else installed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::demo::{self, DemoService};
+use crate::exit_code;
+use crate::plan::load::Source;
+use crate::plan::model::VarValue;
+use crate::plan::validate::{Checks, validate_source};
+
+/// The demo plan, embedded so the demo runs from any folder; it is `plans/demo.yaml`.
+const DEMO_PLAN: &str = include_str!("../../plans/demo.yaml");
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A canary that degrades once it takes traffic: the guard rolls it back.
+    #[arg(long)]
+    bad_canary: bool,
+    /// Print events as JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Where the journal goes. Default: `.ion-plan/` in the current folder.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> u8 {
+    let report = validate_source(
+        Source::new("plans/demo.yaml", DEMO_PLAN.to_owned()),
+        Checks { filesystem: false },
+    );
+    let Some(mut plan) = report.plan.clone().filter(|_| report.is_valid(false)) else {
+        return super::run::invalid(report);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return exit_code::RUNTIME_ERROR;
+        }
+    };
+    runtime.block_on(async {
+        let service = match demo::start(args.bad_canary).await {
+            Ok(service) => service,
+            Err(error) => {
+                eprintln!("error: cannot start the demo service on 127.0.0.1: {error}");
+                return exit_code::RUNTIME_ERROR;
+            }
+        };
+        for (name, addr) in [
+            ("router", service.router),
+            ("legacy", service.legacy),
+            ("canary", service.canary),
+        ] {
+            plan.vars
+                .insert(name.to_owned(), VarValue(DemoService::url(addr)));
+        }
+        eprintln!(
+            "demo service on 127.0.0.1: router {}, legacy {}, canary {}{}",
+            service.router,
+            service.legacy,
+            service.canary,
+            if args.bad_canary {
+                " (bad canary: it degrades once it takes traffic)"
+            } else {
+                ""
+            }
+        );
+        let run_args = super::run::Args {
+            plan: PathBuf::from("plans/demo.yaml"),
+            dry_run: false,
+            scenario: None,
+            json: args.json,
+            state_dir: Some(
+                args.state_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(".ion-plan")),
+            ),
+        };
+        let code =
+            super::run::execute(&run_args, Arc::new(plan), super::run::digest(DEMO_PLAN)).await;
+        service.stop();
+        let verdict = match code {
+            exit_code::SUCCESS => "promoted: the canary took all traffic",
+            exit_code::ROLLED_BACK => "rolled back: all traffic is on legacy again",
+            _ => "did not finish",
+        };
+        eprintln!("demo {verdict} (exit {code})");
+        code
+    })
+}

@@ -1,0 +1,75 @@
+//! `ion-plan demo`: the README's first command. A good canary is promoted, a bad one is rolled
+//! back by the guard after exactly two violations in a row, all on 127.0.0.1.
+
+mod common;
+
+use common::ion_plan;
+use serde_json::Value;
+
+fn demo(args: &[&str]) -> (i32, Vec<Value>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ion_plan()
+        .arg("demo")
+        .arg("--json")
+        .args(args)
+        .current_dir(dir.path())
+        .run();
+    let events = output
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    // The journal lands in .ion-plan/ of the folder it ran in, and says so.
+    let journals = std::fs::read_dir(dir.path().join(".ion-plan"))
+        .unwrap()
+        .count();
+    assert_eq!(journals, 1);
+    assert!(
+        output.stderr.contains("journal: .ion-plan/demo-"),
+        "{}",
+        output.stderr
+    );
+    (output.code, events, output.stderr)
+}
+
+fn find<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter_map(|e| e["event"].get(name)).collect()
+}
+
+#[test]
+fn a_good_canary_is_promoted_and_a_bad_one_rolled_back() {
+    let (code, events, stderr) = demo(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    let traffic: Vec<f64> = find(&events, "stage_started")
+        .iter()
+        .map(|s| s["traffic"].as_f64().unwrap())
+        .collect();
+    assert_eq!(traffic, [5.0, 10.0, 25.0, 50.0, 100.0]);
+    assert!(find(&events, "gate_failed").is_empty());
+    assert!(stderr.contains("promoted"), "{stderr}");
+
+    let (code, events, stderr) = demo(&["--bad-canary"]);
+    assert_eq!(code, 3, "{stderr}");
+    // The guard fired on the second violation in a row, in the first stage.
+    let fired: Vec<&Value> = find(&events, "evaluated")
+        .into_iter()
+        .filter(|e| e["evaluation"]["fired"] == true)
+        .collect();
+    assert!(!fired.is_empty());
+    for evaluation in &fired {
+        assert_eq!(evaluation["stage"], "canary-5");
+        assert_eq!(evaluation["evaluation"]["streak"]["count"], 2);
+        assert_eq!(evaluation["evaluation"]["gate"], "guard");
+    }
+    // The rollback step moved all traffic back to legacy, and it worked.
+    let rollback: Vec<&Value> = find(&events, "step_finished")
+        .into_iter()
+        .filter(|s| s["phase"] == "rollback")
+        .collect();
+    assert!(
+        rollback
+            .iter()
+            .any(|s| s["ok"] == true && s["detail"] == "HTTP 200")
+    );
+    assert_eq!(find(&events, "rolled_back").len(), 1);
+}
