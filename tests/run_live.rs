@@ -89,11 +89,17 @@ fn steps_run_in_order_with_their_arguments_and_the_journal_records_them() {
     );
     // The journal: a header, then the same events that were printed.
     let state = dir.path().join(".ion-plan");
-    let journals: Vec<_> = std::fs::read_dir(&state)
+    let mut files: Vec<String> = std::fs::read_dir(&state)
         .unwrap()
-        .map(|e| e.unwrap().path())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(journals.len(), 1);
+    files.sort();
+    // The journal, the plan it started from (to explain a changed plan), and the lock.
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[0].starts_with("plan-") && files[0].ends_with(".jsonl"), "{files:?}");
+    assert_eq!(files[1], files[0].replace(".jsonl", ".plan.yaml"));
+    assert_eq!(files[2], "plan.lock");
+    let journals = [state.join(&files[0])];
     let journal = lines(&journals[0]);
     let header: Value = serde_json::from_str(&journal[0]).unwrap();
     assert_eq!(header["format"], 1);
@@ -218,7 +224,11 @@ fn secrets_from_env_never_appear_in_output_or_the_journal() {
     assert!(!output.stdout.contains(secret));
     let state = dir.path().join(".ion-plan");
     for journal in std::fs::read_dir(state).unwrap() {
-        let text = std::fs::read_to_string(journal.unwrap().path()).unwrap();
+        let path = journal.unwrap().path();
+        if !path.to_string_lossy().ends_with(".jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
         assert!(!text.contains(secret));
         assert!(text.contains("token=***"));
     }

@@ -82,6 +82,10 @@ pub fn run(args: &Args) -> u8 {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(".ion-plan")),
             ),
+            once: false,
+            restart: true,
+            retry_step: false,
+            skip_step: false,
         };
         let code =
             super::run::execute(&run_args, Arc::new(plan), super::run::digest(DEMO_PLAN)).await;

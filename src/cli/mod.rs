@@ -1,7 +1,9 @@
 //! The command line: clap arguments, each subcommand in its own file turning them into calls of
 //! the library. Nothing outside `cli` depends on it.
 
+mod control;
 mod demo;
+mod inspect;
 mod probe;
 mod run;
 mod schema;
@@ -19,6 +21,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Approve the stage a run waits on (or resume a paused one).
+    Approve(control::ApproveArgs),
+    /// Abort a run: its rollback steps run.
+    Abort(control::AbortArgs),
     /// A whole canary against a bundled demo service on 127.0.0.1, in under a minute.
     Demo(demo::Args),
     /// Check plans: YAML, JSON schema, and meaning. Runs nothing and opens no socket.
@@ -27,6 +33,10 @@ enum Command {
     Run(run::Args),
     /// Try one probe on its own: `load` (canary vs legacy), `http`, `prometheus`, `command`.
     Probe(probe::Args),
+    /// Where a run stands: stage, traffic, next action, last values against thresholds.
+    Status(inspect::StatusArgs),
+    /// The decision log of a run: every sample, every evaluation, what fired, who approved.
+    Report(inspect::ReportArgs),
     /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
 }
@@ -35,10 +45,14 @@ impl Cli {
     /// Runs the command; returns the process exit code (see [`crate::exit_code`]).
     pub fn run(self) -> u8 {
         match self.command {
+            Command::Approve(args) => control::approve(&args),
+            Command::Abort(args) => control::abort(&args),
             Command::Demo(args) => demo::run(&args),
             Command::Validate(args) => validate::run(&args),
             Command::Probe(args) => probe::run(&args),
             Command::Run(args) => run::run(&args),
+            Command::Status(args) => inspect::status(&args),
+            Command::Report(args) => inspect::report(&args),
             Command::Schema(args) => schema::run(&args),
         }
     }

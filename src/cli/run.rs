@@ -13,14 +13,19 @@ use crate::engine::context::Resolver;
 use crate::engine::dry_run::{ApproveAtOnce, NoProbes, ShowSteps};
 use crate::engine::live::{Live, TerminalControl};
 use crate::engine::notify::{DRAIN, Notifier, Pending};
-use crate::engine::run::{Engine, Parts, RunInfo};
+use crate::engine::run::{Engine, EngineError, Options, Parts, RunInfo};
 use crate::engine::scenario::{ScenarioControl, ScenarioSampler};
 use crate::engine::{Sink, scenario};
 use crate::exit_code;
-use crate::journal::event::{FORMAT_VERSION, Mode};
-use crate::journal::{Header, Journal};
+use crate::journal::event::{Event, FORMAT_VERSION, Mode};
+use crate::journal::inbox::{self, Inbox};
+use crate::journal::lock::{self, LockError, RunLock};
+use crate::journal::replay::{self, Replay};
+use crate::journal::state::RunState;
+use crate::journal::{Header, Journal, SharedJournal};
+use crate::plan::load::Source;
 use crate::plan::model::Plan;
-use crate::plan::validate::{Checks, Report, plan_dir, validate_file, validate_scenario};
+use crate::plan::validate::{Checks, Report, plan_dir, validate_file, validate_scenario, validate_source};
 use crate::report::diagnostics::{FileOutcome, Format, render};
 use crate::report::progress::{Progress, Style};
 
@@ -41,6 +46,19 @@ pub struct Args {
     /// Where journals are kept. Default: `.ion-plan/` beside the plan.
     #[arg(long, value_name = "DIR")]
     pub(super) state_dir: Option<PathBuf>,
+    /// Do what is due now and exit: 0 completed, 3 rolled back, 4 waiting for a person,
+    /// 5 in progress. For a scheduled CI job that drives a rollout that bakes for days.
+    #[arg(long, conflicts_with_all = ["dry_run", "scenario"])]
+    pub(super) once: bool,
+    /// Start a new run even though an unfinished one exists (the old journal is kept).
+    #[arg(long, conflicts_with_all = ["dry_run", "scenario"])]
+    pub(super) restart: bool,
+    /// Run again the interrupted non-idempotent step of the run being resumed.
+    #[arg(long, conflicts_with = "skip_step")]
+    pub(super) retry_step: bool,
+    /// Skip the interrupted non-idempotent step of the run being resumed (it took effect).
+    #[arg(long)]
+    pub(super) skip_step: bool,
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -119,6 +137,9 @@ struct Setup {
     parts: Parts,
     journal: Option<PathBuf>,
     pending: Option<Pending>,
+    resume: Option<RunState>,
+    /// Held for the whole run.
+    _lock: Option<RunLock>,
 }
 
 pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 {
@@ -141,7 +162,12 @@ pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 
         digest,
         mode: setup.mode,
     };
-    let engine = match Engine::new(&plan, info, setup.parts) {
+    let options = Options {
+        once: args.once,
+        retry_step: args.retry_step,
+        skip_step: args.skip_step,
+    };
+    let engine = match Engine::resume(&plan, info, setup.parts, setup.resume, options) {
         Ok(engine) => engine,
         Err(error) => {
             eprintln!("{:?}", miette::Report::new(error));
@@ -156,7 +182,16 @@ pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 
         eprintln!("journal: {}", path.display());
     }
     match result {
-        Ok(outcome) => outcome.exit_code(),
+        Ok(outcome) => {
+            if !outcome.is_final() && setup.mode == Mode::Live {
+                eprintln!("the run is resumable: ion-plan run {}", args.plan.display());
+            }
+            outcome.exit_code()
+        }
+        Err(EngineError::Conflict(message)) => {
+            eprintln!("error: {message}");
+            exit_code::STATE_CONFLICT
+        }
         Err(error) => {
             eprintln!("{:?}", miette::Report::new(error));
             exit_code::RUNTIME_ERROR
@@ -190,6 +225,8 @@ fn scenario_setup(path: &Path, plan: &Plan, progress: Box<dyn Sink>) -> Result<S
         },
         journal: None,
         pending: None,
+        resume: None,
+        _lock: None,
     })
 }
 
@@ -209,51 +246,178 @@ fn dry_run_setup(plan: &Plan, progress: Box<dyn Sink>) -> Setup {
         },
         journal: None,
         pending: None,
+        resume: None,
+        _lock: None,
     }
 }
 
-fn live_setup(
-    args: &Args,
-    plan: &Arc<Plan>,
-    digest: &str,
-    progress: Box<dyn Sink>,
-) -> Result<Setup, u8> {
-    let clock = RealClock;
-    let run_id = run_id(clock.now());
-    let resolver = Resolver::from_environment(plan, &run_id).map_err(|error| {
-        eprintln!("error: {error}; nothing was run");
-        exit_code::INVALID
-    })?;
-    let dir = plan_dir(&args.plan);
-    let live = Live::new(Arc::clone(plan), resolver, dir.clone()).map_err(|error| {
-        eprintln!("error: {error}");
-        exit_code::RUNTIME_ERROR
-    })?;
-    let live = Arc::new(live);
-    let state = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| dir.join(".ion-plan"));
-    let stem = args
-        .plan
+/// The state folder of a plan, and the stem its files are named by.
+pub(super) fn state_of(plan: &Path, state_dir: Option<&Path>) -> (PathBuf, String) {
+    let state = state_dir.map_or_else(|| plan_dir(plan).join(".ion-plan"), Path::to_owned);
+    let stem = plan
         .file_stem()
         .map_or_else(|| "plan".to_owned(), |s| s.to_string_lossy().into_owned());
+    (state, stem)
+}
+
+/// The newest journal of a plan and its state, if it has one.
+pub(super) fn latest_run(state: &Path, stem: &str) -> Result<Option<(Replay, RunState)>, u8> {
+    let Some(path) = replay::runs(state, stem).pop() else {
+        return Ok(None);
+    };
+    let replay = replay::read(&path).map_err(|error| {
+        eprintln!("{:?}", miette::Report::new(error));
+        exit_code::STATE_CONFLICT
+    })?;
+    let run = RunState::fold(&replay);
+    Ok(Some((replay, run)))
+}
+
+/// A journal ready to append to: the unfinished run taken up, or a new one.
+struct Opened {
+    journal: Journal,
+    run_id: String,
+    resume: Option<RunState>,
+}
+
+fn open_run(args: &Args, plan: &Plan, digest: &str, state: &Path, stem: &str, now: DateTime<Utc>) -> Result<Opened, u8> {
+    let conflict = |message: String| {
+        eprintln!("error: {message}");
+        exit_code::STATE_CONFLICT
+    };
+    let io = |error: std::io::Error| {
+        eprintln!("error: cannot write the journal in {}: {error}", state.display());
+        exit_code::RUNTIME_ERROR
+    };
+    if let Some((replay, run)) = latest_run(state, stem)?.filter(|(_, r)| r.unfinished()) {
+        if let Some(warning) = &replay.torn {
+            eprintln!("warning: {warning}");
+        }
+        let new_id = run_id(now);
+        if args.restart {
+            let mut old = Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
+            old.append(now, Event::Superseded { by: new_id.clone() }).map_err(io)?;
+            eprintln!("run {} left unfinished; its journal is kept: {}", run.run_id, replay.path.display());
+        } else if run.digest != digest {
+            let snapshot = replay.path.with_extension("plan.yaml");
+            let changes = std::fs::read_to_string(&snapshot)
+                .ok()
+                .and_then(|text| validate_source(Source::new(&snapshot, text), Checks { filesystem: false }).plan)
+                .map_or_else(
+                    || vec!["(the plan the run started from was not kept)".to_owned()],
+                    |old| crate::plan::diff::summarize(&old, plan),
+                );
+            return Err(conflict(format!(
+                "the plan changed since run {} started, so it cannot resume:\n{}\nrestore the plan, or start a new run with `ion-plan run {} --restart`",
+                run.run_id,
+                changes.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n"),
+                args.plan.display()
+            )));
+        } else {
+            let journal = Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
+            eprintln!("resuming run {} ({})", run.run_id, replay.path.display());
+            return Ok(Opened {
+                journal,
+                run_id: run.run_id.clone(),
+                resume: Some(run),
+            });
+        }
+        if args.retry_step || args.skip_step {
+            eprintln!("note: --retry-step and --skip-step apply only when resuming");
+        }
+        return new_run(args, digest, state, stem, new_id, now).map_err(io);
+    }
+    if args.retry_step || args.skip_step {
+        return Err(conflict("there is no unfinished run to resume".to_owned()));
+    }
+    new_run(args, digest, state, stem, run_id(now), now).map_err(io)
+}
+
+fn new_run(args: &Args, digest: &str, state: &Path, stem: &str, run_id: String, now: DateTime<Utc>) -> std::io::Result<Opened> {
     let header = Header {
         format: FORMAT_VERSION,
         run_id: run_id.clone(),
         plan: args.plan.display().to_string(),
         digest: digest.to_owned(),
-        created: clock.now(),
+        created: now,
     };
-    let journal =
-        Journal::create(&state, &format!("{stem}-{run_id}.jsonl"), &header).map_err(|error| {
-            eprintln!(
-                "error: cannot create the journal in {}: {error}",
-                state.display()
-            );
-            exit_code::RUNTIME_ERROR
+    let journal = Journal::create(state, &format!("{stem}-{run_id}.jsonl"), &header)?;
+    // Keep the plan the run starts from: a changed plan is then explained, not just refused.
+    if let Ok(text) = std::fs::read(&args.plan) {
+        let snapshot = journal.path().with_extension("plan.yaml");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(snapshot).and_then(|mut f| {
+            use std::io::Write as _;
+            f.write_all(&text)
         })?;
-    let journal_path = journal.path().to_owned();
+    }
+    Ok(Opened {
+        journal,
+        run_id,
+        resume: None,
+    })
+}
+
+/// On SIGINT or SIGTERM: wait for the journal write in flight, say how to resume, and exit
+/// 130 or 143. The run stays resumable.
+fn on_signal(journal: SharedJournal, plan: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) =
+            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            return;
+        };
+        let code = tokio::select! {
+            _ = interrupt.recv() => 130,
+            _ = terminate.recv() => 143,
+        };
+        let _in_flight = journal.0.lock();
+        eprintln!(
+            "\ninterrupted: the journal is intact and the run is resumable: ion-plan run {}",
+            plan.display()
+        );
+        std::process::exit(code);
+    });
+}
+
+fn live_setup(args: &Args, plan: &Arc<Plan>, digest: &str, progress: Box<dyn Sink>) -> Result<Setup, u8> {
+    let clock = RealClock;
+    // Every `env` name must be set before anything happens, even a journal.
+    if let Err(error) = Resolver::from_environment(plan, "") {
+        eprintln!("error: {error}; nothing was run");
+        return Err(exit_code::INVALID);
+    }
+    let (state, stem) = state_of(&args.plan, args.state_dir.as_deref());
+    let lock = lock::acquire(&state, &stem).map_err(|error| {
+        eprintln!("error: {error}");
+        match error {
+            LockError::Held(_) => exit_code::STATE_CONFLICT,
+            LockError::Io { .. } => exit_code::RUNTIME_ERROR,
+        }
+    })?;
+    let opened = open_run(args, plan, digest, &state, &stem, clock.now())?;
+    let run_id = opened.run_id;
+    let resolver = Resolver::from_environment(plan, &run_id).map_err(|error| {
+        eprintln!("error: {error}; nothing was run");
+        exit_code::INVALID
+    })?;
+    let dir = plan_dir(&args.plan);
+    let live = Live::new(Arc::clone(plan), resolver, dir).map_err(|error| {
+        eprintln!("error: {error}");
+        exit_code::RUNTIME_ERROR
+    })?;
+    let live = Arc::new(live);
+    let journal_path = opened.journal.path().to_owned();
+    let journal = SharedJournal(Arc::new(std::sync::Mutex::new(opened.journal)));
+    on_signal(journal.clone(), args.plan.clone());
     let (notifier, pending) = Notifier::new(
         plan.notify.clone(),
         Arc::clone(&live.resolver),
@@ -261,6 +425,8 @@ fn live_setup(
         &run_id,
         live.client.clone(),
     );
+    let taken = opened.resume.as_ref().map(|r| r.taken.clone()).unwrap_or_default();
+    let inbox = Inbox::new(inbox::path(&state, &stem), taken);
     Ok(Setup {
         mode: Mode::Live,
         run_id,
@@ -268,10 +434,12 @@ fn live_setup(
             clock: Arc::new(clock),
             sampler: Arc::clone(&live) as _,
             steps: live as _,
-            control: Box::new(TerminalControl::new()),
+            control: Box::new(TerminalControl::with_inbox(Some(inbox))),
             sinks: vec![Box::new(journal), progress, Box::new(notifier)],
         },
         journal: Some(journal_path),
         pending: Some(pending),
+        resume: opened.resume,
+        _lock: Some(lock),
     })
 }

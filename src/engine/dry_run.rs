@@ -80,6 +80,7 @@ impl ControlSource for ApproveAtOnce {
             return Box::pin(std::future::ready(Some(Control::Approve {
                 by: "dry run".to_owned(),
                 stage: Some(stage),
+                request: None,
             })));
         }
         clock.sleep_until(deadline).then_none()

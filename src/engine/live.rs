@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::engine::clock::Clock;
+use crate::journal::inbox::Inbox;
 use crate::engine::context::{Resolver, StageRef};
 use crate::engine::{
     CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
@@ -408,15 +409,28 @@ pub fn describe_step(resolver: &Resolver, step: &Step, context: StepContext<'_>)
     String::from("(empty step)")
 }
 
-/// Approvals from the terminal: when stdin is a TTY, a line `approve` (or `y`) approves and
-/// `abort REASON` aborts.
+/// Decisions for a live run: from the terminal (when stdin is a TTY, a line `approve` or `y`
+/// approves and `abort REASON` aborts) and from the plan's inbox (`ion-plan approve`,
+/// `ion-plan abort` in another shell), checked twice a second.
 pub struct TerminalControl {
     /// `None` once nothing can send any more (no terminal, or stdin closed).
     receiver: Option<mpsc::UnboundedReceiver<Control>>,
     interactive: bool,
+    inbox: Option<Inbox>,
 }
 
+/// How often the inbox is read while a run waits.
+const INBOX_POLL: Duration = Duration::from_millis(500);
+
 impl TerminalControl {
+    /// Decisions from the terminal and, if given, the inbox.
+    pub fn with_inbox(inbox: Option<Inbox>) -> TerminalControl {
+        TerminalControl {
+            inbox,
+            ..TerminalControl::new()
+        }
+    }
+
     pub fn new() -> TerminalControl {
         let (sender, receiver) = mpsc::unbounded_channel();
         let interactive = std::io::stdin().is_terminal();
@@ -430,6 +444,7 @@ impl TerminalControl {
                         ("approve" | "y" | "yes", _) => Control::Approve {
                             by: user.clone(),
                             stage: None,
+                            request: None,
                         },
                         ("abort", reason) => Control::Abort {
                             by: user.clone(),
@@ -438,6 +453,7 @@ impl TerminalControl {
                             } else {
                                 reason.to_owned()
                             },
+                            request: None,
                         },
                         _ => {
                             eprintln!("type `approve` or `abort REASON`");
@@ -453,6 +469,7 @@ impl TerminalControl {
         TerminalControl {
             receiver: interactive.then_some(receiver),
             interactive,
+            inbox: None,
         }
     }
 }
@@ -470,28 +487,50 @@ impl ControlSource for TerminalControl {
         deadline: DateTime<Utc>,
     ) -> BoxFuture<'a, Option<Control>> {
         Box::pin(async move {
-            if let Some(receiver) = &mut self.receiver {
-                tokio::select! {
-                    control = receiver.recv() => match control {
-                        Some(control) => return Some(control),
-                        // stdin closed: nobody can answer any more; wait out the deadline.
-                        None => self.receiver = None,
-                    },
-                    () = clock.sleep_until(deadline) => return None,
+            loop {
+                if let Some(entry) = self.inbox.as_mut().and_then(Inbox::next) {
+                    return Some(entry.control());
+                }
+                let now = clock.now();
+                if now >= deadline {
+                    return None;
+                }
+                // Wake for the inbox every half second while there is one.
+                let until = if self.inbox.is_some() {
+                    deadline.min(now + chrono::Duration::from_std(INBOX_POLL).unwrap_or_default())
+                } else {
+                    deadline
+                };
+                if let Some(receiver) = &mut self.receiver {
+                    tokio::select! {
+                        control = receiver.recv() => match control {
+                            Some(control) => return Some(control),
+                            // stdin closed: nobody types any more.
+                            None => self.receiver = None,
+                        },
+                        () = clock.sleep_until(until) => {}
+                    }
+                } else {
+                    clock.sleep_until(until).await;
                 }
             }
-            clock.sleep_until(deadline).await;
-            None
         })
     }
 
     fn person_needed(&mut self, stage: &str, _at: DateTime<Utc>) {
         if self.interactive {
-            eprintln!("stage `{stage}` waits for you: type `approve`, or `abort REASON`");
+            eprintln!("stage `{stage}` waits for you: type `approve`, or `abort REASON` (or use `ion-plan approve` elsewhere)");
         }
     }
 
     fn can_answer(&self) -> bool {
-        self.interactive
+        self.interactive || self.inbox.is_some()
+    }
+
+    fn poll(&mut self) -> Option<Control> {
+        if let Some(control) = self.receiver.as_mut().and_then(|r| r.try_recv().ok()) {
+            return Some(control);
+        }
+        self.inbox.as_mut().and_then(Inbox::next).map(|e| e.control())
     }
 }

@@ -73,8 +73,17 @@ pub trait StepRunner: Send + Sync {
 /// A person's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
-    Approve { by: String, stage: Option<String> },
-    Abort { by: String, reason: String },
+    Approve {
+        by: String,
+        stage: Option<String>,
+        /// The id of an `ion-plan approve` request, recorded so it is taken once.
+        request: Option<String>,
+    },
+    Abort {
+        by: String,
+        reason: String,
+        request: Option<String>,
+    },
 }
 
 /// Where approvals and aborts come from.
@@ -89,6 +98,10 @@ pub trait ControlSource: Send {
     fn person_needed(&mut self, stage: &str, at: DateTime<Utc>);
     /// Whether anyone can answer in this run; if not, the run stops and says it waits.
     fn can_answer(&self) -> bool;
+    /// A decision already waiting, without waiting for one (`--once`).
+    fn poll(&mut self) -> Option<Control> {
+        None
+    }
 }
 
 /// Receives every event; the journal's sink fails the run if it cannot write.

@@ -1,7 +1,7 @@
 //! The run loop: preflight, then stage after stage — wait for the window, run the steps, check on
 //! time, judge gates, wait for a person — and rollback on a NO-GO.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use crate::engine::gates::{self, CompiledGate, Streaks, Verdict};
 use crate::engine::schedule::StartRule;
 use crate::engine::{CheckContext, Control, ControlSource, Sampler, Sink, StepContext, StepRunner};
 use crate::journal::event::{Event, Mode, Outcome, Phase, Record};
+use crate::journal::state::{RollbackProgress, RunState, StageProgress, StepStatus};
 use crate::plan::model::{Action, GateAt, Plan, Stage, Step};
 use crate::probe::Sample;
 
@@ -30,12 +31,22 @@ pub enum EngineError {
     #[error("the plan cannot run: {0}")]
     #[diagnostic(code(plan))]
     Plan(String),
+    /// The run cannot go on without a person's decision about its state.
+    #[error("{0}")]
+    #[diagnostic(code(state))]
+    Conflict(String),
 }
 
 /// How a part of the run ended.
 enum Flow {
     /// Go on.
     Next,
+    /// Stop without ending: `--once` is done for now, or nobody can answer a person's wait.
+    Suspend {
+        outcome: Outcome,
+        reason: String,
+        next: Option<DateTime<Utc>>,
+    },
     /// Run the rollback steps; the run ends with `outcome` if they succeed.
     Rollback { reason: String, outcome: Outcome },
     /// The run ends here.
@@ -48,6 +59,17 @@ pub struct RunInfo {
     pub plan_path: String,
     pub digest: String,
     pub mode: Mode,
+}
+
+/// How a run goes on from where its journal stopped, and what the operator decided.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Do what is due now and stop (exit 5 while more is due later).
+    pub once: bool,
+    /// Run an interrupted non-idempotent step again.
+    pub retry_step: bool,
+    /// Skip an interrupted non-idempotent step (it ran, or must not run).
+    pub skip_step: bool,
 }
 
 /// What the engine works with.
@@ -71,6 +93,9 @@ pub struct Engine<'p> {
     /// The newest sample of each probe in the current stage (for `at: end` gates).
     newest: HashMap<String, Sample>,
     checks: u32,
+    options: Options,
+    /// The journal's state when this runner took the run up.
+    resume: Option<RunState>,
 }
 
 /// The default cadence of checks while a stage waits for a person, when it has neither `every`
@@ -79,6 +104,17 @@ const FALLBACK_CADENCE: Duration = Duration::from_mins(5);
 
 impl<'p> Engine<'p> {
     pub fn new(plan: &'p Plan, info: RunInfo, parts: Parts) -> Result<Engine<'p>, EngineError> {
+        Engine::resume(plan, info, parts, None, Options::default())
+    }
+
+    /// An engine that takes up `resume` (a journal's state), or starts afresh without one.
+    pub fn resume(
+        plan: &'p Plan,
+        info: RunInfo,
+        parts: Parts,
+        resume: Option<RunState>,
+        options: Options,
+    ) -> Result<Engine<'p>, EngineError> {
         let gates = plan
             .gates
             .iter()
@@ -92,10 +128,12 @@ impl<'p> Engine<'p> {
             gates,
             start_rule,
             parts,
-            seq: 0,
+            seq: resume.as_ref().map_or(0, |r| r.last_seq),
             streaks: Streaks::default(),
             newest: HashMap::new(),
-            checks: 0,
+            checks: resume.as_ref().map_or(0, |r| r.checks),
+            options,
+            resume,
         })
     }
 
@@ -116,39 +154,94 @@ impl<'p> Engine<'p> {
         Ok(())
     }
 
-    /// Runs the plan to its end, or to a point where it must wait for a person nobody can be.
+    /// Runs the plan to its end, or to a point where it must wait for a person nobody can be,
+    /// or (with `--once`) until nothing more is due now.
     pub async fn run(mut self) -> Result<Outcome, EngineError> {
-        self.emit(Event::RunStarted {
-            run_id: self.info.run_id.clone(),
-            plan: self.info.plan_path.clone(),
-            digest: self.info.digest.clone(),
-            mode: self.info.mode,
-            stages: self.plan.stages.len(),
-        })?;
-        let mut flow = self.preflight().await?;
-        if matches!(flow, Flow::Next) {
-            for (index, stage) in self.plan.stages.iter().enumerate() {
-                flow = self.stage(index, stage).await?;
-                if !matches!(flow, Flow::Next) {
-                    break;
-                }
-            }
+        let resume = self.resume.take();
+        if resume.is_some() {
+            self.emit(Event::RunResumed {
+                run_id: self.info.run_id.clone(),
+            })?;
+        } else {
+            self.emit(Event::RunStarted {
+                run_id: self.info.run_id.clone(),
+                plan: self.info.plan_path.clone(),
+                digest: self.info.digest.clone(),
+                mode: self.info.mode,
+                stages: self.plan.stages.len(),
+            })?;
         }
-        let (outcome, reason) = match flow {
-            Flow::Next => (Outcome::Completed, None),
-            Flow::End { outcome, reason } => (outcome, Some(reason)),
-            Flow::Rollback { reason, outcome } => self.rollback(reason, outcome).await?,
+        let flow = match resume.as_ref().and_then(|r| r.rollback.clone()) {
+            // A rollback was under way: finish it.
+            Some(rollback) => Flow::Rollback {
+                reason: rollback.reason,
+                outcome: if rollback.aborted {
+                    Outcome::Aborted
+                } else {
+                    Outcome::RolledBack
+                },
+            },
+            None => self.stages(resume.as_ref()).await?,
         };
-        self.emit(Event::RunEnded { outcome, reason })?;
+        let (outcome, reason, next) = match flow {
+            Flow::Next => (Outcome::Completed, None, None),
+            Flow::End { outcome, reason } => (outcome, Some(reason), None),
+            Flow::Suspend {
+                outcome,
+                reason,
+                next,
+            } => (outcome, Some(reason), next),
+            Flow::Rollback { reason, outcome } => {
+                let resumed = resume.as_ref().and_then(|r| r.rollback.as_ref());
+                let (outcome, reason) = self.rollback(reason, outcome, resumed).await?;
+                (outcome, reason, None)
+            }
+        };
+        if outcome.is_final() {
+            self.emit(Event::RunEnded { outcome, reason })?;
+        } else {
+            self.emit(Event::Suspended {
+                outcome,
+                reason: reason.unwrap_or_default(),
+                next,
+            })?;
+        }
         for sink in &mut self.parts.sinks {
             sink.finish();
         }
         Ok(outcome)
     }
 
-    async fn preflight(&mut self) -> Result<Flow, EngineError> {
+    /// Preflight (what has not passed yet), then every stage from where the run stands.
+    async fn stages(&mut self, resume: Option<&RunState>) -> Result<Flow, EngineError> {
+        let plan = self.plan;
+        let started_any = resume.is_some_and(|r| r.stage.is_some() || !r.stages_completed.is_empty());
+        if !started_any {
+            let passed = resume.map(|r| r.preflight_passed.clone()).unwrap_or_default();
+            let flow = self.preflight(&passed).await?;
+            if !matches!(flow, Flow::Next) {
+                return Ok(flow);
+            }
+        }
+        let first = resume.map_or(0, |r| r.stages_completed.len());
+        for (index, stage) in plan.stages.iter().enumerate().skip(first) {
+            let progress = resume
+                .and_then(|r| r.stage.as_ref())
+                .filter(|p| p.index == index);
+            let flow = self.stage(index, stage, progress).await?;
+            if !matches!(flow, Flow::Next) {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    async fn preflight(&mut self, passed: &HashSet<String>) -> Result<Flow, EngineError> {
         let plan = self.plan;
         for (index, item) in plan.preflight.iter().enumerate() {
+            if passed.contains(&item.name) {
+                continue;
+            }
             let failure = if let Some(probe) = &item.probe {
                 self.preflight_probe(probe, item).await?
             } else {
@@ -304,11 +397,32 @@ impl<'p> Engine<'p> {
     /// Waits until `deadline`; an abort ends the wait with a rollback, an approval that nothing
     /// asked for is noted and ignored.
     async fn wait(&mut self, deadline: DateTime<Utc>) -> Result<Option<Flow>, EngineError> {
+        if self.options.once {
+            // Take an abort that is waiting; otherwise stop if the deadline is later.
+            if let Some(Control::Abort { by, reason, request }) = self.parts.control.poll() {
+                return self.aborted(&by, &reason, request).map(Some);
+            }
+            if deadline > self.now() {
+                return Ok(Some(Flow::Suspend {
+                    outcome: Outcome::InProgress,
+                    reason: format!(
+                        "nothing more is due until {}",
+                        deadline.format("%Y-%m-%d %H:%M:%SZ")
+                    ),
+                    next: Some(deadline),
+                }));
+            }
+            return Ok(None);
+        }
         loop {
             let clock = Arc::clone(&self.parts.clock);
             match self.parts.control.wait(clock.as_ref(), deadline).await {
                 None => return Ok(None),
-                Some(Control::Abort { by, reason }) => return self.aborted(&by, &reason).map(Some),
+                Some(Control::Abort {
+                    by,
+                    reason,
+                    request,
+                }) => return self.aborted(&by, &reason, request).map(Some),
                 Some(Control::Approve { .. }) => {
                     if self.now() >= deadline {
                         return Ok(None);
@@ -318,10 +432,11 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn aborted(&mut self, by: &str, reason: &str) -> Result<Flow, EngineError> {
+    fn aborted(&mut self, by: &str, reason: &str, request: Option<String>) -> Result<Flow, EngineError> {
         self.emit(Event::AbortRequested {
             by: by.to_owned(),
             reason: reason.to_owned(),
+            request,
         })?;
         Ok(Flow::Rollback {
             reason: format!("aborted by {by}: {reason}"),
@@ -329,27 +444,39 @@ impl<'p> Engine<'p> {
         })
     }
 
-    async fn stage(&mut self, index: usize, stage: &'p Stage) -> Result<Flow, EngineError> {
+    /// Runs a stage, or takes it up from `progress` (what the journal recorded of it).
+    async fn stage(
+        &mut self,
+        index: usize,
+        stage: &'p Stage,
+        progress: Option<&StageProgress>,
+    ) -> Result<Flow, EngineError> {
         let defaults = self.plan.defaults.as_ref();
-        let (start, why) = self.start_rule.next_start(self.now());
-        if let Some(reason) = why {
-            self.emit(Event::StageWaiting {
-                stage: stage.name.clone(),
-                until: start,
-                reason,
-            })?;
-            if let Some(flow) = self.wait(start).await? {
-                return Ok(flow);
+        let started = match progress {
+            Some(progress) => progress.started,
+            None => {
+                let (start, why) = self.start_rule.next_start(self.now());
+                if let Some(reason) = why {
+                    self.emit(Event::StageWaiting {
+                        stage: stage.name.clone(),
+                        until: start,
+                        reason,
+                    })?;
+                    if let Some(flow) = self.wait(start).await? {
+                        return Ok(flow);
+                    }
+                }
+                self.emit(Event::StageStarted {
+                    stage: stage.name.clone(),
+                    index,
+                    traffic: stage.traffic,
+                })?;
+                self.now()
             }
-        }
-        self.emit(Event::StageStarted {
-            stage: stage.name.clone(),
-            index,
-            traffic: stage.traffic,
-        })?;
-        let started = self.now();
+        };
         self.streaks.reset();
         self.newest.clear();
+        let done_steps = progress.map(|p| p.steps.clone()).unwrap_or_default();
         for (i, step) in stage.effective_steps(defaults).iter().enumerate() {
             let context = StepContext {
                 phase: Phase::Stage,
@@ -357,42 +484,113 @@ impl<'p> Engine<'p> {
                 traffic: stage.traffic,
                 index: i,
             };
-            if let Err(reason) = self.step(step, context).await? {
-                return Ok(Flow::Rollback {
-                    reason,
-                    outcome: Outcome::RolledBack,
-                });
+            match self.resumable_step(step, context, done_steps.get(&i)).await? {
+                Ok(()) => {}
+                Err(reason) => {
+                    return Ok(Flow::Rollback {
+                        reason,
+                        outcome: Outcome::RolledBack,
+                    });
+                }
+            }
+        }
+        let mut last_offset = None;
+        if let Some(progress) = progress {
+            // Streaks come back exactly: the recorded samples go through the gates again.
+            for check in &progress.checks {
+                self.replay_check(stage, &check.samples);
+                last_offset = Some(check.offset);
+            }
+            if let Some((_, reason)) = &progress.paused {
+                self.parts.control.person_needed(&stage.name, self.now());
+                let flow = self
+                    .wait_for_person(stage, started, None, Action::Pause, reason.clone())
+                    .await?;
+                if !matches!(flow, Flow::Next) {
+                    return Ok(flow);
+                }
             }
         }
         let bake = stage.bake.as_duration();
-        for offset in check_offsets(stage, defaults) {
-            if let Some(flow) = self.wait(at(started, offset)).await? {
+        let bake_ended = progress.is_some_and(|p| p.bake_ended);
+        if !bake_ended {
+            let mut offsets: Vec<Duration> = check_offsets(stage, defaults)
+                .into_iter()
+                .filter(|o| last_offset.is_none_or(|last| o.as_secs_f64() > last + 1e-3))
+                .collect();
+            if progress.is_some() {
+                // Checks that fell due while nothing ran are recorded, not back-filled; one
+                // check runs at once (unless the bake is over: the end's check does that).
+                let now = self.now();
+                let missed: Vec<Duration> = offsets
+                    .iter()
+                    .copied()
+                    .filter(|o| at(started, *o) <= now)
+                    .collect();
+                if !missed.is_empty() {
+                    self.emit(Event::ChecksMissed {
+                        stage: stage.name.clone(),
+                        offsets: missed.iter().map(Duration::as_secs_f64).collect(),
+                    })?;
+                }
+                offsets.retain(|o| at(started, *o) > now);
+                if now < at(started, bake) && stage.effective_checks(defaults).is_some() {
+                    let flow = self.check(stage, started).await?;
+                    if !matches!(flow, Flow::Next) {
+                        return Ok(flow);
+                    }
+                }
+            }
+            for offset in offsets {
+                if let Some(flow) = self.wait(at(started, offset)).await? {
+                    return Ok(flow);
+                }
+                let flow = self.check(stage, started).await?;
+                if !matches!(flow, Flow::Next) {
+                    return Ok(flow);
+                }
+            }
+            if let Some(flow) = self.wait(at(started, bake)).await? {
                 return Ok(flow);
             }
-            let flow = self.check(stage, started).await?;
+            let flow = self.end_gates(stage, started).await?;
             if !matches!(flow, Flow::Next) {
                 return Ok(flow);
             }
-        }
-        if let Some(flow) = self.wait(at(started, bake)).await? {
-            return Ok(flow);
-        }
-        let flow = self.end_gates(stage, started).await?;
-        if !matches!(flow, Flow::Next) {
-            return Ok(flow);
+            self.emit(Event::BakeEnded {
+                stage: stage.name.clone(),
+            })?;
         }
         if let Some(approval) = stage.approval {
-            let deadline = approval.timeout.map(|t| at(self.now(), t.as_duration()));
-            self.emit(Event::ApprovalRequested {
-                stage: stage.name.clone(),
-                deadline,
-            })?;
+            let deadline = match progress.and_then(|p| p.approval) {
+                Some((_, deadline)) => {
+                    self.parts.control.person_needed(&stage.name, self.now());
+                    if progress.is_some_and(|p| p.bake_ended) && stage.effective_checks(defaults).is_some() {
+                        // Taking up a stage that waits for approval: its guards check at once.
+                        let flow = self.check(stage, started).await?;
+                        if !matches!(flow, Flow::Next) {
+                            return Ok(flow);
+                        }
+                    }
+                    deadline
+                }
+                None => {
+                    let deadline = approval.timeout.map(|t| at(self.now(), t.as_duration()));
+                    self.emit(Event::ApprovalRequested {
+                        stage: stage.name.clone(),
+                        deadline,
+                    })?;
+                    self.parts.control.person_needed(&stage.name, self.now());
+                    deadline
+                }
+            };
             let flow = self
                 .wait_for_person(
                     stage,
                     started,
                     deadline,
                     approval.on_timeout.unwrap_or(Action::Rollback),
+                    format!("stage `{}` waits for approval", stage.name),
                 )
                 .await?;
             if !matches!(flow, Flow::Next) {
@@ -403,6 +601,60 @@ impl<'p> Engine<'p> {
             stage: stage.name.clone(),
         })?;
         Ok(Flow::Next)
+    }
+
+    /// A step, taking up what the journal recorded of it: done steps are not run again; an
+    /// interrupted one runs again only if it is idempotent or the operator said so.
+    async fn resumable_step(
+        &mut self,
+        step: &Step,
+        context: StepContext<'_>,
+        recorded: Option<&StepStatus>,
+    ) -> Result<Result<(), String>, EngineError> {
+        let Some(recorded) = recorded else {
+            return self.step(step, context).await;
+        };
+        if recorded.done() {
+            return Ok(Ok(()));
+        }
+        if recorded.interrupted() && !step.idempotent && !self.options.retry_step {
+            if self.options.skip_step {
+                self.emit(Event::StepSkipped {
+                    phase: context.phase,
+                    stage: context.stage.map(str::to_owned),
+                    index: context.index,
+                    name: recorded.name.clone(),
+                })?;
+                return Ok(Ok(()));
+            }
+            let place = context.stage.map_or_else(
+                || format!("{:?}", context.phase).to_lowercase(),
+                |s| format!("stage `{s}`"),
+            );
+            return Err(EngineError::Conflict(format!(
+                "step {} of {place} (`{}`) started at {} and never finished, and it is not \
+                 idempotent: it may or may not have taken effect. Check, then run again with \
+                 `--retry-step` to run it again or `--skip-step` if it took effect.",
+                context.index + 1,
+                recorded.command,
+                recorded
+                    .started
+                    .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()),
+            )));
+        }
+        self.step(step, context).await
+    }
+
+    /// Feeds a recorded check through the stage's gates again, to rebuild streaks on resume.
+    fn replay_check(&mut self, stage: &Stage, samples: &HashMap<String, Sample>) {
+        for name in stage.effective_gates(self.plan.defaults.as_ref()) {
+            if let Some(gate) = self.gates.get(name).filter(|g| g.at == GateAt::EveryCheck) {
+                self.streaks.every_check(gate, samples);
+            }
+        }
+        for (probe, sample) in samples {
+            self.newest.insert(probe.clone(), sample.clone());
+        }
     }
 
     /// One check: the stage's probes concurrently, then its `every_check` gates.
@@ -581,58 +833,86 @@ impl<'p> Engine<'p> {
         if let Some(reason) = pause {
             self.emit(Event::Paused {
                 stage: stage.name.clone(),
-                reason,
+                reason: reason.clone(),
             })?;
-            return Box::pin(self.wait_for_person(stage, started, None, Action::Pause)).await;
+            self.parts.control.person_needed(&stage.name, self.now());
+            return Box::pin(self.wait_for_person(
+                stage,
+                started,
+                None,
+                Action::Pause,
+                format!("stage `{}` is paused: {reason}", stage.name),
+            ))
+            .await;
         }
         Ok(Flow::Next)
     }
 
     /// Waits for a person's approval while the stage's `every_check` gates keep running. At
-    /// `deadline` (if any) takes `on_timeout`.
+    /// `deadline` (if any) takes `on_timeout`; `on_timeout: pause` (a paused stage) waits as long
+    /// as it takes.
     async fn wait_for_person(
         &mut self,
         stage: &'p Stage,
         started: DateTime<Utc>,
         deadline: Option<DateTime<Utc>>,
         on_timeout: Action,
+        why: String,
     ) -> Result<Flow, EngineError> {
-        let now = self.now();
-        self.parts.control.person_needed(&stage.name, now);
-        if !self.parts.control.can_answer() {
-            return Ok(Flow::End {
-                outcome: Outcome::Waiting,
-                reason: format!(
-                    "stage `{}` waits for a person: `ion-plan approve` or `ion-plan abort`",
-                    stage.name
-                ),
-            });
-        }
+        let pause = on_timeout == Action::Pause && deadline.is_none();
         let cadence = cadence(stage, self.plan.defaults.as_ref());
         let mut deadline = deadline;
-        let mut next_check = cadence.map(|c| at(now, c));
+        let mut next_check = cadence.map(|c| at(self.now(), c));
         loop {
-            let until = match (next_check, deadline) {
-                (Some(c), Some(d)) => c.min(d),
-                (Some(t), None) | (None, Some(t)) => t,
-                (None, None) => DateTime::<Utc>::MAX_UTC,
+            let control = if self.options.once || !self.parts.control.can_answer() {
+                match self.parts.control.poll() {
+                    Some(control) => Some(control),
+                    None if deadline.is_some_and(|d| self.now() >= d) => None,
+                    None => {
+                        return Ok(Flow::Suspend {
+                            outcome: Outcome::Waiting,
+                            reason: format!(
+                                "{why}: `ion-plan approve` or `ion-plan abort`, then `ion-plan run` again"
+                            ),
+                            next: deadline,
+                        });
+                    }
+                }
+            } else {
+                let until = match (next_check, deadline) {
+                    (Some(c), Some(d)) => c.min(d),
+                    (Some(t), None) | (None, Some(t)) => t,
+                    (None, None) => DateTime::<Utc>::MAX_UTC,
+                };
+                let clock = Arc::clone(&self.parts.clock);
+                self.parts.control.wait(clock.as_ref(), until).await
             };
-            let clock = Arc::clone(&self.parts.clock);
-            match self.parts.control.wait(clock.as_ref(), until).await {
-                Some(Control::Abort { by, reason }) => return self.aborted(&by, &reason),
-                Some(Control::Approve { by, stage: named }) => {
+            match control {
+                Some(Control::Abort {
+                    by,
+                    reason,
+                    request,
+                }) => return self.aborted(&by, &reason, request),
+                Some(Control::Approve {
+                    by,
+                    stage: named,
+                    request,
+                }) => {
                     if named.as_ref().is_some_and(|n| n != &stage.name) {
                         continue;
                     }
-                    self.emit(if on_timeout == Action::Pause && deadline.is_none() {
+                    let stage_name = stage.name.clone();
+                    self.emit(if pause {
                         Event::Resumed {
-                            stage: stage.name.clone(),
+                            stage: stage_name,
                             by,
+                            request,
                         }
                     } else {
                         Event::Approved {
-                            stage: stage.name.clone(),
+                            stage: stage_name,
                             by,
+                            request,
                         }
                     })?;
                     return Ok(Flow::Next);
@@ -665,12 +945,10 @@ impl<'p> Engine<'p> {
             }
             if next_check.is_none() && deadline.is_none() && self.parts.clock.is_simulated() {
                 // Simulated time with nothing left to happen: nobody will ever answer.
-                return Ok(Flow::End {
+                return Ok(Flow::Suspend {
                     outcome: Outcome::Waiting,
-                    reason: format!(
-                        "stage `{}` waits for a person who never answers",
-                        stage.name
-                    ),
+                    reason: format!("{why}, and nobody answers"),
+                    next: None,
                 });
             }
         }
@@ -682,10 +960,14 @@ impl<'p> Engine<'p> {
         &mut self,
         reason: String,
         outcome: Outcome,
+        resumed: Option<&RollbackProgress>,
     ) -> Result<(Outcome, Option<String>), EngineError> {
-        self.emit(Event::RollbackStarted {
-            reason: reason.clone(),
-        })?;
+        let done = resumed.map(|r| r.steps.clone()).unwrap_or_default();
+        if resumed.is_none() {
+            self.emit(Event::RollbackStarted {
+                reason: reason.clone(),
+            })?;
+        }
         let plan = self.plan;
         for (index, step) in plan.rollback.iter().enumerate() {
             let context = StepContext {
@@ -694,7 +976,7 @@ impl<'p> Engine<'p> {
                 traffic: 0.0,
                 index,
             };
-            if let Err(failure) = self.step(step, context).await? {
+            if let Err(failure) = self.resumable_step(step, context, done.get(&index)).await? {
                 let left_to_do = plan.rollback[index..]
                     .iter()
                     .enumerate()

@@ -104,6 +104,7 @@ impl ScenarioControl {
                 Control::Abort {
                     by: abort.by.clone().unwrap_or_else(|| "scenario".to_owned()),
                     reason: abort.reason.clone(),
+                    request: None,
                 },
             ));
         }
@@ -148,6 +149,7 @@ impl ControlSource for ScenarioControl {
             Control::Approve {
                 by: script.by.unwrap_or_else(|| "scenario".to_owned()),
                 stage: Some(stage.to_owned()),
+                request: None,
             },
         ));
     }

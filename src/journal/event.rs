@@ -46,8 +46,11 @@ pub enum Outcome {
     PreflightFailed,
     /// A rollback step failed: people must finish by hand.
     Failed,
-    /// Waiting for a person (approval or pause) and nobody can answer in this run.
+    /// Waiting for a person (approval or pause) and nobody can answer in this run. Not final:
+    /// the run resumes.
     Waiting,
+    /// `--once` did what was due; more is due later. Not final.
+    InProgress,
 }
 
 impl Outcome {
@@ -61,6 +64,7 @@ impl Outcome {
             }
             Outcome::Failed => exit_code::RUNTIME_ERROR,
             Outcome::Waiting => exit_code::WAITING,
+            Outcome::InProgress => exit_code::IN_PROGRESS,
         }
     }
 
@@ -72,7 +76,13 @@ impl Outcome {
             Outcome::PreflightFailed => "preflight_failed",
             Outcome::Failed => "failed",
             Outcome::Waiting => "waiting",
+            Outcome::InProgress => "in_progress",
         }
+    }
+
+    /// Whether the run is over (it cannot resume).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Outcome::Waiting | Outcome::InProgress)
     }
 }
 
@@ -95,6 +105,20 @@ pub enum Event {
         digest: String,
         mode: Mode,
         stages: usize,
+    },
+    /// A runner took up an unfinished run.
+    RunResumed {
+        run_id: String,
+    },
+    /// The run stopped without ending (`--once`, or waiting for a person); `run` resumes it.
+    Suspended {
+        outcome: Outcome,
+        reason: String,
+        next: Option<DateTime<Utc>>,
+    },
+    /// `run --restart` left this run for a new one.
+    Superseded {
+        by: String,
     },
     PreflightPassed {
         name: String,
@@ -133,6 +157,19 @@ pub enum Event {
         detail: String,
         duration_ms: u64,
     },
+    /// Checks that fell due while no runner ran: recorded, not back-filled.
+    ChecksMissed {
+        stage: String,
+        /// Seconds since the stage started, of each missed check.
+        offsets: Vec<f64>,
+    },
+    /// An interrupted step the operator chose to skip (`--skip-step`).
+    StepSkipped {
+        phase: Phase,
+        stage: Option<String>,
+        index: usize,
+        name: String,
+    },
     CheckStarted {
         stage: String,
         number: u32,
@@ -162,6 +199,10 @@ pub enum Event {
         action: Action,
         reason: String,
     },
+    /// The bake is over and the `at: end` gates passed.
+    BakeEnded {
+        stage: String,
+    },
     ApprovalRequested {
         stage: String,
         deadline: Option<DateTime<Utc>>,
@@ -169,6 +210,8 @@ pub enum Event {
     Approved {
         stage: String,
         by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
     },
     ApprovalTimedOut {
         stage: String,
@@ -181,6 +224,8 @@ pub enum Event {
     Resumed {
         stage: String,
         by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
     },
     StageCompleted {
         stage: String,
@@ -188,6 +233,8 @@ pub enum Event {
     AbortRequested {
         by: String,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
     },
     RollbackStarted {
         reason: String,

@@ -2,6 +2,10 @@
 //! effect it announces. The first line is a versioned header.
 
 pub mod event;
+pub mod inbox;
+pub mod lock;
+pub mod replay;
+pub mod state;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -54,6 +58,20 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Opens a journal to append to it, cutting a torn last line back to `intact_len` bytes.
+    pub fn open_append(path: &Path, intact_len: u64, last_seq: u64) -> std::io::Result<Journal> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        if file.metadata()?.len() > intact_len {
+            file.set_len(intact_len)?;
+            file.sync_data()?;
+        }
+        Ok(Journal {
+            file,
+            path: path.to_owned(),
+            seq: last_seq,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -100,9 +118,33 @@ impl Journal {
     }
 }
 
-impl crate::engine::Sink for Journal {
+/// The journal as the engine's sink, shared with the signal handler (which waits for the write
+/// in flight before the process exits).
+#[derive(Debug, Clone)]
+pub struct SharedJournal(pub std::sync::Arc<std::sync::Mutex<Journal>>);
+
+/// Fault injection for the crash tests: with `ION_PLAN_CRASH_AFTER_EVENT=N` the process aborts
+/// right after event N is on disk, before the effect that follows it. Read once.
+fn crash_after() -> Option<u64> {
+    static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *AFTER.get_or_init(|| {
+        std::env::var("ION_PLAN_CRASH_AFTER_EVENT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+impl crate::engine::Sink for SharedJournal {
     fn record(&mut self, record: &Record) -> std::io::Result<()> {
-        self.write_record(record)
+        let mut journal = self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("journal lock poisoned"))?;
+        journal.write_record(record)?;
+        if crash_after() == Some(record.seq) {
+            std::process::abort();
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! (meaning), orchestrated by [`validate`]; [`diagnostic`] is what each layer reports.
 
 pub mod diagnostic;
+pub mod diff;
 pub mod expr;
 pub mod interpolate;
 pub mod load;

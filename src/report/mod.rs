@@ -1,4 +1,6 @@
 //! What people and tools read: validation findings, and the progress of a run.
 
+pub mod decision_log;
 pub mod diagnostics;
 pub mod progress;
+pub mod status;

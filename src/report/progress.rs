@@ -213,14 +213,14 @@ pub fn describe(event: &Event) -> String {
             ),
             None => format!("{stage}: waiting for approval"),
         },
-        Event::Approved { stage, by } => format!("{stage}: approved by {by}"),
+        Event::Approved { stage, by, .. } => format!("{stage}: approved by {by}"),
         Event::ApprovalTimedOut { stage, action } => {
             format!("{stage}: approval timed out → {action:?}").to_lowercase()
         }
         Event::Paused { stage, reason } => format!("{stage}: PAUSED: {reason}"),
-        Event::Resumed { stage, by } => format!("{stage}: resumed by {by}"),
+        Event::Resumed { stage, by, .. } => format!("{stage}: resumed by {by}"),
         Event::StageCompleted { stage } => format!("{stage}: stage completed"),
-        Event::AbortRequested { by, reason } => format!("ABORT by {by}: {reason}"),
+        Event::AbortRequested { by, reason, .. } => format!("ABORT by {by}: {reason}"),
         Event::RollbackStarted { reason } => format!("ROLLBACK: {reason}"),
         Event::RolledBack {} => "rolled back".to_owned(),
         Event::RollbackFailed { reason, left_to_do } => format!(
@@ -234,6 +234,23 @@ pub fn describe(event: &Event) -> String {
         Event::NotifyFailed { url, event, reason } => {
             format!("notification {event} to {url} failed: {reason}")
         }
+        Event::RunResumed { run_id } => format!("run {run_id} resumed"),
+        Event::Suspended { outcome, reason, next } => match next {
+            Some(next) => format!(
+                "run suspended ({}): {reason}; next at {}",
+                outcome.as_str(),
+                next.format("%Y-%m-%d %H:%M:%SZ")
+            ),
+            None => format!("run suspended ({}): {reason}", outcome.as_str()),
+        },
+        Event::Superseded { by } => format!("run superseded by {by}"),
+        Event::ChecksMissed { stage, offsets } => format!(
+            "{stage}: {} check{} missed while no runner ran (not back-filled)",
+            offsets.len(),
+            if offsets.len() == 1 { "" } else { "s" }
+        ),
+        Event::StepSkipped { name, index, .. } => format!("  step {} skipped by the operator: {name}", index + 1),
+        Event::BakeEnded { stage } => format!("{stage}: bake over, end gates passed"),
         Event::RunEnded { outcome, reason } => match reason {
             Some(reason) => format!("run ended: {}: {reason}", outcome.as_str()),
             None => format!("run ended: {}", outcome.as_str()),

@@ -1,0 +1,96 @@
+//! `ion-plan status PLAN` and `ion-plan report PLAN`: read a run's journal, change nothing.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use chrono::Utc;
+
+use crate::exit_code;
+use crate::journal::inbox::{self, Inbox};
+use crate::plan::validate::{Checks, validate_file};
+use crate::report::{decision_log, status};
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The plan whose newest run to show.
+    plan: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Where the journals are. Default: `.ion-plan/` beside the plan.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The plan whose newest run to report.
+    plan: PathBuf,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    format: ReportFormat,
+    /// Where the journals are. Default: `.ion-plan/` beside the plan.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn print(text: &str) -> u8 {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => exit_code::RUNTIME_ERROR,
+        _ => exit_code::SUCCESS,
+    }
+}
+
+pub fn status(args: &StatusArgs) -> u8 {
+    let plan = match validate_file(&args.plan, Checks { filesystem: false }) {
+        Ok(report) => match report.plan {
+            Some(plan) => plan,
+            None => return super::run::invalid(report),
+        },
+        Err(error) => {
+            eprintln!("{:?}", miette::Report::new(error));
+            return exit_code::RUNTIME_ERROR;
+        }
+    };
+    let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
+    let (replay, run) = match super::run::latest_run(&state, &stem) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            eprintln!("{} has no run yet (looked in {})", args.plan.display(), state.display());
+            return exit_code::RUNTIME_ERROR;
+        }
+        Err(code) => return code,
+    };
+    if let Some(warning) = &replay.torn {
+        eprintln!("warning: {warning}");
+    }
+    let pending = Inbox::new(inbox::path(&state, &stem), run.taken.clone()).pending();
+    let status = status::build(&plan, &run, &pending, Utc::now());
+    if args.json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&status).unwrap_or_default()))
+    } else {
+        print(&status::text(&status))
+    }
+}
+
+pub fn report(args: &ReportArgs) -> u8 {
+    let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
+    let replay = match super::run::latest_run(&state, &stem) {
+        Ok(Some((replay, _))) => replay,
+        Ok(None) => {
+            eprintln!("{} has no run yet (looked in {})", args.plan.display(), state.display());
+            return exit_code::RUNTIME_ERROR;
+        }
+        Err(code) => return code,
+    };
+    let log = decision_log::build(&replay);
+    match args.format {
+        ReportFormat::Md => print(&decision_log::markdown(&log)),
+        ReportFormat::Json => print(&format!("{}\n", serde_json::to_string_pretty(&log).unwrap_or_default())),
+    }
+}

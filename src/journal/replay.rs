@@ -1,0 +1,207 @@
+//! Reading a journal back: the header, then every record. A torn last line (a crash mid-write)
+//! is dropped with a warning; a bad line anywhere else is an error that names it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::journal::event::{FORMAT_VERSION, Record};
+use crate::journal::{Header, MAX_LINE};
+
+/// A journal as read from disk.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub path: PathBuf,
+    pub header: Header,
+    pub records: Vec<Record>,
+    /// Set when a torn last line was dropped: what to tell the operator.
+    pub torn: Option<String>,
+    /// The byte length of the intact part (the file is cut back to it before appending).
+    pub intact_len: u64,
+}
+
+/// A journal that cannot be read.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ReplayError {
+    #[error("failed to read journal `{}`", path.display())]
+    #[diagnostic(code(journal::io))]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal `{}` line {line}: {reason}", path.display())]
+    #[diagnostic(
+        code(journal::corrupt),
+        help("the journal is append-only and written line by line; a damaged line in the middle means the file was edited or the disk is failing. Move the file aside and start a new run with `--restart`.")
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// Reads and checks a whole journal.
+pub fn read(path: &Path) -> Result<Replay, ReplayError> {
+    let io = |source| ReplayError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io)?;
+    parse(path, &bytes)
+}
+
+/// Parses journal bytes (for `read` and tests).
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Replay, ReplayError> {
+    let corrupt = |line: usize, reason: String| ReplayError::Corrupt {
+        path: path.to_owned(),
+        line,
+        reason,
+    };
+    let complete = bytes.last() == Some(&b'\n');
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // `split` yields an empty piece after the final newline.
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let mut torn = None;
+    if !complete && !lines.is_empty() {
+        let last = lines.pop().expect("non-empty");
+        torn = Some(format!(
+            "dropped a torn last line ({} bytes) of `{}`: the previous run stopped while writing it",
+            last.len(),
+            path.display()
+        ));
+    }
+    let intact_len = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    let Some((first, rest)) = lines.split_first() else {
+        return Err(corrupt(1, "the journal has no header".into()));
+    };
+    let header: Header = serde_json::from_slice(first)
+        .map_err(|e| corrupt(1, format!("not a journal header: {e}")))?;
+    if header.format != FORMAT_VERSION {
+        return Err(corrupt(
+            1,
+            format!(
+                "journal format {} is not the supported format {FORMAT_VERSION}",
+                header.format
+            ),
+        ));
+    }
+    let mut records = Vec::with_capacity(rest.len());
+    for (i, line) in rest.iter().enumerate() {
+        let number = i + 2;
+        if line.len() > MAX_LINE {
+            return Err(corrupt(number, format!("line of {} bytes is too long", line.len())));
+        }
+        let record: Record = serde_json::from_slice(line)
+            .map_err(|e| corrupt(number, format!("not a journal record: {e}")))?;
+        let expected = records.len() as u64 + 1;
+        if record.seq != expected {
+            return Err(corrupt(
+                number,
+                format!("record number {} where {expected} was expected", record.seq),
+            ));
+        }
+        records.push(record);
+    }
+    Ok(Replay {
+        path: path.to_owned(),
+        header,
+        records,
+        torn,
+        intact_len,
+    })
+}
+
+/// The journals of a plan in a state folder, oldest first (run ids start with their time).
+pub fn runs(state: &Path, stem: &str) -> Vec<PathBuf> {
+    let prefix = format!("{stem}-");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".jsonl") && !n.ends_with(".inbox.jsonl"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::event::Event;
+    use chrono::Utc;
+
+    fn journal(records: usize) -> Vec<u8> {
+        let header = Header {
+            format: FORMAT_VERSION,
+            run_id: "r".into(),
+            plan: "p.yaml".into(),
+            digest: "sha256:0".into(),
+            created: Utc::now(),
+        };
+        let mut out = serde_json::to_vec(&header).unwrap();
+        out.push(b'\n');
+        for seq in 1..=records as u64 {
+            let record = Record {
+                seq,
+                at: Utc::now(),
+                event: Event::StageCompleted { stage: format!("s{seq}") },
+            };
+            out.extend(serde_json::to_vec(&record).unwrap());
+            out.push(b'\n');
+        }
+        out
+    }
+
+    #[test]
+    fn a_whole_journal_reads_back() {
+        let replay = parse(Path::new("j"), &journal(3)).unwrap();
+        assert_eq!(replay.records.len(), 3);
+        assert!(replay.torn.is_none());
+        assert_eq!(replay.intact_len, journal(3).len() as u64);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_with_a_warning() {
+        let mut bytes = journal(3);
+        let whole = bytes.len() as u64;
+        bytes.extend_from_slice(br#"{"seq":4,"at":"2025-"#);
+        let replay = parse(Path::new("j"), &bytes).unwrap();
+        assert_eq!(replay.records.len(), 3);
+        assert!(replay.torn.unwrap().contains("torn"));
+        assert_eq!(replay.intact_len, whole);
+    }
+
+    #[test]
+    fn a_corrupted_line_in_the_middle_is_an_error_naming_it() {
+        let bytes = journal(3);
+        let text = String::from_utf8(bytes).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[2] = "{not json";
+        let bytes = format!("{}\n", lines.join("\n")).into_bytes();
+        match parse(Path::new("j"), &bytes) {
+            Err(ReplayError::Corrupt { line, .. }) => assert_eq!(line, 3),
+            other => panic!("{other:?}"),
+        }
+        // A gap in the numbering is corruption too.
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.remove(2);
+        let bytes = format!("{}\n", lines.join("\n")).into_bytes();
+        assert!(matches!(parse(Path::new("j"), &bytes), Err(ReplayError::Corrupt { line: 3, .. })));
+    }
+
+    #[test]
+    fn an_empty_file_has_no_header() {
+        assert!(matches!(parse(Path::new("j"), b""), Err(ReplayError::Corrupt { line: 1, .. })));
+    }
+}

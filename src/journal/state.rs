@@ -1,0 +1,267 @@
+//! The state of a run: the fold of its journal's events. What resume, `status` and `report`
+//! start from.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::gates::Evaluation;
+use crate::journal::event::{Event, Outcome, Phase, Record};
+use crate::journal::replay::Replay;
+use crate::probe::Sample;
+
+/// One step's progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepStatus {
+    pub name: String,
+    pub command: String,
+    pub started: Option<DateTime<Utc>>,
+    /// `Some(true)` once an attempt succeeded.
+    pub ok: Option<bool>,
+    pub attempts: u32,
+    pub skipped: bool,
+}
+
+impl StepStatus {
+    /// Done: succeeded or skipped.
+    pub fn done(&self) -> bool {
+        self.ok == Some(true) || self.skipped
+    }
+
+    /// Started and never finished: a crash interrupted it.
+    pub fn interrupted(&self) -> bool {
+        self.started.is_some() && self.ok.is_none() && !self.skipped
+    }
+}
+
+/// One check of the current stage, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRecord {
+    pub number: u32,
+    /// Seconds since the stage started.
+    pub offset: f64,
+    pub samples: HashMap<String, Sample>,
+}
+
+/// The stage in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageProgress {
+    pub index: usize,
+    pub name: String,
+    pub traffic: f64,
+    pub started: DateTime<Utc>,
+    pub steps: BTreeMap<usize, StepStatus>,
+    pub checks: Vec<CheckRecord>,
+    pub bake_ended: bool,
+    /// When approval was asked for, and its deadline.
+    pub approval: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Paused since, and why.
+    pub paused: Option<(DateTime<Utc>, String)>,
+}
+
+/// A rollback in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackProgress {
+    pub reason: String,
+    pub aborted: bool,
+    pub steps: BTreeMap<usize, StepStatus>,
+}
+
+/// Everything the journal says about a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunState {
+    pub run_id: String,
+    pub plan: String,
+    pub digest: String,
+    pub started: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
+    /// Set when the run is over.
+    pub ended: Option<(Outcome, Option<String>)>,
+    /// The last suspension, while nothing happened since.
+    pub suspended: Option<(Outcome, String, Option<DateTime<Utc>>)>,
+    pub superseded: bool,
+    pub preflight_passed: HashSet<String>,
+    pub preflight_steps: BTreeMap<usize, StepStatus>,
+    pub stages_completed: Vec<String>,
+    pub stage: Option<StageProgress>,
+    pub rollback: Option<RollbackProgress>,
+    pub last_seq: u64,
+    pub checks: u32,
+    /// Control requests already taken (by id).
+    pub taken: HashSet<String>,
+    /// Abort requested (rolling back because of it).
+    pub aborted: bool,
+    /// The newest sample of each probe.
+    pub samples: BTreeMap<String, (DateTime<Utc>, Sample)>,
+    /// The newest evaluation of each condition, by (gate, condition).
+    pub evaluations: BTreeMap<(String, String), (DateTime<Utc>, Evaluation)>,
+    /// Approvals and who gave them.
+    pub approvals: Vec<(String, String, DateTime<Utc>)>,
+}
+
+impl RunState {
+    /// Whether the run can go on.
+    pub fn unfinished(&self) -> bool {
+        self.ended.is_none() && !self.superseded
+    }
+
+    pub fn fold(replay: &Replay) -> RunState {
+        let mut state = RunState {
+            run_id: replay.header.run_id.clone(),
+            plan: replay.header.plan.clone(),
+            digest: replay.header.digest.clone(),
+            ..RunState::default()
+        };
+        for record in &replay.records {
+            state.apply(record);
+        }
+        state
+    }
+
+    fn steps_for(&mut self, phase: Phase) -> Option<&mut BTreeMap<usize, StepStatus>> {
+        match phase {
+            Phase::Preflight => Some(&mut self.preflight_steps),
+            Phase::Stage => self.stage.as_mut().map(|s| &mut s.steps),
+            Phase::Rollback => self.rollback.as_mut().map(|r| &mut r.steps),
+        }
+    }
+
+    /// Applies one event.
+    #[expect(clippy::too_many_lines, reason = "one arm per event: the fold reads best in one place")]
+    pub fn apply(&mut self, record: &Record) {
+        self.last_seq = record.seq;
+        self.last_at = Some(record.at);
+        if !matches!(record.event, Event::Suspended { .. }) {
+            self.suspended = None;
+        }
+        match &record.event {
+            Event::RunStarted { .. } => self.started = Some(record.at),
+            Event::PreflightPassed { name } => {
+                self.preflight_passed.insert(name.clone());
+                self.preflight_steps.clear();
+            }
+            Event::StageStarted { stage, index, traffic } => {
+                self.stage = Some(StageProgress {
+                    index: *index,
+                    name: stage.clone(),
+                    traffic: *traffic,
+                    started: record.at,
+                    steps: BTreeMap::new(),
+                    checks: Vec::new(),
+                    bake_ended: false,
+                    approval: None,
+                    paused: None,
+                });
+            }
+            Event::StepStarted { phase, index, name, command, .. } => {
+                if let Some(steps) = self.steps_for(*phase) {
+                    let step = steps.entry(*index).or_default();
+                    step.name.clone_from(name);
+                    step.command.clone_from(command);
+                    step.started = Some(record.at);
+                    step.ok = None;
+                    step.attempts += 1;
+                }
+            }
+            Event::StepFinished { phase, index, ok, .. } => {
+                if let Some(step) = self.steps_for(*phase).and_then(|s| s.get_mut(index)) {
+                    // A failed attempt is finished too: only success marks it done.
+                    step.ok = Some(*ok);
+                }
+            }
+            Event::StepSkipped { phase, index, name, .. } => {
+                if let Some(steps) = self.steps_for(*phase) {
+                    let step = steps.entry(*index).or_default();
+                    step.name.clone_from(name);
+                    step.skipped = true;
+                }
+            }
+            Event::CheckStarted { number, offset, .. } => {
+                self.checks = self.checks.max(*number);
+                if let Some(stage) = &mut self.stage {
+                    stage.checks.push(CheckRecord {
+                        number: *number,
+                        offset: *offset,
+                        samples: HashMap::new(),
+                    });
+                }
+            }
+            Event::SampleTaken { check, sample, stage } => {
+                self.checks = self.checks.max(*check);
+                self.samples.insert(sample.probe.clone(), (record.at, sample.clone()));
+                if let (Some(_), Some(progress)) = (stage, &mut self.stage)
+                    && let Some(last) = progress.checks.last_mut()
+                    && last.number == *check
+                {
+                    last.samples.insert(sample.probe.clone(), sample.clone());
+                }
+            }
+            Event::Evaluated { evaluation, .. } => {
+                self.evaluations.insert(
+                    (evaluation.gate.clone(), evaluation.condition.clone()),
+                    (record.at, evaluation.clone()),
+                );
+            }
+            Event::BakeEnded { .. } => {
+                if let Some(stage) = &mut self.stage {
+                    stage.bake_ended = true;
+                }
+            }
+            Event::ApprovalRequested { deadline, .. } => {
+                if let Some(stage) = &mut self.stage {
+                    stage.approval = Some((record.at, *deadline));
+                }
+            }
+            Event::Approved { stage, by, request } => {
+                self.approvals.push((stage.clone(), by.clone(), record.at));
+                self.taken.extend(request.clone());
+            }
+            Event::Paused { reason, .. } => {
+                if let Some(stage) = &mut self.stage {
+                    stage.paused = Some((record.at, reason.clone()));
+                }
+            }
+            Event::Resumed { stage, by, request } => {
+                self.approvals.push((stage.clone(), by.clone(), record.at));
+                self.taken.extend(request.clone());
+                if let Some(progress) = &mut self.stage {
+                    progress.paused = None;
+                }
+            }
+            Event::StageCompleted { stage } => {
+                self.stages_completed.push(stage.clone());
+                self.stage = None;
+            }
+            Event::AbortRequested { request, .. } => {
+                self.aborted = true;
+                self.taken.extend(request.clone());
+            }
+            Event::RollbackStarted { reason } => {
+                self.rollback = Some(RollbackProgress {
+                    reason: reason.clone(),
+                    aborted: self.aborted,
+                    steps: BTreeMap::new(),
+                });
+            }
+            Event::Suspended { outcome, reason, next } => {
+                self.suspended = Some((*outcome, reason.clone(), *next));
+            }
+            Event::Superseded { .. } => self.superseded = true,
+            Event::RunEnded { outcome, reason } => {
+                if outcome.is_final() {
+                    self.ended = Some((*outcome, reason.clone()));
+                }
+            }
+            Event::RunResumed { .. }
+            | Event::PreflightFailed { .. }
+            | Event::StageWaiting { .. }
+            | Event::ChecksMissed { .. }
+            | Event::GatePlanned { .. }
+            | Event::GateFailed { .. }
+            | Event::ApprovalTimedOut { .. }
+            | Event::RolledBack {}
+            | Event::RollbackFailed { .. }
+            | Event::NotifyFailed { .. } => {}
+        }
+    }
+}
