@@ -22,7 +22,13 @@ fn demo(args: &[&str]) -> (i32, Vec<Value>, String) {
     // The journal lands in .ion-plan/ of the folder it ran in, and says so.
     let journals = std::fs::read_dir(dir.path().join(".ion-plan"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".jsonl"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".jsonl")
+        })
         .count();
     assert_eq!(journals, 1);
     assert!(

@@ -96,7 +96,10 @@ fn steps_run_in_order_with_their_arguments_and_the_journal_records_them() {
     files.sort();
     // The journal, the plan it started from (to explain a changed plan), and the lock.
     assert_eq!(files.len(), 3, "{files:?}");
-    assert!(files[0].starts_with("plan-") && files[0].ends_with(".jsonl"), "{files:?}");
+    assert!(
+        files[0].starts_with("plan-") && files[0].ends_with(".jsonl"),
+        "{files:?}"
+    );
     assert_eq!(files[1], files[0].replace(".jsonl", ".plan.yaml"));
     assert_eq!(files[2], "plan.lock");
     let journals = [state.join(&files[0])];
@@ -341,7 +344,7 @@ rollback:
 }
 
 #[test]
-fn a_run_that_needs_an_approval_without_a_terminal_exits_4() {
+fn once_stops_at_an_approval_with_exit_4_and_takes_it_next_time() {
     let dir = live_dir();
     let plan = steps_plan(
         "    - run: [./log.sh, shift]",
@@ -352,14 +355,30 @@ fn a_run_that_needs_an_approval_without_a_terminal_exits_4() {
         "{ name: ten, traffic: 10, bake: 0s, approval: {} }",
     );
     let path = write(dir.path(), "plan.yaml", plan);
-    let output = ion_plan().arg("run").arg(&path).run();
+    let output = ion_plan().args(["run", "--once"]).arg(&path).run();
     assert_eq!(output.code, 4, "{}", output.stdout);
     assert!(
-        output.stdout.contains("waits for a person"),
+        output.stdout.contains("waits for approval"),
         "{}",
         output.stdout
     );
+    assert!(output.stderr.contains("resumable"), "{}", output.stderr);
     assert_eq!(lines(&dir.path().join("log.txt")), ["shift"]);
+    // Still waiting: exit 4 again, and the step does not run twice.
+    assert_eq!(ion_plan().args(["run", "--once"]).arg(&path).run().code, 4);
+    let approve = ion_plan()
+        .args(["approve", "--by", "alice"])
+        .arg(&path)
+        .run();
+    assert_eq!(approve.code, 0, "{}", approve.stderr);
+    let output = ion_plan().args(["run", "--once"]).arg(&path).run();
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert!(
+        output.stdout.contains("approved by alice"),
+        "{}",
+        output.stdout
+    );
+    assert_eq!(lines(&dir.path().join("log.txt")), ["shift", "shift"]);
 }
 
 #[test]

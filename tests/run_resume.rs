@@ -89,7 +89,10 @@ fn journal_text(dir: &Path) -> String {
     let mut journals: Vec<PathBuf> = std::fs::read_dir(state)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".jsonl") && !p.to_string_lossy().ends_with(".inbox.jsonl"))
+        .filter(|p| {
+            p.to_string_lossy().ends_with(".jsonl")
+                && !p.to_string_lossy().ends_with(".inbox.jsonl")
+        })
         .collect();
     journals.sort();
     std::fs::read_to_string(journals.last().unwrap()).unwrap()
@@ -121,8 +124,14 @@ fn resume_to_end(dir: &Path, plan: &Path) -> i32 {
 fn assert_clean_end(dir: &Path) {
     let log = lines(&dir.join("log.txt"));
     for stage in ["a", "b", "c", "d"] {
-        let migrations = log.iter().filter(|l| **l == format!("migrate-{stage}")).count();
-        assert_eq!(migrations, 1, "migrate-{stage} ran {migrations} times: {log:?}");
+        let migrations = log
+            .iter()
+            .filter(|l| **l == format!("migrate-{stage}"))
+            .count();
+        assert_eq!(
+            migrations, 1,
+            "migrate-{stage} ran {migrations} times: {log:?}"
+        );
         assert!(log.contains(&format!("verify-{stage}")), "{log:?}");
     }
     assert!(!log.contains(&"rollback".to_owned()), "{log:?}");
@@ -137,7 +146,10 @@ fn a_crash_at_every_event_boundary_resumes_to_the_same_end() {
     let output = ion_plan().arg("run").arg(&path).arg("--json").run();
     assert_eq!(output.code, 0, "{}", output.stderr);
     let events = output.stdout.lines().count() as u64;
-    assert!(events >= 50, "only {events} events: crash points would be too few");
+    assert!(
+        events >= 50,
+        "only {events} events: crash points would be too few"
+    );
     assert_clean_end(dir.path());
 
     for n in 1..=events {
@@ -149,13 +161,22 @@ fn a_crash_at_every_event_boundary_resumes_to_the_same_end() {
             .run();
         assert_ne!(crashed.code, 0, "crash point {n}: the run did not crash");
         let before = journal_text(dir.path());
-        let code = resume_to_end(dir.path(), &path);
-        assert_eq!(code, 0, "crash point {n}: resumed run ended {code}");
+        // A crash after the last event leaves a finished run: `run` would start a new one.
+        if !before.contains("\"run_ended\"") {
+            let code = resume_to_end(dir.path(), &path);
+            assert_eq!(code, 0, "crash point {n}: resumed run ended {code}");
+        }
         assert_clean_end(dir.path());
         let after = journal_text(dir.path());
         // Append-only: nothing journaled before the crash is lost or changed.
-        assert!(after.starts_with(&before), "crash point {n}: the journal was rewritten");
-        let report = ion_plan().args(["report", "--format=json"]).arg(&path).run();
+        assert!(
+            after.starts_with(&before),
+            "crash point {n}: the journal was rewritten"
+        );
+        let report = ion_plan()
+            .args(["report", "--format=json"])
+            .arg(&path)
+            .run();
         assert_eq!(report.code, 0, "crash point {n}: {}", report.stderr);
         assert_eq!(report.json()["outcome"], "completed");
     }
@@ -167,7 +188,10 @@ fn a_runner_killed_at_random_moments_resumes_exactly() {
     // Longer bakes so a kill lands in waits, steps and checks alike.
     let plan = crash_plan(&server)
         .replace("bake: 0s", "bake: 300ms")
-        .replace("checks: { at: [0s], probes: [stats] }", "checks: { every: 100ms, probes: [stats] }");
+        .replace(
+            "checks: { at: [0s], probes: [stats] }",
+            "checks: { every: 100ms, probes: [stats] }",
+        );
     for i in 0..6u64 {
         let (dir, path) = setup(&plan);
         let mut child = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
@@ -240,7 +264,10 @@ fn wait_for_approval_request(path: &Path) -> Value {
                 return status;
             }
         }
-        assert!(Instant::now() < deadline, "the run never asked for approval");
+        assert!(
+            Instant::now() < deadline,
+            "the run never asked for approval"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -251,7 +278,10 @@ fn finish(child: Child) -> (i32, String) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let output = child.wait_with_output().unwrap();
-            return (status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned());
+            return (
+                status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            );
         }
         assert!(Instant::now() < deadline, "the runner did not finish");
         std::thread::sleep(Duration::from_millis(50));
@@ -269,16 +299,30 @@ fn approve_from_another_process_is_taken_by_the_running_runner() {
     // A second runner is refused, naming the first.
     let second = ion_plan().arg("run").arg(&path).run();
     assert_eq!(second.code, 6, "{}", second.stderr);
-    assert!(second.stderr.contains(&format!("pid {}", runner.id())), "{}", second.stderr);
-    let approve = ion_plan().args(["approve", "--by", "sena", "--stage", "half"]).arg(&path).run();
+    assert!(
+        second.stderr.contains(&format!("pid {}", runner.id())),
+        "{}",
+        second.stderr
+    );
+    let approve = ion_plan()
+        .args(["approve", "--by", "sena", "--stage", "half"])
+        .arg(&path)
+        .run();
     assert_eq!(approve.code, 0, "{}", approve.stderr);
     let (code, stdout) = finish(runner);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("half: approved by sena"), "{stdout}");
-    assert_eq!(lines(&dir.path().join("log.txt")), ["shift-50", "shift-100"]);
+    assert_eq!(
+        lines(&dir.path().join("log.txt")),
+        ["shift-50", "shift-100"]
+    );
     // The report says who approved.
     let report = ion_plan().args(["report", "--format=md"]).arg(&path).run();
-    assert!(report.stdout.contains("| sena | approved |"), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("| sena | approved |"),
+        "{}",
+        report.stdout
+    );
 }
 
 #[test]
@@ -287,7 +331,10 @@ fn abort_from_another_process_rolls_back() {
     let (dir, path) = setup(&waiting_plan(&server, "    approval: {}"));
     let runner = spawn_run(&path);
     wait_for_approval_request(&path);
-    let abort = ion_plan().args(["abort", "--reason", "customer complaints"]).arg(&path).run();
+    let abort = ion_plan()
+        .args(["abort", "--reason", "customer complaints"])
+        .arg(&path)
+        .run();
     assert_eq!(abort.code, 0, "{}", abort.stderr);
     let (code, stdout) = finish(runner);
     assert_eq!(code, 3, "{stdout}");
@@ -300,7 +347,10 @@ fn abort_from_another_process_rolls_back() {
 #[test]
 fn once_steps_a_run_to_its_end() {
     let server = stats_server();
-    let plan = waiting_plan(&server, "").replace("bake: 0s\n    steps: [{ run: [./log.sh, shift-50]", "bake: 600ms\n    steps: [{ run: [./log.sh, shift-50]");
+    let plan = waiting_plan(&server, "").replace(
+        "bake: 0s\n    steps: [{ run: [./log.sh, shift-50]",
+        "bake: 600ms\n    steps: [{ run: [./log.sh, shift-50]",
+    );
     let (dir, path) = setup(&plan);
     let mut codes = Vec::new();
     for _ in 0..60 {
@@ -313,8 +363,15 @@ fn once_steps_a_run_to_its_end() {
     }
     assert_eq!(codes.first(), Some(&5), "{codes:?}");
     assert_eq!(codes.last(), Some(&0), "{codes:?}");
-    assert_eq!(lines(&dir.path().join("log.txt")), ["shift-50", "shift-100"]);
-    let status = ion_plan().args(["status", "--json"]).arg(&path).run().json();
+    assert_eq!(
+        lines(&dir.path().join("log.txt")),
+        ["shift-50", "shift-100"]
+    );
+    let status = ion_plan()
+        .args(["status", "--json"])
+        .arg(&path)
+        .run()
+        .json();
     assert_eq!(status["state"], "completed");
 }
 
@@ -324,18 +381,34 @@ fn a_changed_plan_is_refused_with_what_changed_and_restart_starts_anew() {
     let plan = waiting_plan(&server, "    approval: {}");
     let (dir, path) = setup(&plan);
     assert_eq!(ion_plan().args(["run", "--once"]).arg(&path).run().code, 4);
-    write(dir.path(), "plan.yaml", plan.replace("traffic: 50", "traffic: 40"));
+    write(
+        dir.path(),
+        "plan.yaml",
+        plan.replace("traffic: 50", "traffic: 40"),
+    );
     let output = ion_plan().args(["run", "--once"]).arg(&path).run();
     assert_eq!(output.code, 6);
-    assert!(output.stderr.contains("stage `half`: traffic 50% → 40%"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("stage `half`: traffic 50% → 40%"),
+        "{}",
+        output.stderr
+    );
     assert!(output.stderr.contains("--restart"), "{}", output.stderr);
-    let output = ion_plan().args(["run", "--once", "--restart"]).arg(&path).run();
+    let output = ion_plan()
+        .args(["run", "--once", "--restart"])
+        .arg(&path)
+        .run();
     assert_eq!(output.code, 4, "{}", output.stderr);
     // Two journals now: the old one kept, marked superseded.
     let journals = std::fs::read_dir(dir.path().join(".ion-plan"))
         .unwrap()
         .filter(|e| {
-            let name = e.as_ref().unwrap().file_name().to_string_lossy().into_owned();
+            let name = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
             name.ends_with(".jsonl") && !name.ends_with(".inbox.jsonl")
         })
         .count();
@@ -350,13 +423,20 @@ fn a_torn_tail_is_dropped_with_a_warning_and_a_corrupted_middle_is_an_error() {
     let journal = std::fs::read_dir(dir.path().join(".ion-plan"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".jsonl") && !p.to_string_lossy().ends_with(".inbox.jsonl"))
+        .find(|p| {
+            p.to_string_lossy().ends_with(".jsonl")
+                && !p.to_string_lossy().ends_with(".inbox.jsonl")
+        })
         .unwrap();
     let intact = std::fs::read_to_string(&journal).unwrap();
     std::fs::write(&journal, format!("{intact}{{\"seq\":99,\"at\":\"20")).unwrap();
     let output = ion_plan().args(["run", "--once"]).arg(&path).run();
     assert_eq!(output.code, 4, "{}", output.stderr);
-    assert!(output.stderr.contains("torn last line"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("torn last line"),
+        "{}",
+        output.stderr
+    );
     let repaired = std::fs::read_to_string(&journal).unwrap();
     assert!(repaired.starts_with(&intact) && !repaired.contains("\"seq\":99,\"at\":\"20\n"));
     // Corrupt line 3.
@@ -365,22 +445,37 @@ fn a_torn_tail_is_dropped_with_a_warning_and_a_corrupted_middle_is_an_error() {
     std::fs::write(&journal, format!("{}\n", lines.join("\n"))).unwrap();
     let output = ion_plan().args(["run", "--once"]).arg(&path).run();
     assert_eq!(output.code, 6, "{}", output.stderr);
-    assert!(output.stderr.contains("line 3"), "{}", output.stderr);
+    let flat = output
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(flat.contains("line 3:"), "{}", output.stderr);
 }
 
 #[test]
 fn sigterm_leaves_the_run_resumable() {
     let server = stats_server();
-    let plan = waiting_plan(&server, "").replace("bake: 0s\n    steps: [{ run: [./log.sh, shift-50]", "bake: 30s\n    steps: [{ run: [./log.sh, shift-50]");
+    let plan = waiting_plan(&server, "").replace(
+        "bake: 0s\n    steps: [{ run: [./log.sh, shift-50]",
+        "bake: 30s\n    steps: [{ run: [./log.sh, shift-50]",
+    );
     let (dir, path) = setup(&plan);
     let runner = spawn_run(&path);
     // Wait until the first check is journaled.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.path().join(".ion-plan").exists() || !journal_text(dir.path()).contains("check_started") {
+    while !dir.path().join(".ion-plan").exists()
+        || !journal_text(dir.path()).contains("check_started")
+    {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let killed = Command::new("kill").arg("-TERM").arg(runner.id().to_string()).status().unwrap();
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(runner.id().to_string())
+        .status()
+        .unwrap();
     assert!(killed.success());
     let output = runner.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(143));

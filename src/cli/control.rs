@@ -44,12 +44,21 @@ fn who(by: Option<&String>) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn send(plan: &std::path::Path, state_dir: Option<&std::path::Path>, by: String, request: Request) -> u8 {
+fn send(
+    plan: &std::path::Path,
+    state_dir: Option<&std::path::Path>,
+    by: String,
+    request: Request,
+) -> u8 {
     let (state, stem) = super::run::state_of(plan, state_dir);
     let run = match super::run::latest_run(&state, &stem) {
         Ok(Some((_, run))) if run.unfinished() => run,
         Ok(_) => {
-            eprintln!("error: {} has no run in progress (looked in {})", plan.display(), state.display());
+            eprintln!(
+                "error: {} has no run in progress (looked in {})",
+                plan.display(),
+                state.display()
+            );
             return exit_code::RUNTIME_ERROR;
         }
         Err(code) => return code,
@@ -62,7 +71,10 @@ fn send(plan: &std::path::Path, state_dir: Option<&std::path::Path>, by: String,
         request,
     };
     if let Err(error) = inbox::append(&inbox::path(&state, &stem), &entry) {
-        eprintln!("error: cannot write to the inbox in {}: {error}", state.display());
+        eprintln!(
+            "error: cannot write to the inbox in {}: {error}",
+            state.display()
+        );
         return exit_code::RUNTIME_ERROR;
     }
     let what = match &entry.request {

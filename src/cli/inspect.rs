@@ -61,7 +61,11 @@ pub fn status(args: &StatusArgs) -> u8 {
     let (replay, run) = match super::run::latest_run(&state, &stem) {
         Ok(Some(found)) => found,
         Ok(None) => {
-            eprintln!("{} has no run yet (looked in {})", args.plan.display(), state.display());
+            eprintln!(
+                "{} has no run yet (looked in {})",
+                args.plan.display(),
+                state.display()
+            );
             return exit_code::RUNTIME_ERROR;
         }
         Err(code) => return code,
@@ -72,7 +76,10 @@ pub fn status(args: &StatusArgs) -> u8 {
     let pending = Inbox::new(inbox::path(&state, &stem), run.taken.clone()).pending();
     let status = status::build(&plan, &run, &pending, Utc::now());
     if args.json {
-        print(&format!("{}\n", serde_json::to_string_pretty(&status).unwrap_or_default()))
+        print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        ))
     } else {
         print(&status::text(&status))
     }
@@ -83,7 +90,11 @@ pub fn report(args: &ReportArgs) -> u8 {
     let replay = match super::run::latest_run(&state, &stem) {
         Ok(Some((replay, _))) => replay,
         Ok(None) => {
-            eprintln!("{} has no run yet (looked in {})", args.plan.display(), state.display());
+            eprintln!(
+                "{} has no run yet (looked in {})",
+                args.plan.display(),
+                state.display()
+            );
             return exit_code::RUNTIME_ERROR;
         }
         Err(code) => return code,
@@ -91,6 +102,9 @@ pub fn report(args: &ReportArgs) -> u8 {
     let log = decision_log::build(&replay);
     match args.format {
         ReportFormat::Md => print(&decision_log::markdown(&log)),
-        ReportFormat::Json => print(&format!("{}\n", serde_json::to_string_pretty(&log).unwrap_or_default())),
+        ReportFormat::Json => print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&log).unwrap_or_default()
+        )),
     }
 }

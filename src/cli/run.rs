@@ -25,11 +25,14 @@ use crate::journal::state::RunState;
 use crate::journal::{Header, Journal, SharedJournal};
 use crate::plan::load::Source;
 use crate::plan::model::Plan;
-use crate::plan::validate::{Checks, Report, plan_dir, validate_file, validate_scenario, validate_source};
+use crate::plan::validate::{
+    Checks, Report, plan_dir, validate_file, validate_scenario, validate_source,
+};
 use crate::report::diagnostics::{FileOutcome, Format, render};
 use crate::report::progress::{Progress, Style};
 
 #[derive(Debug, clap::Args)]
+#[expect(clippy::struct_excessive_bools, reason = "clap flags")]
 pub struct Args {
     /// The plan to run.
     #[arg(value_name = "PLAN")]
@@ -280,13 +283,23 @@ struct Opened {
     resume: Option<RunState>,
 }
 
-fn open_run(args: &Args, plan: &Plan, digest: &str, state: &Path, stem: &str, now: DateTime<Utc>) -> Result<Opened, u8> {
+fn open_run(
+    args: &Args,
+    plan: &Plan,
+    digest: &str,
+    state: &Path,
+    stem: &str,
+    now: DateTime<Utc>,
+) -> Result<Opened, u8> {
     let conflict = |message: String| {
         eprintln!("error: {message}");
         exit_code::STATE_CONFLICT
     };
     let io = |error: std::io::Error| {
-        eprintln!("error: cannot write the journal in {}: {error}", state.display());
+        eprintln!(
+            "error: cannot write the journal in {}: {error}",
+            state.display()
+        );
         exit_code::RUNTIME_ERROR
     };
     if let Some((replay, run)) = latest_run(state, stem)?.filter(|(_, r)| r.unfinished()) {
@@ -295,14 +308,22 @@ fn open_run(args: &Args, plan: &Plan, digest: &str, state: &Path, stem: &str, no
         }
         let new_id = run_id(now);
         if args.restart {
-            let mut old = Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
-            old.append(now, Event::Superseded { by: new_id.clone() }).map_err(io)?;
-            eprintln!("run {} left unfinished; its journal is kept: {}", run.run_id, replay.path.display());
+            let mut old =
+                Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
+            old.append(now, Event::Superseded { by: new_id.clone() })
+                .map_err(io)?;
+            eprintln!(
+                "run {} left unfinished; its journal is kept: {}",
+                run.run_id,
+                replay.path.display()
+            );
         } else if run.digest != digest {
             let snapshot = replay.path.with_extension("plan.yaml");
             let changes = std::fs::read_to_string(&snapshot)
                 .ok()
-                .and_then(|text| validate_source(Source::new(&snapshot, text), Checks { filesystem: false }).plan)
+                .and_then(|text| {
+                    validate_source(Source::new(&snapshot, text), Checks { filesystem: false }).plan
+                })
                 .map_or_else(
                     || vec!["(the plan the run started from was not kept)".to_owned()],
                     |old| crate::plan::diff::summarize(&old, plan),
@@ -310,11 +331,16 @@ fn open_run(args: &Args, plan: &Plan, digest: &str, state: &Path, stem: &str, no
             return Err(conflict(format!(
                 "the plan changed since run {} started, so it cannot resume:\n{}\nrestore the plan, or start a new run with `ion-plan run {} --restart`",
                 run.run_id,
-                changes.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n"),
+                changes
+                    .iter()
+                    .map(|c| format!("  - {c}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 args.plan.display()
             )));
         } else {
-            let journal = Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
+            let journal =
+                Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
             eprintln!("resuming run {} ({})", run.run_id, replay.path.display());
             return Ok(Opened {
                 journal,
@@ -333,7 +359,14 @@ fn open_run(args: &Args, plan: &Plan, digest: &str, state: &Path, stem: &str, no
     new_run(args, digest, state, stem, run_id(now), now).map_err(io)
 }
 
-fn new_run(args: &Args, digest: &str, state: &Path, stem: &str, run_id: String, now: DateTime<Utc>) -> std::io::Result<Opened> {
+fn new_run(
+    args: &Args,
+    digest: &str,
+    state: &Path,
+    stem: &str,
+    run_id: String,
+    now: DateTime<Utc>,
+) -> std::io::Result<Opened> {
     let header = Header {
         format: FORMAT_VERSION,
         run_id: run_id.clone(),
@@ -370,9 +403,10 @@ fn on_signal(journal: SharedJournal, plan: PathBuf) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) =
-            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         let code = tokio::select! {
@@ -388,7 +422,12 @@ fn on_signal(journal: SharedJournal, plan: PathBuf) {
     });
 }
 
-fn live_setup(args: &Args, plan: &Arc<Plan>, digest: &str, progress: Box<dyn Sink>) -> Result<Setup, u8> {
+fn live_setup(
+    args: &Args,
+    plan: &Arc<Plan>,
+    digest: &str,
+    progress: Box<dyn Sink>,
+) -> Result<Setup, u8> {
     let clock = RealClock;
     // Every `env` name must be set before anything happens, even a journal.
     if let Err(error) = Resolver::from_environment(plan, "") {
@@ -425,7 +464,11 @@ fn live_setup(args: &Args, plan: &Arc<Plan>, digest: &str, progress: Box<dyn Sin
         &run_id,
         live.client.clone(),
     );
-    let taken = opened.resume.as_ref().map(|r| r.taken.clone()).unwrap_or_default();
+    let taken = opened
+        .resume
+        .as_ref()
+        .map(|r| r.taken.clone())
+        .unwrap_or_default();
     let inbox = Inbox::new(inbox::path(&state, &stem), taken);
     Ok(Setup {
         mode: Mode::Live,

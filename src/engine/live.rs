@@ -12,11 +12,11 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::engine::clock::Clock;
-use crate::journal::inbox::Inbox;
 use crate::engine::context::{Resolver, StageRef};
 use crate::engine::{
     CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
 };
+use crate::journal::inbox::Inbox;
 use crate::plan::model::{HttpStep, Method, Plan, ProbeKind, Step};
 use crate::probe::command::{CommandProbe, program_path};
 use crate::probe::http::{HttpProbe, Request};
@@ -488,7 +488,7 @@ impl ControlSource for TerminalControl {
     ) -> BoxFuture<'a, Option<Control>> {
         Box::pin(async move {
             loop {
-                if let Some(entry) = self.inbox.as_mut().and_then(Inbox::next) {
+                if let Some(entry) = self.inbox.as_mut().and_then(Inbox::take) {
                     return Some(entry.control());
                 }
                 let now = clock.now();
@@ -519,7 +519,9 @@ impl ControlSource for TerminalControl {
 
     fn person_needed(&mut self, stage: &str, _at: DateTime<Utc>) {
         if self.interactive {
-            eprintln!("stage `{stage}` waits for you: type `approve`, or `abort REASON` (or use `ion-plan approve` elsewhere)");
+            eprintln!(
+                "stage `{stage}` waits for you: type `approve`, or `abort REASON` (or use `ion-plan approve` elsewhere)"
+            );
         }
     }
 
@@ -531,6 +533,9 @@ impl ControlSource for TerminalControl {
         if let Some(control) = self.receiver.as_mut().and_then(|r| r.try_recv().ok()) {
             return Some(control);
         }
-        self.inbox.as_mut().and_then(Inbox::next).map(|e| e.control())
+        self.inbox
+            .as_mut()
+            .and_then(Inbox::take)
+            .map(|e| e.control())
     }
 }

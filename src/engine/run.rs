@@ -215,9 +215,12 @@ impl<'p> Engine<'p> {
     /// Preflight (what has not passed yet), then every stage from where the run stands.
     async fn stages(&mut self, resume: Option<&RunState>) -> Result<Flow, EngineError> {
         let plan = self.plan;
-        let started_any = resume.is_some_and(|r| r.stage.is_some() || !r.stages_completed.is_empty());
+        let started_any =
+            resume.is_some_and(|r| r.stage.is_some() || !r.stages_completed.is_empty());
         if !started_any {
-            let passed = resume.map(|r| r.preflight_passed.clone()).unwrap_or_default();
+            let passed = resume
+                .map(|r| r.preflight_passed.clone())
+                .unwrap_or_default();
             let flow = self.preflight(&passed).await?;
             if !matches!(flow, Flow::Next) {
                 return Ok(flow);
@@ -399,7 +402,12 @@ impl<'p> Engine<'p> {
     async fn wait(&mut self, deadline: DateTime<Utc>) -> Result<Option<Flow>, EngineError> {
         if self.options.once {
             // Take an abort that is waiting; otherwise stop if the deadline is later.
-            if let Some(Control::Abort { by, reason, request }) = self.parts.control.poll() {
+            if let Some(Control::Abort {
+                by,
+                reason,
+                request,
+            }) = self.parts.control.poll()
+            {
                 return self.aborted(&by, &reason, request).map(Some);
             }
             if deadline > self.now() {
@@ -432,7 +440,12 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn aborted(&mut self, by: &str, reason: &str, request: Option<String>) -> Result<Flow, EngineError> {
+    fn aborted(
+        &mut self,
+        by: &str,
+        reason: &str,
+        request: Option<String>,
+    ) -> Result<Flow, EngineError> {
         self.emit(Event::AbortRequested {
             by: by.to_owned(),
             reason: reason.to_owned(),
@@ -445,6 +458,10 @@ impl<'p> Engine<'p> {
     }
 
     /// Runs a stage, or takes it up from `progress` (what the journal recorded of it).
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the stage's life in order: wait, steps, checks, end gates, approval"
+    )]
     async fn stage(
         &mut self,
         index: usize,
@@ -452,27 +469,26 @@ impl<'p> Engine<'p> {
         progress: Option<&StageProgress>,
     ) -> Result<Flow, EngineError> {
         let defaults = self.plan.defaults.as_ref();
-        let started = match progress {
-            Some(progress) => progress.started,
-            None => {
-                let (start, why) = self.start_rule.next_start(self.now());
-                if let Some(reason) = why {
-                    self.emit(Event::StageWaiting {
-                        stage: stage.name.clone(),
-                        until: start,
-                        reason,
-                    })?;
-                    if let Some(flow) = self.wait(start).await? {
-                        return Ok(flow);
-                    }
-                }
-                self.emit(Event::StageStarted {
+        let started = if let Some(progress) = progress {
+            progress.started
+        } else {
+            let (start, why) = self.start_rule.next_start(self.now());
+            if let Some(reason) = why {
+                self.emit(Event::StageWaiting {
                     stage: stage.name.clone(),
-                    index,
-                    traffic: stage.traffic,
+                    until: start,
+                    reason,
                 })?;
-                self.now()
+                if let Some(flow) = self.wait(start).await? {
+                    return Ok(flow);
+                }
             }
+            self.emit(Event::StageStarted {
+                stage: stage.name.clone(),
+                index,
+                traffic: stage.traffic,
+            })?;
+            self.now()
         };
         self.streaks.reset();
         self.newest.clear();
@@ -484,7 +500,10 @@ impl<'p> Engine<'p> {
                 traffic: stage.traffic,
                 index: i,
             };
-            match self.resumable_step(step, context, done_steps.get(&i)).await? {
+            match self
+                .resumable_step(step, context, done_steps.get(&i))
+                .await?
+            {
                 Ok(()) => {}
                 Err(reason) => {
                     return Ok(Flow::Rollback {
@@ -520,7 +539,7 @@ impl<'p> Engine<'p> {
                 .collect();
             if progress.is_some() {
                 // Checks that fell due while nothing ran are recorded, not back-filled; one
-                // check runs at once (unless the bake is over: the end's check does that).
+                // check runs at once (after the bake, it is the one the `at: end` gates read).
                 let now = self.now();
                 let missed: Vec<Duration> = offsets
                     .iter()
@@ -534,7 +553,7 @@ impl<'p> Engine<'p> {
                     })?;
                 }
                 offsets.retain(|o| at(started, *o) > now);
-                if now < at(started, bake) && stage.effective_checks(defaults).is_some() {
+                if stage.effective_checks(defaults).is_some() {
                     let flow = self.check(stage, started).await?;
                     if !matches!(flow, Flow::Next) {
                         return Ok(flow);
@@ -562,27 +581,26 @@ impl<'p> Engine<'p> {
             })?;
         }
         if let Some(approval) = stage.approval {
-            let deadline = match progress.and_then(|p| p.approval) {
-                Some((_, deadline)) => {
-                    self.parts.control.person_needed(&stage.name, self.now());
-                    if progress.is_some_and(|p| p.bake_ended) && stage.effective_checks(defaults).is_some() {
-                        // Taking up a stage that waits for approval: its guards check at once.
-                        let flow = self.check(stage, started).await?;
-                        if !matches!(flow, Flow::Next) {
-                            return Ok(flow);
-                        }
+            let deadline = if let Some((_, deadline)) = progress.and_then(|p| p.approval) {
+                self.parts.control.person_needed(&stage.name, self.now());
+                if progress.is_some_and(|p| p.bake_ended)
+                    && stage.effective_checks(defaults).is_some()
+                {
+                    // Taking up a stage that waits for approval: its guards check at once.
+                    let flow = self.check(stage, started).await?;
+                    if !matches!(flow, Flow::Next) {
+                        return Ok(flow);
                     }
-                    deadline
                 }
-                None => {
-                    let deadline = approval.timeout.map(|t| at(self.now(), t.as_duration()));
-                    self.emit(Event::ApprovalRequested {
-                        stage: stage.name.clone(),
-                        deadline,
-                    })?;
-                    self.parts.control.person_needed(&stage.name, self.now());
-                    deadline
-                }
+                deadline
+            } else {
+                let deadline = approval.timeout.map(|t| at(self.now(), t.as_duration()));
+                self.emit(Event::ApprovalRequested {
+                    stage: stage.name.clone(),
+                    deadline,
+                })?;
+                self.parts.control.person_needed(&stage.name, self.now());
+                deadline
             };
             let flow = self
                 .wait_for_person(

@@ -95,7 +95,7 @@ impl Inbox {
     }
 
     /// The oldest request not taken yet.
-    pub fn next(&mut self) -> Option<Entry> {
+    pub fn take(&mut self) -> Option<Entry> {
         let entry = read(&self.path)
             .into_iter()
             .find(|e| !self.taken.contains(&e.id))?;
@@ -146,10 +146,15 @@ mod tests {
             .unwrap();
         }
         let mut inbox = Inbox::new(path.clone(), HashSet::from(["a".to_owned()]));
-        assert_eq!(inbox.next().unwrap().id, "b");
-        assert!(inbox.next().is_none());
+        assert_eq!(inbox.take().unwrap().id, "b");
+        assert!(inbox.take().is_none());
         // A torn line is not read until it is complete.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\":").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"id\":")
+            .unwrap();
         assert_eq!(read(&path).len(), 2);
     }
 }

@@ -76,8 +76,10 @@ pub fn acquire(state: &Path, stem: &str) -> Result<RunLock, LockError> {
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            let holder = serde_json::from_str::<Holder>(&text)
-                .map_or_else(|_| "a process that has not said who it is".to_owned(), |h| h.to_string());
+            let holder = serde_json::from_str::<Holder>(&text).map_or_else(
+                |_| "a process that has not said who it is".to_owned(),
+                |h| h.to_string(),
+            );
             return Err(LockError::Held(holder));
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
@@ -89,8 +91,12 @@ pub fn acquire(state: &Path, stem: &str) -> Result<RunLock, LockError> {
     };
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
-    file.write_all(&serde_json::to_vec(&holder).map_err(std::io::Error::other).map_err(io)?)
-        .and_then(|()| file.sync_data())
-        .map_err(io)?;
+    file.write_all(
+        &serde_json::to_vec(&holder)
+            .map_err(std::io::Error::other)
+            .map_err(io)?,
+    )
+    .and_then(|()| file.sync_data())
+    .map_err(io)?;
     Ok(RunLock { _file: file })
 }

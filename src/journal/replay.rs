@@ -32,7 +32,9 @@ pub enum ReplayError {
     #[error("journal `{}` line {line}: {reason}", path.display())]
     #[diagnostic(
         code(journal::corrupt),
-        help("the journal is append-only and written line by line; a damaged line in the middle means the file was edited or the disk is failing. Move the file aside and start a new run with `--restart`.")
+        help(
+            "the journal is append-only and written line by line; a damaged line in the middle means the file was edited or the disk is failing. Move the file aside and start a new run with `--restart`."
+        )
     )]
     Corrupt {
         path: PathBuf,
@@ -95,7 +97,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Replay, ReplayError> {
     for (i, line) in rest.iter().enumerate() {
         let number = i + 2;
         if line.len() > MAX_LINE {
-            return Err(corrupt(number, format!("line of {} bytes is too long", line.len())));
+            return Err(corrupt(
+                number,
+                format!("line of {} bytes is too long", line.len()),
+            ));
         }
         let record: Record = serde_json::from_slice(line)
             .map_err(|e| corrupt(number, format!("not a journal record: {e}")))?;
@@ -126,9 +131,11 @@ pub fn runs(state: &Path, stem: &str) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".jsonl") && !n.ends_with(".inbox.jsonl"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&prefix)
+                    && p.extension().is_some_and(|e| e == "jsonl")
+                    && !n.ends_with(".inbox.jsonl")
+            })
         })
         .collect();
     found.sort();
@@ -155,7 +162,9 @@ mod tests {
             let record = Record {
                 seq,
                 at: Utc::now(),
-                event: Event::StageCompleted { stage: format!("s{seq}") },
+                event: Event::StageCompleted {
+                    stage: format!("s{seq}"),
+                },
             };
             out.extend(serde_json::to_vec(&record).unwrap());
             out.push(b'\n');
@@ -197,11 +206,17 @@ mod tests {
         let mut lines: Vec<&str> = text.lines().collect();
         lines.remove(2);
         let bytes = format!("{}\n", lines.join("\n")).into_bytes();
-        assert!(matches!(parse(Path::new("j"), &bytes), Err(ReplayError::Corrupt { line: 3, .. })));
+        assert!(matches!(
+            parse(Path::new("j"), &bytes),
+            Err(ReplayError::Corrupt { line: 3, .. })
+        ));
     }
 
     #[test]
     fn an_empty_file_has_no_header() {
-        assert!(matches!(parse(Path::new("j"), b""), Err(ReplayError::Corrupt { line: 1, .. })));
+        assert!(matches!(
+            parse(Path::new("j"), b""),
+            Err(ReplayError::Corrupt { line: 1, .. })
+        ));
     }
 }

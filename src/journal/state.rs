@@ -127,7 +127,10 @@ impl RunState {
     }
 
     /// Applies one event.
-    #[expect(clippy::too_many_lines, reason = "one arm per event: the fold reads best in one place")]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per event: the fold reads best in one place"
+    )]
     pub fn apply(&mut self, record: &Record) {
         self.last_seq = record.seq;
         self.last_at = Some(record.at);
@@ -140,7 +143,11 @@ impl RunState {
                 self.preflight_passed.insert(name.clone());
                 self.preflight_steps.clear();
             }
-            Event::StageStarted { stage, index, traffic } => {
+            Event::StageStarted {
+                stage,
+                index,
+                traffic,
+            } => {
                 self.stage = Some(StageProgress {
                     index: *index,
                     name: stage.clone(),
@@ -153,7 +160,13 @@ impl RunState {
                     paused: None,
                 });
             }
-            Event::StepStarted { phase, index, name, command, .. } => {
+            Event::StepStarted {
+                phase,
+                index,
+                name,
+                command,
+                ..
+            } => {
                 if let Some(steps) = self.steps_for(*phase) {
                     let step = steps.entry(*index).or_default();
                     step.name.clone_from(name);
@@ -163,13 +176,17 @@ impl RunState {
                     step.attempts += 1;
                 }
             }
-            Event::StepFinished { phase, index, ok, .. } => {
+            Event::StepFinished {
+                phase, index, ok, ..
+            } => {
                 if let Some(step) = self.steps_for(*phase).and_then(|s| s.get_mut(index)) {
                     // A failed attempt is finished too: only success marks it done.
                     step.ok = Some(*ok);
                 }
             }
-            Event::StepSkipped { phase, index, name, .. } => {
+            Event::StepSkipped {
+                phase, index, name, ..
+            } => {
                 if let Some(steps) = self.steps_for(*phase) {
                     let step = steps.entry(*index).or_default();
                     step.name.clone_from(name);
@@ -186,9 +203,14 @@ impl RunState {
                     });
                 }
             }
-            Event::SampleTaken { check, sample, stage } => {
+            Event::SampleTaken {
+                check,
+                sample,
+                stage,
+            } => {
                 self.checks = self.checks.max(*check);
-                self.samples.insert(sample.probe.clone(), (record.at, sample.clone()));
+                self.samples
+                    .insert(sample.probe.clone(), (record.at, sample.clone()));
                 if let (Some(_), Some(progress)) = (stage, &mut self.stage)
                     && let Some(last) = progress.checks.last_mut()
                     && last.number == *check
@@ -243,7 +265,11 @@ impl RunState {
                     steps: BTreeMap::new(),
                 });
             }
-            Event::Suspended { outcome, reason, next } => {
+            Event::Suspended {
+                outcome,
+                reason,
+                next,
+            } => {
                 self.suspended = Some((*outcome, reason.clone(), *next));
             }
             Event::Superseded { .. } => self.superseded = true,

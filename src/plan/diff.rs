@@ -17,21 +17,27 @@ pub fn summarize(old: &Plan, new: &Plan) -> Vec<String> {
         match old.stages.iter().find(|s| s.name == stage.name) {
             None => out.push(format!("stage `{}` was added", stage.name)),
             Some(before) => {
-                if before.traffic != stage.traffic {
+                if (before.traffic - stage.traffic).abs() > f64::EPSILON {
                     out.push(format!(
                         "stage `{}`: traffic {}% → {}%",
                         stage.name, before.traffic, stage.traffic
                     ));
                 }
                 if before.bake != stage.bake {
-                    out.push(format!("stage `{}`: bake {} → {}", stage.name, before.bake, stage.bake));
+                    out.push(format!(
+                        "stage `{}`: bake {} → {}",
+                        stage.name, before.bake, stage.bake
+                    ));
                 }
                 if json(&before.steps) != json(&stage.steps)
                     || json(&before.checks) != json(&stage.checks)
                     || json(&before.gates) != json(&stage.gates)
                     || json(&before.approval) != json(&stage.approval)
                 {
-                    out.push(format!("stage `{}`: steps, checks, gates or approval changed", stage.name));
+                    out.push(format!(
+                        "stage `{}`: steps, checks, gates or approval changed",
+                        stage.name
+                    ));
                 }
             }
         }
@@ -49,7 +55,9 @@ pub fn summarize(old: &Plan, new: &Plan) -> Vec<String> {
         for (name, value) in after {
             match before.get(name) {
                 None => out.push(format!("{kind} `{name}` was added")),
-                Some(old_value) if old_value != value => out.push(format!("{kind} `{name}` changed")),
+                Some(old_value) if old_value != value => {
+                    out.push(format!("{kind} `{name}` changed"));
+                }
                 Some(_) => {}
             }
         }

@@ -78,7 +78,10 @@ pub struct StepLog {
 }
 
 /// Builds the log from a journal.
-#[expect(clippy::too_many_lines, reason = "one arm per event kind the log shows")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per event kind the log shows"
+)]
 pub fn build(replay: &Replay) -> Log {
     let mut log = Log {
         run_id: replay.header.run_id.clone(),
@@ -124,7 +127,11 @@ pub fn build(replay: &Replay) -> Log {
                     });
                 }
             }
-            Event::SampleTaken { sample, stage, check } => {
+            Event::SampleTaken {
+                sample,
+                stage,
+                check,
+            } => {
                 let list = if stage.is_some() {
                     log.stages.last_mut().map(|s| &mut s.checks)
                 } else {
@@ -145,7 +152,9 @@ pub fn build(replay: &Replay) -> Log {
                     }
                 }
             }
-            Event::Evaluated { evaluation, stage, .. } => {
+            Event::Evaluated {
+                evaluation, stage, ..
+            } => {
                 let list = if stage.is_some() {
                     log.stages.last_mut().map(|s| &mut s.checks)
                 } else {
@@ -155,7 +164,12 @@ pub fn build(replay: &Replay) -> Log {
                     last.evaluations.push(evaluation.clone());
                 }
             }
-            Event::GateFailed { stage, gate, action, reason } => log.fired.push(Fired {
+            Event::GateFailed {
+                stage,
+                gate,
+                action,
+                reason,
+            } => log.fired.push(Fired {
                 at,
                 stage: stage.clone(),
                 gate: gate.clone(),
@@ -176,7 +190,13 @@ pub fn build(replay: &Replay) -> Log {
                 by: by.clone(),
                 note: Some(reason.clone()),
             }),
-            Event::StepStarted { phase, stage, name, attempt, .. } => log.steps.push(StepLog {
+            Event::StepStarted {
+                phase,
+                stage,
+                name,
+                attempt,
+                ..
+            } => log.steps.push(StepLog {
                 at,
                 phase: format!("{phase:?}").to_lowercase(),
                 stage: stage.clone(),
@@ -192,15 +212,17 @@ pub fn build(replay: &Replay) -> Log {
                 }
             }
             Event::RunEnded { outcome, reason } => {
-                log.outcome = outcome.as_str().to_owned();
+                outcome.as_str().clone_into(&mut log.outcome);
                 log.reason.clone_from(reason);
             }
-            Event::Suspended { outcome, reason, .. } => {
-                log.outcome = outcome.as_str().to_owned();
+            Event::Suspended {
+                outcome, reason, ..
+            } => {
+                outcome.as_str().clone_into(&mut log.outcome);
                 log.reason = Some(reason.clone());
             }
             Event::Superseded { by } => {
-                log.outcome = "superseded".to_owned();
+                "superseded".clone_into(&mut log.outcome);
                 log.reason = Some(format!("replaced by run {by}"));
             }
             _ => {}
@@ -211,7 +233,10 @@ pub fn build(replay: &Replay) -> Log {
 
 fn reading(r: &Reading) -> String {
     match r {
-        Reading::Value(v) => format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_owned(),
+        Reading::Value(v) => format!("{v:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned(),
         Reading::NoData => "no data".to_owned(),
         Reading::Error(e) => format!("error: {e}"),
     }
@@ -222,6 +247,10 @@ fn cell(text: &str) -> String {
 }
 
 /// The log as Markdown.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the report's sections in reading order"
+)]
 pub fn markdown(log: &Log) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Rollout report: `{}`\n", log.plan);
@@ -241,23 +270,53 @@ pub fn markdown(log: &Log) -> String {
     }
     let _ = writeln!(out, "- plan digest: `{}`\n", log.digest);
     if !log.fired.is_empty() {
-        let _ = writeln!(out, "## What fired\n\n| time | stage | gate | action | why |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "## What fired\n\n| time | stage | gate | action | why |\n|---|---|---|---|---|"
+        );
         for f in &log.fired {
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} |", f.at.format("%Y-%m-%d %H:%M:%SZ"), f.stage, f.gate, f.action, cell(&f.reason));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                f.at.format("%Y-%m-%d %H:%M:%SZ"),
+                f.stage,
+                f.gate,
+                f.action,
+                cell(&f.reason)
+            );
         }
         out.push('\n');
     }
     if !log.approvals.is_empty() || !log.aborts.is_empty() {
-        let _ = writeln!(out, "## People\n\n| time | stage | who | decision |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "## People\n\n| time | stage | who | decision |\n|---|---|---|---|"
+        );
         for a in &log.approvals {
-            let _ = writeln!(out, "| {} | {} | {} | approved |", a.at.format("%Y-%m-%d %H:%M:%SZ"), a.stage.as_deref().unwrap_or("-"), a.by);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | approved |",
+                a.at.format("%Y-%m-%d %H:%M:%SZ"),
+                a.stage.as_deref().unwrap_or("-"),
+                a.by
+            );
         }
         for a in &log.aborts {
-            let _ = writeln!(out, "| {} | {} | {} | aborted: {} |", a.at.format("%Y-%m-%d %H:%M:%SZ"), a.stage.as_deref().unwrap_or("-"), a.by, cell(a.note.as_deref().unwrap_or("")));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | aborted: {} |",
+                a.at.format("%Y-%m-%d %H:%M:%SZ"),
+                a.stage.as_deref().unwrap_or("-"),
+                a.by,
+                cell(a.note.as_deref().unwrap_or(""))
+            );
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "## Steps\n\n| time | where | step | attempt | result |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "## Steps\n\n| time | where | step | attempt | result |\n|---|---|---|---|---|"
+    );
     for s in &log.steps {
         let place = s.stage.clone().unwrap_or_else(|| s.phase.clone());
         let result = match (s.ok, &s.detail) {
@@ -265,14 +324,23 @@ pub fn markdown(log: &Log) -> String {
             (Some(false), Some(d)) => format!("**failed**: {}", cell(d)),
             _ => "interrupted".to_owned(),
         };
-        let _ = writeln!(out, "| {} | {place} | {} | {} | {result} |", s.at.format("%Y-%m-%d %H:%M:%SZ"), cell(&s.name), s.attempt);
+        let _ = writeln!(
+            out,
+            "| {} | {place} | {} | {} | {result} |",
+            s.at.format("%Y-%m-%d %H:%M:%SZ"),
+            cell(&s.name),
+            s.attempt
+        );
     }
     out.push('\n');
     let section = |out: &mut String, title: &str, checks: &[CheckLog]| {
         if checks.is_empty() {
             return;
         }
-        let _ = writeln!(out, "### {title}\n\n| check | time | samples | evaluations |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "### {title}\n\n| check | time | samples | evaluations |\n|---|---|---|---|"
+        );
         for c in checks {
             let samples: Vec<String> = c
                 .samples
@@ -282,7 +350,11 @@ pub fn markdown(log: &Log) -> String {
                     None => format!(
                         "{}: {}",
                         s.probe,
-                        s.metrics.iter().map(|(k, v)| format!("{k}={}", reading(v))).collect::<Vec<_>>().join(", ")
+                        s.metrics
+                            .iter()
+                            .map(|(k, v)| format!("{k}={}", reading(v)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 })
                 .collect();
@@ -296,8 +368,14 @@ pub fn markdown(log: &Log) -> String {
                         (Judged::Violation, _) => "violation",
                         (Judged::Error(_), _) => "error",
                     };
-                    let value = e.value.map_or_else(String::new, |v| format!(" = {}", reading(&Reading::Value(v))));
-                    let streak = if e.streak.needed > 1 { format!(" ({}/{})", e.streak.count, e.streak.needed) } else { String::new() };
+                    let value = e.value.map_or_else(String::new, |v| {
+                        format!(" = {}", reading(&Reading::Value(v)))
+                    });
+                    let streak = if e.streak.needed > 1 {
+                        format!(" ({}/{})", e.streak.count, e.streak.needed)
+                    } else {
+                        String::new()
+                    };
                     format!("{}: `{}`{value} {mark}{streak}", e.gate, e.condition)
                 })
                 .collect();
@@ -306,7 +384,9 @@ pub fn markdown(log: &Log) -> String {
                 "| {} | {} (+{}) | {} | {} |",
                 c.number,
                 c.at.format("%Y-%m-%d %H:%M:%SZ"),
-                crate::plan::units::format_duration(std::time::Duration::from_secs_f64(c.offset.max(0.0))),
+                crate::plan::units::format_duration(std::time::Duration::from_secs_f64(
+                    c.offset.max(0.0)
+                )),
                 cell(&samples.join("; ")),
                 cell(&evaluations.join("; "))
             );
@@ -316,7 +396,11 @@ pub fn markdown(log: &Log) -> String {
     let _ = writeln!(out, "## Decision log\n");
     section(&mut out, "Preflight", &log.preflight);
     for stage in &log.stages {
-        section(&mut out, &format!("Stage `{}` ({}% traffic)", stage.name, stage.traffic), &stage.checks);
+        section(
+            &mut out,
+            &format!("Stage `{}` ({}% traffic)", stage.name, stage.traffic),
+            &stage.checks,
+        );
     }
     out
 }

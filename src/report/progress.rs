@@ -235,7 +235,11 @@ pub fn describe(event: &Event) -> String {
             format!("notification {event} to {url} failed: {reason}")
         }
         Event::RunResumed { run_id } => format!("run {run_id} resumed"),
-        Event::Suspended { outcome, reason, next } => match next {
+        Event::Suspended {
+            outcome,
+            reason,
+            next,
+        } => match next {
             Some(next) => format!(
                 "run suspended ({}): {reason}; next at {}",
                 outcome.as_str(),
@@ -249,7 +253,9 @@ pub fn describe(event: &Event) -> String {
             offsets.len(),
             if offsets.len() == 1 { "" } else { "s" }
         ),
-        Event::StepSkipped { name, index, .. } => format!("  step {} skipped by the operator: {name}", index + 1),
+        Event::StepSkipped { name, index, .. } => {
+            format!("  step {} skipped by the operator: {name}", index + 1)
+        }
         Event::BakeEnded { stage } => format!("{stage}: bake over, end gates passed"),
         Event::RunEnded { outcome, reason } => match reason {
             Some(reason) => format!("run ended: {}: {reason}", outcome.as_str()),

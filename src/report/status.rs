@@ -64,12 +64,18 @@ pub struct PendingRequest {
 }
 
 /// The status of a run of `plan`, as of `now`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one field after another of the status"
+)]
 pub fn build(plan: &Plan, run: &RunState, pending: &[Entry], now: DateTime<Utc>) -> Status {
     let defaults = plan.defaults.as_ref();
     let (state, reason) = match (&run.ended, &run.suspended, run.superseded) {
         (_, _, true) => ("superseded".to_owned(), None),
         (Some((outcome, reason)), _, _) => (outcome.as_str().to_owned(), reason.clone()),
-        (None, Some((outcome, reason, _)), _) => (outcome.as_str().to_owned(), Some(reason.clone())),
+        (None, Some((outcome, reason, _)), _) => {
+            (outcome.as_str().to_owned(), Some(reason.clone()))
+        }
         (None, None, false) => ("running".to_owned(), None),
     };
     let stage_model = run
@@ -86,7 +92,9 @@ pub fn build(plan: &Plan, run: &RunState, pending: &[Entry], now: DateTime<Utc>)
     } else if let (Some(progress), Some(stage)) = (&run.stage, stage_model) {
         if let Some((_, reason)) = &progress.paused {
             Some(Next {
-                action: format!("paused ({reason}): waiting for `ion-plan approve` or `ion-plan abort`"),
+                action: format!(
+                    "paused ({reason}): waiting for `ion-plan approve` or `ion-plan abort`"
+                ),
                 at: None,
             })
         } else if let Some((_, deadline)) = progress.approval {
@@ -99,11 +107,14 @@ pub fn build(plan: &Plan, run: &RunState, pending: &[Entry], now: DateTime<Utc>)
             let next_offset = check_offsets(stage, defaults)
                 .into_iter()
                 .find(|o| done.is_none_or(|d| o.as_secs_f64() > d + 1e-3));
-            let bake_end = progress.started + chrono::Duration::from_std(stage.bake.as_duration()).unwrap_or_default();
+            let bake_end = progress.started
+                + chrono::Duration::from_std(stage.bake.as_duration()).unwrap_or_default();
             Some(match next_offset {
                 Some(offset) => Next {
                     action: format!("check of `{}`", stage.name),
-                    at: Some(progress.started + chrono::Duration::from_std(offset).unwrap_or_default()),
+                    at: Some(
+                        progress.started + chrono::Duration::from_std(offset).unwrap_or_default(),
+                    ),
                 },
                 None => Next {
                     action: format!("end of `{}`'s bake: the `at: end` gates", stage.name),
@@ -192,7 +203,12 @@ fn round(d: std::time::Duration) -> std::time::Duration {
 /// The status for people.
 pub fn text(status: &Status) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "run {}: {}", status.run_id, status.state.replace('_', " "));
+    let _ = writeln!(
+        out,
+        "run {}: {}",
+        status.run_id,
+        status.state.replace('_', " ")
+    );
     if let Some(reason) = &status.reason {
         let _ = writeln!(out, "  {reason}");
     }
@@ -209,7 +225,12 @@ pub fn text(status: &Status) -> String {
     if let Some(next) = &status.next {
         match next.at {
             Some(at) => {
-                let _ = writeln!(out, "next: {} at {}", next.action, at.format("%Y-%m-%d %H:%M:%SZ"));
+                let _ = writeln!(
+                    out,
+                    "next: {} at {}",
+                    next.action,
+                    at.format("%Y-%m-%d %H:%M:%SZ")
+                );
             }
             None => {
                 let _ = writeln!(out, "next: {}", next.action);
@@ -217,21 +238,45 @@ pub fn text(status: &Status) -> String {
         }
     }
     if let Some(approval) = &status.approval {
-        let deadline = approval
-            .deadline
-            .map_or_else(|| "no deadline".to_owned(), |d| format!("deadline {}", d.format("%Y-%m-%d %H:%M:%SZ")));
-        let _ = writeln!(out, "waiting for a person on {} since {} ({deadline})", approval.stage, approval.requested.format("%Y-%m-%d %H:%M:%SZ"));
+        let deadline = approval.deadline.map_or_else(
+            || "no deadline".to_owned(),
+            |d| format!("deadline {}", d.format("%Y-%m-%d %H:%M:%SZ")),
+        );
+        let _ = writeln!(
+            out,
+            "waiting for a person on {} since {} ({deadline})",
+            approval.stage,
+            approval.requested.format("%Y-%m-%d %H:%M:%SZ")
+        );
     }
     for request in &status.requests {
-        let _ = writeln!(out, "pending request: {} by {} at {}", request.request, request.by, request.at.format("%Y-%m-%d %H:%M:%SZ"));
+        let _ = writeln!(
+            out,
+            "pending request: {} by {} at {}",
+            request.request,
+            request.by,
+            request.at.format("%Y-%m-%d %H:%M:%SZ")
+        );
     }
     if !status.conditions.is_empty() {
         let _ = writeln!(out, "last evaluation of each condition:");
         for c in &status.conditions {
-            let value = c.value.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
-            let threshold = c.threshold.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
-            let streak = if c.streak.needed > 1 { format!(" streak {}/{}", c.streak.count, c.streak.needed) } else { String::new() };
-            let _ = writeln!(out, "  {:<8} {:<45} value {value:<10} threshold {threshold:<10} {}{streak}", c.gate, c.condition, c.outcome);
+            let value = c
+                .value
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
+            let threshold = c
+                .threshold
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
+            let streak = if c.streak.needed > 1 {
+                format!(" streak {}/{}", c.streak.count, c.streak.needed)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {:<8} {:<45} value {value:<10} threshold {threshold:<10} {}{streak}",
+                c.gate, c.condition, c.outcome
+            );
         }
     }
     out
