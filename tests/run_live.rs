@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::Path;
 
 use common::server::{fixed, serve};
-use common::{ion_plan, write};
+use common::{ion_plan, lines, script, write};
 use serde_json::Value;
 
 fn events(stdout: &str) -> Vec<Value> {
@@ -20,23 +20,6 @@ fn events(stdout: &str) -> Vec<Value> {
 
 fn find<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
     events.iter().filter_map(|e| e["event"].get(name)).collect()
-}
-
-fn script(dir: &Path, name: &str, body: &str) {
-    let path = write(dir, name, format!("#!/bin/sh\n{body}\n"));
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// A plan whose steps log to `log.txt` and whose probe is a program printing JSON.

@@ -11,25 +11,8 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use common::server::{TestServer, serve};
-use common::{ion_plan, write};
+use common::{ion_plan, lines, script, write};
 use serde_json::Value;
-
-fn script(dir: &Path, name: &str, body: &str) {
-    let path = write(dir, name, format!("#!/bin/sh\n{body}\n"));
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
 
 fn stats_server() -> TestServer {
     serve(Router::new().route("/stats", get(|| async { r#"{"error_rate": 0.001}"# })))

@@ -34,16 +34,9 @@ pub fn run(args: &Args) -> u8 {
     let Some(mut plan) = report.plan.clone().filter(|_| report.is_valid(false)) else {
         return super::run::invalid(report);
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return exit_code::RUNTIME_ERROR;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let service = match demo::start(args.bad_canary).await {

@@ -41,6 +41,18 @@ enum Command {
     Schema(schema::Args),
 }
 
+/// The async runtime of commands that run probes or plans: two workers, the machine's size.
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("error: cannot start the runtime: {error}");
+            crate::exit_code::RUNTIME_ERROR
+        })
+}
+
 impl Cli {
     /// Runs the command; returns the process exit code (see [`crate::exit_code`]).
     pub fn run(self) -> u8 {

@@ -164,15 +164,9 @@ struct CommandArgs {
 }
 
 pub fn run(args: &Args) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return exit_code::RUNTIME_ERROR;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         match &args.kind {

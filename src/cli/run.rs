@@ -84,16 +84,9 @@ pub fn run(args: &Args) -> u8 {
         },
     );
     let plan = Arc::new(plan);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return exit_code::RUNTIME_ERROR;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(execute(args, plan, digest))
 }

@@ -82,7 +82,7 @@ impl Live {
             .collect::<Result<Vec<_>, String>>()?;
         let body = body.map(|b| self.fill(b, stage).map(|f| f.0)).transpose()?;
         Ok(Request {
-            method: method_of(method.unwrap_or_default()),
+            method: crate::probe::http::method(method.unwrap_or_default()),
             url,
             shown_url,
             headers,
@@ -210,17 +210,6 @@ async fn with_deadline(
                 ),
             )
         })
-}
-
-fn method_of(method: Method) -> reqwest::Method {
-    match method {
-        Method::Get => reqwest::Method::GET,
-        Method::Head => reqwest::Method::HEAD,
-        Method::Post => reqwest::Method::POST,
-        Method::Put => reqwest::Method::PUT,
-        Method::Patch => reqwest::Method::PATCH,
-        Method::Delete => reqwest::Method::DELETE,
-    }
 }
 
 impl Sampler for Live {

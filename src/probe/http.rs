@@ -6,6 +6,19 @@ use std::time::{Duration, Instant};
 
 use crate::probe::{Reading, Sample, kind, tail};
 
+/// The client's method for a plan's method.
+pub fn method(method: crate::plan::model::Method) -> reqwest::Method {
+    use crate::plan::model::Method;
+    match method {
+        Method::Get => reqwest::Method::GET,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+    }
+}
+
 /// An HTTP request, interpolated, as probes and steps make it.
 #[derive(Debug, Clone)]
 pub struct Request {

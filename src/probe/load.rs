@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::plan::model::{LoadProbe as LoadSpecModel, Method, ProbeOverrides};
+use crate::plan::model::{LoadProbe as LoadSpecModel, ProbeOverrides};
 use crate::probe::{Reading, Sample};
 
 /// Defaults of the seed's `rate_limit_probe` "medium" preset.
@@ -245,14 +245,7 @@ impl LoadProbe {
                     DEFAULT_TIMEOUT,
                     super::super::plan::units::PlanDuration::as_duration,
                 ),
-                method: match model.method.unwrap_or_default() {
-                    Method::Get => reqwest::Method::GET,
-                    Method::Head => reqwest::Method::HEAD,
-                    Method::Post => reqwest::Method::POST,
-                    Method::Put => reqwest::Method::PUT,
-                    Method::Patch => reqwest::Method::PATCH,
-                    Method::Delete => reqwest::Method::DELETE,
-                },
+                method: crate::probe::http::method(model.method.unwrap_or_default()),
                 headers,
                 body,
                 expect_status: model.expect_status.map(|s| s.0),

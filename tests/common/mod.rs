@@ -112,3 +112,22 @@ stages:
     checks: { every: 1m, probes: [load] }
     gates: [guard]
 ";
+
+/// Writes an executable shell script `name` with `body`.
+pub fn script(dir: &Path, name: &str, body: &str) {
+    let path = write(dir, name, format!("#!/bin/sh\n{body}\n"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// The lines of a file, or none if it does not exist.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
