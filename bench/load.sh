@@ -36,7 +36,7 @@ echo "machine: $(nproc) cores; target: nginx on $url; ${duration}s per run"
 for c in 16 64; do
   ion=$("$bin" probe load --json --target t=$url --duration ${duration}s --delay 0ms --concurrency $c |
     python3 -c 'import json,sys; t=json.load(sys.stdin)["targets"]["t"]; print(t["rps"], t["p95"]*1000)')
-  oha_out=$(oha --no-tui -j -z ${duration}s -c $c "$url" |
+  oha_out=$(oha --no-tui --output-format json -z ${duration}s -c $c "$url" |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["summary"]["requestsPerSec"], d["latencyPercentiles"]["p95"]*1000)')
   wrk_rps=$(wrk -t2 -c$c -d${duration}s "$url" | awk '/Requests\/sec/ {print $2}')
   python3 - "$c" "$ion" "$oha_out" "$wrk_rps" <<'PY'

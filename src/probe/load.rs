@@ -272,22 +272,16 @@ impl LoadProbe {
 
     /// Runs every target side by side and reports each.
     pub async fn measure(&self) -> Result<Vec<(String, TargetStats)>, String> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(self.spec.concurrency as usize)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let spec = Arc::new(self.spec.clone());
         let runs = self.targets.iter().map(|target| {
-            let client = client.clone();
-            async move {
-                (
-                    target.name.clone(),
-                    run_target(&client, target, &self.spec).await,
-                )
-            }
+            let spec = Arc::clone(&spec);
+            async move { (target.name.clone(), run_target(target, spec).await) }
         });
-        Ok(join_all(runs).await)
+        let results: Vec<(String, Result<TargetStats, String>)> = join_all(runs).await;
+        results
+            .into_iter()
+            .map(|(name, stats)| stats.map(|s| (name, s)))
+            .collect()
     }
 
     pub async fn sample(&self) -> Sample {
@@ -304,20 +298,40 @@ impl LoadProbe {
     }
 }
 
-async fn run_target(client: &reqwest::Client, target: &Target, spec: &LoadSpec) -> TargetStats {
+/// A client for one worker: its own connection, so workers never wait on a shared pool.
+fn worker_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Runs one target's workers as tasks of their own, so they spread over the runtime's threads.
+async fn run_target(target: &Target, spec: Arc<LoadSpec>) -> Result<TargetStats, String> {
     let started = Instant::now();
     let deadline = spec.duration.map(|d| started + d);
     let next = Arc::new(AtomicU64::new(0));
-    let workers = (0..spec.concurrency).map(|_| {
+    let mut workers = Vec::with_capacity(spec.concurrency as usize);
+    for _ in 0..spec.concurrency {
+        let client = worker_client()?;
+        let target = target.clone();
+        let spec = Arc::clone(&spec);
         let next = Arc::clone(&next);
-        worker(client, target, spec, started, deadline, next)
-    });
+        workers.push(tokio::spawn(async move {
+            worker(&client, &target, &spec, started, deadline, next).await
+        }));
+    }
     let mut total = TargetStats::new();
-    for stats in join_all(workers).await {
+    for worker in workers {
+        let stats = worker
+            .await
+            .map_err(|e| format!("a load worker failed: {e}"))?;
         total.merge(&stats);
     }
     total.elapsed = started.elapsed();
-    total
+    Ok(total)
 }
 
 /// One worker: claims request numbers until the count or the duration is reached.
