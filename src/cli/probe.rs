@@ -2,8 +2,10 @@
 //! seed's rate-limit probe script with its presets, canary and legacy side by side.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
@@ -247,9 +249,16 @@ async fn run_load(args: &LoadArgs) -> u8 {
             headers: args.request.headers.clone(),
             body: args.request.body.clone(),
             expect_status: args.request.expect_status,
+            sent: Arc::default(),
         },
     };
-    let results = match probe.measure().await {
+    let bar = progress_bar(&probe);
+    let results = probe.measure().await;
+    if let Some(bar) = bar {
+        bar.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let results = match results {
         Ok(results) => results,
         Err(error) => {
             eprintln!("error: {error}");
@@ -272,6 +281,41 @@ async fn run_load(args: &LoadArgs) -> u8 {
     };
     let _ = out.write_all(text.as_bytes());
     exit_code::SUCCESS
+}
+
+/// On a terminal, a line on stderr that counts requests sent against the total, five times a
+/// second.
+fn progress_bar(probe: &LoadProbe) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let sent = Arc::clone(&probe.spec.sent);
+    let targets = probe.targets.len() as u64;
+    let total = probe
+        .spec
+        .duration
+        .is_none()
+        .then(|| probe.spec.requests * targets);
+    let started = std::time::Instant::now();
+    Some(tokio::spawn(async move {
+        loop {
+            let done = sent.load(std::sync::atomic::Ordering::Relaxed);
+            let line = match total {
+                Some(total) if total > 0 => {
+                    let width = 30;
+                    let filled = usize::try_from(done.min(total) * width / total).unwrap_or(0);
+                    format!(
+                        "[{}{}] {done}/{total} requests",
+                        "#".repeat(filled),
+                        " ".repeat(usize::try_from(width).unwrap_or(0) - filled)
+                    )
+                }
+                _ => format!("{done} requests, {:.0}s", started.elapsed().as_secs_f64()),
+            };
+            eprint!("\r\x1b[2K{line}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }))
 }
 
 fn ms(value: Option<f64>) -> String {

@@ -45,6 +45,8 @@ pub struct LoadSpec {
     pub body: Option<String>,
     /// `None`: any 2xx is a success.
     pub expect_status: Option<u16>,
+    /// Requests sent so far, over every target (for a progress bar).
+    pub sent: Arc<AtomicU64>,
 }
 
 /// A target: a name (`canary`) and its URL.
@@ -252,6 +254,7 @@ impl LoadProbe {
                 headers,
                 body,
                 expect_status: model.expect_status.map(|s| s.0),
+                sent: Arc::default(),
             },
         })
     }
@@ -369,6 +372,7 @@ async fn worker(
         let sent = Instant::now();
         let from = scheduled.unwrap_or(sent);
         stats.requests += 1;
+        spec.sent.fetch_add(1, Ordering::Relaxed);
         match connection.send(target, spec).await {
             Ok(status) => {
                 let latency = Instant::now().saturating_duration_since(from);
