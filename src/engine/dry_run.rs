@@ -83,7 +83,10 @@ impl ControlSource for ApproveAtOnce {
                 request: None,
             })));
         }
-        clock.sleep_until(deadline).then_none()
+        Box::pin(async move {
+            clock.sleep_until(deadline).await;
+            None
+        })
     }
 
     fn person_needed(&mut self, stage: &str, _: DateTime<Utc>) {
@@ -92,19 +95,5 @@ impl ControlSource for ApproveAtOnce {
 
     fn can_answer(&self) -> bool {
         true
-    }
-}
-
-/// Turns a `()` future into one that yields `None`.
-trait ThenNone<'a> {
-    fn then_none(self) -> BoxFuture<'a, Option<Control>>;
-}
-
-impl<'a> ThenNone<'a> for BoxFuture<'a, ()> {
-    fn then_none(self) -> BoxFuture<'a, Option<Control>> {
-        Box::pin(async move {
-            self.await;
-            None
-        })
     }
 }
