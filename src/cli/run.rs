@@ -29,6 +29,7 @@ use crate::plan::validate::{
     Checks, Report, plan_dir, validate_file, validate_scenario, validate_source,
 };
 use crate::report::diagnostics::{FileOutcome, Format, render};
+use crate::report::live::LiveView;
 use crate::report::progress::{Progress, Style};
 
 #[derive(Debug, clap::Args)]
@@ -140,7 +141,18 @@ struct Setup {
 
 pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 {
     let style = if args.json { Style::Json } else { Style::Plain };
-    let progress: Box<dyn Sink> = Box::new(Progress::new(std::io::stdout(), style));
+    // A live run on a terminal gets the live view: event lines above a status line with
+    // countdowns and streaks, redrawn every second.
+    let live_view = !args.json
+        && !args.dry_run
+        && args.scenario.is_none()
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    let progress: Box<dyn Sink> = if live_view {
+        Box::new(LiveView::start(Arc::clone(&plan)))
+    } else {
+        Box::new(Progress::new(std::io::stdout(), style))
+    };
     let setup = if let Some(path) = &args.scenario {
         scenario_setup(path, &plan, progress)
     } else if args.dry_run {

@@ -2,5 +2,6 @@
 
 pub mod decision_log;
 pub mod diagnostics;
+pub mod live;
 pub mod progress;
 pub mod status;

@@ -89,8 +89,14 @@ pub fn describe(event: &Event) -> String {
             mode,
             stages,
             ..
-        } => format!("run {run_id} of {plan} started ({mode:?}, {stages} stages)")
-            .replace("DryRun", "dry run"),
+        } => format!(
+            "run {run_id} of {plan} started ({}, {stages} stages)",
+            match mode {
+                crate::journal::event::Mode::Live => "live",
+                crate::journal::event::Mode::DryRun => "dry run",
+                crate::journal::event::Mode::Scenario => "scenario",
+            }
+        ),
         Event::PreflightPassed { name } => format!("preflight `{name}`: passed"),
         Event::PreflightFailed { name, reason } => format!("preflight `{name}`: FAILED: {reason}"),
         Event::StageWaiting {

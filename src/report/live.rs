@@ -1,0 +1,255 @@
+//! The live view of a run on a terminal: each event's line scrolls by, and below them one status
+//! line, redrawn every second: stage, traffic, countdown to the next check and to the bake's
+//! end, and the last value of each condition against its threshold with its streak.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::Sink;
+use crate::engine::gates::{Evaluation, Outcome};
+use crate::engine::run::check_offsets;
+use crate::journal::event::{Event, Record};
+use crate::plan::model::Plan;
+use crate::plan::units::format_duration;
+use crate::report::progress::describe;
+
+/// What the status line shows.
+#[derive(Debug, Default, Clone)]
+pub struct View {
+    stage: Option<(String, f64, DateTime<Utc>)>,
+    /// Offsets (seconds since the stage started) of the checks done.
+    last_check: Option<f64>,
+    waiting: Option<String>,
+    conditions: BTreeMap<(String, String), Evaluation>,
+}
+
+impl View {
+    /// Takes an event into account.
+    pub fn apply(&mut self, record: &Record) {
+        match &record.event {
+            Event::StageStarted { stage, traffic, .. } => {
+                self.stage = Some((stage.clone(), *traffic, record.at));
+                self.last_check = None;
+                self.waiting = None;
+                self.conditions.clear();
+            }
+            Event::CheckStarted { offset, .. } => self.last_check = Some(*offset),
+            Event::Evaluated { evaluation, .. } => {
+                self.conditions.insert(
+                    (evaluation.gate.clone(), evaluation.condition.clone()),
+                    evaluation.clone(),
+                );
+            }
+            Event::ApprovalRequested { stage, .. } => {
+                self.waiting = Some(format!("waiting for approval of {stage}"));
+            }
+            Event::Paused { stage, .. } => self.waiting = Some(format!("{stage} paused")),
+            Event::Approved { .. } | Event::Resumed { .. } | Event::StageCompleted { .. } => {
+                self.waiting = None;
+            }
+            Event::StageWaiting { stage, until, .. } => {
+                self.waiting = Some(format!(
+                    "{stage} starts at {}",
+                    until.format("%Y-%m-%d %H:%M:%SZ")
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    /// The status line at `now`.
+    pub fn line(&self, plan: &Plan, now: DateTime<Utc>) -> String {
+        let mut parts = Vec::new();
+        if let Some((name, traffic, started)) = &self.stage {
+            parts.push(format!("{name} {traffic}%"));
+            let since = (now - *started).to_std().unwrap_or_default();
+            if let Some(stage) = plan.stages.iter().find(|s| &s.name == name) {
+                let next = check_offsets(stage, plan.defaults.as_ref())
+                    .into_iter()
+                    .find(|o| {
+                        self.last_check
+                            .is_none_or(|last| o.as_secs_f64() > last + 1e-3)
+                    });
+                if let Some(next) = next {
+                    parts.push(format!(
+                        "next check in {}",
+                        countdown(next.saturating_sub(since))
+                    ));
+                }
+                if let Some(left) = stage
+                    .bake
+                    .as_duration()
+                    .checked_sub(since)
+                    .filter(|l| !l.is_zero())
+                {
+                    parts.push(format!("bake ends in {}", countdown(left)));
+                }
+            }
+        }
+        if let Some(waiting) = &self.waiting {
+            parts.push(waiting.clone());
+        }
+        for evaluation in self.conditions.values() {
+            let mark = match (&evaluation.outcome, evaluation.fired) {
+                (_, true) => "✗",
+                (Outcome::Pass, _) => "✓",
+                (Outcome::Violation, _) => "!",
+                (Outcome::Error(_), _) => "?",
+            };
+            let value = evaluation
+                .value
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+            let streak = if evaluation.streak.needed > 1 {
+                format!(" {}/{}", evaluation.streak.count, evaluation.streak.needed)
+            } else {
+                String::new()
+            };
+            parts.push(format!("{mark} {} {value}{streak}", evaluation.condition));
+        }
+        parts.join(" · ")
+    }
+}
+
+fn countdown(d: Duration) -> String {
+    format_duration(Duration::from_secs(d.as_secs()))
+}
+
+/// A sink that prints event lines above a status line that a ticker redraws every second.
+pub struct LiveView {
+    view: Arc<Mutex<View>>,
+    plan: Arc<Plan>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LiveView {
+    /// Starts the ticker (call inside the runtime).
+    pub fn start(plan: Arc<Plan>) -> LiveView {
+        let view = Arc::new(Mutex::new(View::default()));
+        let ticker = {
+            let view = Arc::clone(&view);
+            let plan = Arc::clone(&plan);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let line = view
+                        .lock()
+                        .map(|v| v.line(&plan, Utc::now()))
+                        .unwrap_or_default();
+                    let mut out = std::io::stdout().lock();
+                    let _ = write!(out, "\r\x1b[2K{}", truncate(&line));
+                    let _ = out.flush();
+                }
+            })
+        };
+        LiveView {
+            view,
+            plan,
+            ticker: Some(ticker),
+        }
+    }
+}
+
+/// One terminal line at most.
+fn truncate(line: &str) -> String {
+    let width = 160;
+    if line.chars().count() <= width {
+        line.to_owned()
+    } else {
+        format!("{}…", line.chars().take(width - 1).collect::<String>())
+    }
+}
+
+impl Sink for LiveView {
+    fn record(&mut self, record: &Record) -> std::io::Result<()> {
+        let status = match self.view.lock() {
+            Ok(mut view) => {
+                view.apply(record);
+                view.line(&self.plan, record.at)
+            }
+            Err(_) => String::new(),
+        };
+        let mut out = std::io::stdout().lock();
+        let result = write!(
+            out,
+            "\r\x1b[2K{} {}\n{}",
+            record.at.format("%H:%M:%S"),
+            describe(&record.event),
+            truncate(&status)
+        )
+        .and_then(|()| out.flush());
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "\r\x1b[2K");
+        let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::event::Event;
+
+    #[test]
+    fn the_status_line_counts_down_and_shows_streaks() {
+        let plan: Plan = serde_saphyr::from_str(
+            "version: 1\nname: t\nprobes:\n  c:\n    command: [x]\ngates:\n  g:\n    at: every_check\n    require: [{check: c.e <= 1%, consecutive: 3}]\nstages:\n  - {name: s, traffic: 5, bake: 10m, checks: {every: 2m, probes: [c]}, gates: [g]}\n",
+        )
+        .unwrap();
+        let start = DateTime::parse_from_rfc3339("2025-10-22T14:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut view = View::default();
+        let record = |seq, at, event| Record { seq, at, event };
+        view.apply(&record(
+            1,
+            start,
+            Event::StageStarted {
+                stage: "s".into(),
+                index: 0,
+                traffic: 5.0,
+            },
+        ));
+        view.apply(&record(
+            2,
+            start + chrono::Duration::minutes(2),
+            Event::CheckStarted {
+                stage: "s".into(),
+                number: 1,
+                offset: 120.0,
+                probes: vec!["c".into()],
+            },
+        ));
+        let line = view.line(&plan, start + chrono::Duration::seconds(150));
+        assert!(line.starts_with("s 5%"), "{line}");
+        assert!(line.contains("next check in 1m30s"), "{line}");
+        assert!(line.contains("bake ends in 7m30s"), "{line}");
+        let evaluation: Evaluation = serde_json::from_value(serde_json::json!({
+            "gate": "g", "condition": "c.e <= 1%", "outcome": "violation", "value": 0.02,
+            "threshold": 0.01, "streak": {"count": 2, "needed": 3}, "fired": false
+        }))
+        .unwrap();
+        view.apply(&record(
+            3,
+            start,
+            Event::Evaluated {
+                stage: Some("s".into()),
+                check: 1,
+                evaluation,
+            },
+        ));
+        assert!(view.line(&plan, start).contains("! c.e <= 1% 0.020 2/3"));
+    }
+}
