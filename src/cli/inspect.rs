@@ -7,6 +7,8 @@ use chrono::Utc;
 
 use crate::exit_code;
 use crate::journal::inbox::{self, Inbox};
+use crate::journal::replay::Replay;
+use crate::journal::state::RunState;
 use crate::plan::validate::{Checks, validate_file};
 use crate::report::{decision_log, status};
 
@@ -46,6 +48,26 @@ fn print(text: &str) -> u8 {
     }
 }
 
+/// The plan's newest run, or why there is none (said on stderr); a torn tail is warned about.
+fn newest_run(
+    plan: &std::path::Path,
+    state: &std::path::Path,
+    stem: &str,
+) -> Result<(Replay, RunState), u8> {
+    let Some((replay, run)) = super::run::latest_run(state, stem)? else {
+        eprintln!(
+            "{} has no run yet (looked in {})",
+            plan.display(),
+            state.display()
+        );
+        return Err(exit_code::RUNTIME_ERROR);
+    };
+    if let Some(warning) = &replay.torn {
+        eprintln!("warning: {warning}");
+    }
+    Ok((replay, run))
+}
+
 pub fn status(args: &StatusArgs) -> u8 {
     let plan = match validate_file(&args.plan, Checks { filesystem: false }) {
         Ok(report) => match report.plan {
@@ -58,21 +80,10 @@ pub fn status(args: &StatusArgs) -> u8 {
         }
     };
     let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
-    let (replay, run) = match super::run::latest_run(&state, &stem) {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            eprintln!(
-                "{} has no run yet (looked in {})",
-                args.plan.display(),
-                state.display()
-            );
-            return exit_code::RUNTIME_ERROR;
-        }
+    let (_, run) = match newest_run(&args.plan, &state, &stem) {
+        Ok(found) => found,
         Err(code) => return code,
     };
-    if let Some(warning) = &replay.torn {
-        eprintln!("warning: {warning}");
-    }
     let pending = Inbox::new(inbox::path(&state, &stem), run.taken.clone()).pending();
     let status = status::build(&plan, &run, &pending, Utc::now());
     if args.json {
@@ -87,16 +98,8 @@ pub fn status(args: &StatusArgs) -> u8 {
 
 pub fn report(args: &ReportArgs) -> u8 {
     let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
-    let replay = match super::run::latest_run(&state, &stem) {
-        Ok(Some((replay, _))) => replay,
-        Ok(None) => {
-            eprintln!(
-                "{} has no run yet (looked in {})",
-                args.plan.display(),
-                state.display()
-            );
-            return exit_code::RUNTIME_ERROR;
-        }
+    let (replay, _) = match newest_run(&args.plan, &state, &stem) {
+        Ok(found) => found,
         Err(code) => return code,
     };
     let log = decision_log::build(&replay);
