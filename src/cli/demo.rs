@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::demo::{self, DemoService};
+use crate::demo::{self, DemoService, Ports};
 use crate::exit_code;
 use crate::plan::load::Source;
 use crate::plan::model::VarValue;
@@ -24,9 +24,19 @@ pub struct Args {
     /// Where the journal goes. Default: `.ion-plan/` in the current folder.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Only start the demo service and keep it up until Ctrl-C, to run plans and probes
+    /// against it by hand (`plans/demo.yaml` as written points at it).
+    #[arg(long, conflicts_with_all = ["json", "state_dir"])]
+    serve: bool,
+    /// With `--serve`: the router's port; legacy gets PORT+1 and the canary PORT+2.
+    #[arg(long, value_name = "PORT", requires = "serve", default_value_t = 18080)]
+    port: u16,
 }
 
 pub fn run(args: &Args) -> u8 {
+    if args.serve {
+        return serve(args);
+    }
     let report = validate_source(
         Source::new("plans/demo.yaml", DEMO_PLAN.to_owned()),
         Checks { filesystem: false },
@@ -39,7 +49,7 @@ pub fn run(args: &Args) -> u8 {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let service = match demo::start(args.bad_canary).await {
+        let service = match demo::start(args.bad_canary, Ports::default()).await {
             Ok(service) => service,
             Err(error) => {
                 eprintln!("error: cannot start the demo service on 127.0.0.1: {error}");
@@ -90,5 +100,39 @@ pub fn run(args: &Args) -> u8 {
         };
         eprintln!("demo {verdict} (exit {code})");
         code
+    })
+}
+
+/// `demo --serve`: the service alone, on fixed ports, until Ctrl-C or SIGTERM.
+fn serve(args: &Args) -> u8 {
+    let runtime = match super::runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        let ports = Ports {
+            base: Some(args.port),
+        };
+        let service = match demo::start(args.bad_canary, ports).await {
+            Ok(service) => service,
+            Err(error) => {
+                eprintln!("error: cannot start the demo service: {error}");
+                return exit_code::RUNTIME_ERROR;
+            }
+        };
+        let router = DemoService::url(service.router);
+        println!(
+            "demo service up{}:\n  router  {router}  (PUT /weights {{\"canary\": N}})\n  legacy  {}\n  canary  {}\n\
+             try: ion-plan run plans/demo.yaml   (its vars point here when --port is 18080)\n\
+             Ctrl-C stops it.",
+            if args.bad_canary { " with a bad canary" } else { "" },
+            DemoService::url(service.legacy),
+            DemoService::url(service.canary),
+        );
+        // Stopped on purpose: a clean exit.
+        let _ = super::until_signal().await;
+        service.stop();
+        eprintln!("demo service stopped");
+        exit_code::SUCCESS
     })
 }

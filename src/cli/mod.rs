@@ -53,6 +53,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, u8> {
         })
 }
 
+/// Waits for Ctrl-C (SIGINT) or SIGTERM; returns the exit code for it: 130 or 143.
+async fn until_signal() -> u8 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            return tokio::select! {
+                _ = interrupt.recv() => 130,
+                _ = terminate.recv() => 143,
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    130
+}
+
 impl Cli {
     /// Runs the command; returns the process exit code (see [`crate::exit_code`]).
     pub fn run(self) -> u8 {
