@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use axum::Router;
 use axum::routing::get;
+use common::prometheus::{Prometheus, free_port};
 use common::server::serve;
 use common::{ion_plan, write};
 
@@ -21,85 +19,11 @@ requests_total{svc=\"ion\",tag=\"canary\",code=\"200\"} 990
 requests_total{svc=\"ion\",tag=\"canary\",code=\"500\"} 10
 ";
 
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts Prometheus scraping `target` every second, and waits until it has a sample.
-fn start_prometheus(target: &str) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "prometheus.yml",
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    );
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the `prometheus` binary (Debian package `prometheus`)");
-    let url = format!("http://127.0.0.1:{port}");
-    let prometheus = Prometheus {
-        child,
-        url,
-        _dir: dir,
-    };
-    // Wait (bounded) until the first scrape has landed.
-    let deadline = Instant::now() + Duration::from_mins(1);
-    loop {
-        let output = ion_plan()
-            .args([
-                "probe",
-                "prometheus",
-                &prometheus.url,
-                "--query",
-                "up=up{job=\"demo\"}",
-                "--json",
-            ])
-            .run();
-        if output.code == 0 && output.stdout.contains("\"value\":1.0") {
-            return prometheus;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus did not scrape in time: {}",
-            output.stdout
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 #[test]
 #[ignore = "needs the prometheus binary; .ci/run installs it and runs this"]
 fn queries_through_a_real_prometheus() {
     let exporter = serve(Router::new().route("/metrics", get(|| async { METRICS })));
-    let prometheus = start_prometheus(&exporter.addr.to_string());
+    let prometheus = Prometheus::start(&[exporter.addr.to_string()]);
 
     let output = ion_plan()
         .args(["probe", "prometheus", &prometheus.url, "--json"])

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod prometheus;
 pub mod server;
 
 /// What a run of the binary gave.
