@@ -140,11 +140,6 @@ fn is_root() -> bool {
 fn plan(nginx: &Nginx, backends: &Backends, prometheus: &Prometheus) -> String {
     let script = root().join("plans/scripts/nginx-weights.sh");
     let flags = Nginx::flags(&nginx.dir).join(" ");
-    let check = Nginx::flags(&nginx.dir)
-        .iter()
-        .map(|f| format!("\"{f}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
         r#"version: 1
 name: nginx-e2e
@@ -194,7 +189,9 @@ gates:
     on_fail: rollback
 preflight:
   - name: nginx config is valid
-    run: [nginx, {check}, -t, -q]
+    run: [{script}, --check]
+    env:
+      NGINX_FLAGS: ${{{{ vars.flags }}}}
   - name: both backends answer
     probe: direct
     with: {{ requests: 10 }}
@@ -459,4 +456,48 @@ fn a_bad_canary_behind_nginx_is_rolled_back_after_exactly_n_violations() {
     // Users are back on legacy: every request through nginx reaches it.
     let answers = rig.who_answers(200);
     assert!(answers.iter().all(|a| a == "legacy"), "{answers:?}");
+}
+
+#[test]
+#[ignore = "needs nginx; .ci/run installs it and runs this"]
+fn a_weights_file_nginx_rejects_is_put_back_and_nginx_keeps_serving() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let backends = runtime
+        .block_on(Backends::start(false, Ports::default()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(
+        dir.path(),
+        &backends.legacy.to_string(),
+        &backends.canary.to_string(),
+    );
+    let before = std::fs::read_to_string(nginx.upstream()).unwrap();
+    let output = Command::new(root().join("plans/scripts/nginx-weights.sh"))
+        .arg("25")
+        .arg(nginx.upstream())
+        .env("LEGACY_UPSTREAM", backends.legacy.to_string())
+        .env("CANARY_UPSTREAM", "127.0.0.1:99999")
+        .env("NGINX_FLAGS", Nginx::flags(dir.path()).join(" "))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("previous file is back"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(nginx.upstream()).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("upstream.conf."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let answer = runtime.block_on(async {
+        reqwest::get(format!("{}/api/checkout", nginx.url()))
+            .await
+            .unwrap()
+            .headers()
+            .get("x-demo-backend")
+            .cloned()
+    });
+    assert_eq!(answer.unwrap(), "legacy");
+    backends.stop();
 }

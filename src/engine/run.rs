@@ -252,7 +252,7 @@ impl<'p> Engine<'p> {
                     name: Some(item.name.clone()),
                     run: item.run.clone(),
                     http: item.http.clone(),
-                    env: std::collections::BTreeMap::new(),
+                    env: item.env.clone(),
                     timeout: item.timeout,
                     retries: None,
                     idempotent: true,

@@ -539,7 +539,7 @@ pub enum NoData {
     { "required": ["probe"] },
     { "required": ["run"] },
     { "required": ["http"] },
-]))]
+], "dependentRequired" = { "env": ["run"] }))]
 pub struct PreflightItem {
     /// What this check is, for people.
     #[schemars(length(min = 1))]
@@ -560,6 +560,9 @@ pub struct PreflightItem {
     /// An HTTP call that must answer with the expected status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpStep>,
+    /// Environment variables for `run`; values may use `${{ env.NAME }}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
     /// The longest it may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<PlanDuration>,

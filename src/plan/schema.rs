@@ -229,11 +229,29 @@ impl PlanSchema {
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                Diagnostic::error(
-                    Code::Required,
-                    &pointer,
-                    format!("{context} is missing the required key `{name}`"),
-                )
+                // `dependentRequired`: a key that only makes sense beside another.
+                let needed_by = schema_path.ends_with("/dependentRequired").then(|| {
+                    let present = instance.as_object();
+                    self.dependents(schema_path, name)
+                        .into_iter()
+                        .find(|by| present.is_some_and(|o| o.contains_key(by)))
+                        .unwrap_or_default()
+                });
+                match needed_by {
+                    Some(by) => Diagnostic::error(
+                        Code::Required,
+                        format!("{pointer}/{by}"),
+                        format!("`{by}` in {context} needs `{name}` beside it"),
+                    )
+                    .with_help(format!(
+                        "`{by}` applies to `{name}` only: add `{name}` or remove `{by}`"
+                    )),
+                    None => Diagnostic::error(
+                        Code::Required,
+                        &pointer,
+                        format!("{context} is missing the required key `{name}`"),
+                    ),
+                }
                 .at_key()
             }
             ValidationErrorKind::Enum { options } => {
@@ -421,6 +439,24 @@ impl PlanSchema {
             .and_then(|s| s.get("properties"))
             .and_then(Value::as_object)
             .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The keys of a `dependentRequired` keyword that need `name`.
+    fn dependents(&self, keyword_path: &str, name: &str) -> Vec<String> {
+        self.schema
+            .pointer(keyword_path)
+            .and_then(Value::as_object)
+            .map(|deps| {
+                deps.iter()
+                    .filter(|(_, needs)| {
+                        needs
+                            .as_array()
+                            .is_some_and(|n| n.iter().any(|n| n == name))
+                    })
+                    .map(|(by, _)| by.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
