@@ -1,0 +1,403 @@
+//! The README cannot rot: every `ion-plan` command it shows parses with the real command line,
+//! every other command names something that exists, and the tour runs as written, line by line,
+//! against `ion-plan demo --serve`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use common::root;
+use ion_plan::cli::Cli;
+
+/// One command line of the README.
+#[derive(Debug, Clone)]
+struct Line {
+    /// The `## ` heading it is under.
+    section: String,
+    words: Vec<String>,
+    comment: String,
+}
+
+impl Line {
+    fn text(&self) -> String {
+        self.words.join(" ")
+    }
+}
+
+/// Splits a shell line into words (single and double quotes, backslash escapes) and the comment
+/// after an unquoted `#` that starts a word.
+fn split(line: &str) -> (Vec<String>, String) {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' if word.is_none() => return (words, line[i + 1..].trim().to_owned()),
+            ' ' | '\t' => words.extend(word.take()),
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                for (_, c) in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    w.push(c);
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => w.extend(chars.next().map(|(_, c)| c)),
+                        c => w.push(c),
+                    }
+                }
+            }
+            '\\' => word
+                .get_or_insert_with(String::new)
+                .extend(chars.next().map(|(_, c)| c)),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    (words, String::new())
+}
+
+/// The README's commands: every line of its ```sh blocks (`\` continues a line; `&&` and `;`
+/// separate commands), and the `run:` lines of its ```yaml blocks that call `ion-plan`.
+fn readme_lines() -> Vec<Line> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut lines = Vec::new();
+    let mut section = String::new();
+    let mut fence: Option<String> = None;
+    let mut pending = String::new();
+    for raw in readme.lines() {
+        if let Some(lang) = raw.trim_start().strip_prefix("```") {
+            fence = match fence {
+                Some(_) => None,
+                None => Some(lang.trim().to_owned()),
+            };
+            continue;
+        }
+        match fence.as_deref() {
+            None => {
+                if let Some(title) = raw.strip_prefix("## ") {
+                    title.clone_into(&mut section);
+                }
+            }
+            Some("sh") => {
+                if let Some(start) = raw.strip_suffix('\\') {
+                    pending.push_str(start);
+                    continue;
+                }
+                let full = std::mem::take(&mut pending) + raw;
+                let (words, comment) = split(&full);
+                for command in words.split(|w| w == "&&" || w == ";") {
+                    if !command.is_empty() {
+                        lines.push(Line {
+                            section: section.clone(),
+                            words: command.to_vec(),
+                            comment: comment.clone(),
+                        });
+                    }
+                }
+            }
+            Some("yaml") => {
+                if let Some((_, run)) = raw.split_once("run: ")
+                    && run.starts_with("ion-plan ")
+                {
+                    let (words, comment) = split(run);
+                    // Up to the end of the first command: `…; echo …` or `… && …`.
+                    let mut command = Vec::new();
+                    for word in words {
+                        if word == "&&" {
+                            break;
+                        }
+                        if let Some(last) = word.strip_suffix(';') {
+                            command.push(last.to_owned());
+                            break;
+                        }
+                        command.push(word);
+                    }
+                    lines.push(Line {
+                        section: section.clone(),
+                        words: command,
+                        comment,
+                    });
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    lines
+}
+
+/// The words up to a redirection or a pipe.
+fn before_redirect(words: &[String]) -> &[String] {
+    let end = words
+        .iter()
+        .position(|w| w.starts_with('>') || w == "|")
+        .unwrap_or(words.len());
+    &words[..end]
+}
+
+fn assert_parses(line: &Line, words: &[String]) {
+    if let Err(error) = Cli::try_parse_from(words) {
+        panic!(
+            "README ({}): `{}` does not parse:\n{error}",
+            line.section,
+            line.text()
+        );
+    }
+}
+
+#[test]
+fn the_readme_has_commands_to_check() {
+    let lines = readme_lines();
+    let ion_plan = lines.iter().filter(|l| l.words[0] == "ion-plan").count();
+    assert!(ion_plan >= 30, "only {ion_plan} ion-plan commands found");
+    assert!(lines.iter().any(|l| l.section == "A tour"));
+    assert_eq!(
+        split(r#"a 'b c' "d \"e\"" f\ g # h # i"#),
+        (
+            vec!["a".into(), "b c".into(), "d \"e\"".into(), "f g".into()],
+            "h # i".into()
+        )
+    );
+}
+
+#[test]
+fn every_ion_plan_command_in_the_readme_parses() {
+    for line in readme_lines() {
+        if line.words[0] == "ion-plan" {
+            assert_parses(&line, before_redirect(&line.words));
+        }
+    }
+}
+
+/// Every other command names things that exist: test and bench targets, scripts, packages that
+/// `.ci/run` installs, and `cargo run -- ARGS` parses.
+#[test]
+fn every_other_command_in_the_readme_names_what_exists() {
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let exists = |path: &str| root().join(path).exists();
+    for line in readme_lines() {
+        let words: Vec<String> = line
+            .words
+            .iter()
+            .skip_while(|w| w.contains('=') && !w.starts_with('-'))
+            .cloned()
+            .collect();
+        let words = before_redirect(&words);
+        let context = format!("README ({}): `{}`", line.section, line.text());
+        let program = words[0].as_str();
+        match program {
+            "ion-plan" => {}
+            "cargo" => {
+                for pair in words.windows(2) {
+                    match pair[0].as_str() {
+                        "--test" => assert!(exists(&format!("tests/{}.rs", pair[1])), "{context}"),
+                        "--bench" => {
+                            assert!(exists(&format!("benches/{}.rs", pair[1])), "{context}");
+                        }
+                        _ => {}
+                    }
+                }
+                if words[1] == "run"
+                    && let Some(at) = words.iter().position(|w| w == "--")
+                {
+                    let mut args = vec!["ion-plan".to_owned()];
+                    args.extend_from_slice(&words[at + 1..]);
+                    assert_parses(&line, &args);
+                }
+                assert!(
+                    ["run", "test", "fmt", "clippy", "bench", "install", "insta"]
+                        .contains(&words[1].as_str()),
+                    "{context}"
+                );
+            }
+            "bash" => assert!(exists(&words[1]), "{context}"),
+            "apt-get" => {
+                for package in &words[2..] {
+                    assert!(
+                        ci.contains(&format!("missing+=({package})")),
+                        "{context}: .ci/run does not install {package}"
+                    );
+                }
+            }
+            "cp" | "curl" => assert_eq!(line.section, "A tour", "{context}"),
+            script if script.starts_with("bench/") => {
+                let path = root().join(script);
+                assert!(path.is_file(), "{context}");
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = path.metadata().unwrap().permissions().mode();
+                    assert!(mode & 0o111 != 0, "{context}: not executable");
+                }
+            }
+            _ => panic!("{context}: a command this test does not know; teach it"),
+        }
+    }
+}
+
+/// Three ports in a row that are free now.
+fn free_ports() -> u16 {
+    for _ in 0..100 {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base < 65_000
+            && (1..3).all(|k| std::net::TcpListener::bind(("127.0.0.1", base + k)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no three free ports in a row");
+}
+
+/// The exit code a tour line's comment announces: `(exit N)`, else 0.
+fn expected_exit(comment: &str) -> i32 {
+    comment
+        .split_once("(exit ")
+        .and_then(|(_, rest)| rest.split(')').next())
+        .map_or(0, |code| code.parse().unwrap())
+}
+
+/// A child whose stdout lines arrive on a channel.
+fn spawn(mut command: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, receive)
+}
+
+/// Waits (at most a minute) for a stdout line containing `needle`.
+fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            if line.contains(needle) {
+                return;
+            }
+            seen.push(line);
+        }
+    }
+    panic!(
+        "{what}: no `{needle}` within a minute:\n{}",
+        seen.join("\n")
+    );
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The tour, line by line, in a copy of `plans/`, on ports of its own: the plan's `1808x` ports
+/// and the `--serve` port are moved to free ones, nothing else changes.
+#[test]
+fn the_tour_runs_as_written() {
+    let tour: Vec<Line> = readme_lines()
+        .into_iter()
+        .filter(|l| l.section == "A tour")
+        .collect();
+    assert!(tour.len() >= 8, "{tour:?}");
+    let base = free_ports();
+    let move_ports = |text: &str| {
+        (0..3).fold(text.to_owned(), |text, k| {
+            text.replace(&format!("{}", 18080 + k), &format!("{}", base + k))
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let plans = dir.path().join("plans");
+    std::fs::create_dir_all(plans.join("scenarios")).unwrap();
+    let demo = std::fs::read_to_string(root().join("plans/demo.yaml")).unwrap();
+    std::fs::write(plans.join("demo.yaml"), move_ports(&demo)).unwrap();
+    std::fs::copy(
+        root().join("plans/scenarios/demo-regression.yaml"),
+        plans.join("scenarios/demo-regression.yaml"),
+    )
+    .unwrap();
+
+    let binary = env!("CARGO_BIN_EXE_ion-plan");
+    let command = |words: &[String]| {
+        let program = if words[0] == "ion-plan" {
+            binary
+        } else {
+            &words[0]
+        };
+        let mut command = Command::new(program);
+        command
+            .args(words[1..].iter().map(|w| move_ports(w)))
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut background = Vec::new();
+    let mut interrupted = false;
+    for line in &tour {
+        let what = line.text();
+        let expected = expected_exit(&line.comment);
+        if line.comment.contains("another terminal") {
+            let mut words = line.words.clone();
+            words.extend(["--port".to_owned(), base.to_string()]);
+            let (child, lines) = spawn(command(&words));
+            background.push(KillOnDrop(child));
+            wait_for(&lines, "demo service up", &what);
+        } else if line.comment.contains("Ctrl-C") {
+            // Interrupt it once the first stage is done: in the middle of the second bake.
+            let (mut child, lines) = spawn(command(&line.words));
+            wait_for(&lines, "canary-10: stage started", &what);
+            std::thread::sleep(Duration::from_millis(500));
+            let kill = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            let status = child.wait().unwrap();
+            assert_eq!(status.code(), Some(expected), "{what}");
+            interrupted = true;
+        } else {
+            let output = command(&line.words).output().unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(expected),
+                "{what}\n{stdout}\n{stderr}"
+            );
+            if interrupted && line.words[1] == "run" && !line.words.contains(&"--once".into()) {
+                // The first `run` after Ctrl-C resumes the interrupted run.
+                assert!(stderr.contains("resuming run"), "{what}\n{stderr}");
+                assert!(!stdout.contains("canary-5: stage started"), "{stdout}");
+                interrupted = false;
+            }
+        }
+    }
+    assert!(
+        Path::new(&dir.path().join("plans/my-plan.yaml")).exists(),
+        "the tour wrote its plan"
+    );
+}
