@@ -36,6 +36,23 @@ fn demo(args: &[&str]) -> (i32, Vec<Value>, String) {
         "{}",
         output.stderr
     );
+    // So does the report, written beside it: the decision log with the run's outcome.
+    let report = output
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("report: "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no report line: {}", output.stderr));
+    let report = std::fs::read_to_string(dir.path().join(report)).unwrap();
+    let outcome = if output.code == 0 {
+        "completed"
+    } else {
+        "rolled back"
+    };
+    assert!(
+        report.contains(&format!("outcome: **{outcome}**")),
+        "{report}"
+    );
     (output.code, events, output.stderr)
 }
 

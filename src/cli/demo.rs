@@ -1,7 +1,7 @@
 //! `ion-plan demo [--bad-canary]`: a whole canary against the bundled demo service on loopback,
 //! in under a minute, with nothing else installed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::demo::{self, DemoService, Ports};
@@ -9,6 +9,7 @@ use crate::exit_code;
 use crate::plan::load::Source;
 use crate::plan::model::VarValue;
 use crate::plan::validate::{Checks, validate_source};
+use crate::report::decision_log;
 
 /// The demo plan, embedded so the demo runs from any folder; it is `plans/demo.yaml`.
 const DEMO_PLAN: &str = include_str!("../../plans/demo.yaml");
@@ -75,16 +76,16 @@ pub fn run(args: &Args) -> u8 {
                 ""
             }
         );
+        let state_dir = args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".ion-plan"));
         let run_args = super::run::Args {
             plan: PathBuf::from("plans/demo.yaml"),
             dry_run: false,
             scenario: None,
             json: args.json,
-            state_dir: Some(
-                args.state_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(".ion-plan")),
-            ),
+            state_dir: Some(state_dir.clone()),
             once: false,
             restart: true,
             retry_step: false,
@@ -93,6 +94,7 @@ pub fn run(args: &Args) -> u8 {
         let code =
             super::run::execute(&run_args, Arc::new(plan), super::run::digest(DEMO_PLAN)).await;
         service.stop();
+        write_report(&run_args.plan, &state_dir);
         let verdict = match code {
             exit_code::SUCCESS => "promoted: the canary took all traffic",
             exit_code::ROLLED_BACK => "rolled back: all traffic is on legacy again",
@@ -135,4 +137,26 @@ fn serve(args: &Args) -> u8 {
         eprintln!("demo service stopped");
         exit_code::SUCCESS
     })
+}
+
+/// Writes the decision log of the run that just ended beside its journal, and says where.
+fn write_report(plan: &Path, state_dir: &Path) {
+    let (state, stem) = super::run::state_of(plan, Some(state_dir));
+    let Ok(Some((replay, _))) = super::run::latest_run(&state, &stem) else {
+        return;
+    };
+    let path = replay.path.with_extension("report.md");
+    let text = decision_log::markdown(&decision_log::build(&replay));
+    match crate::journal::write_private(&path, text.as_bytes()) {
+        Ok(()) => eprintln!(
+            "report: {} (again any time: ion-plan report {} --state-dir {})",
+            path.display(),
+            plan.display(),
+            state_dir.display()
+        ),
+        Err(error) => eprintln!(
+            "warning: cannot write the report {}: {error}",
+            path.display()
+        ),
+    }
 }

@@ -382,18 +382,7 @@ fn new_run(
     let journal = Journal::create(state, &format!("{stem}-{run_id}.jsonl"), &header)?;
     // Keep the plan the run starts from: a changed plan is then explained, not just refused.
     if let Ok(text) = std::fs::read(&args.plan) {
-        let snapshot = journal.path().with_extension("plan.yaml");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        options.open(snapshot).and_then(|mut f| {
-            use std::io::Write as _;
-            f.write_all(&text)
-        })?;
+        crate::journal::write_private(&journal.path().with_extension("plan.yaml"), &text)?;
     }
     Ok(Opened {
         journal,

@@ -39,6 +39,20 @@ pub struct Journal {
 /// The longest line the journal writes or reads: a sample is a few hundred bytes.
 pub const MAX_LINE: usize = 1024 * 1024;
 
+/// Writes a new file beside the journals, readable by its owner only (0600), as journals are.
+/// Fails if the file exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
 impl Journal {
     /// Creates `dir` (0700) and a new journal file in it (0600), and writes the header.
     pub fn create(dir: &Path, file_name: &str, header: &Header) -> std::io::Result<Journal> {
