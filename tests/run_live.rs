@@ -503,3 +503,64 @@ notify:
         );
     }
 }
+
+/// On a real terminal (a pseudo-terminal from `script`, util-linux), a live run draws its status
+/// line under the event lines and redraws it every second; piped, it prints plain lines only.
+#[test]
+fn on_a_terminal_a_live_run_redraws_a_status_line() {
+    let server = serve(fixed(200, "ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        format!(
+            "\
+version: 1
+name: tty
+probes:
+  self:
+    http: {{ url: \"{}\", timeout: 2s }}
+gates:
+  guard:
+    at: every_check
+    require:
+      - check: self.status == 200
+        consecutive: 2
+stages:
+  - {{ name: all, traffic: 100, bake: 3s, checks: {{ every: 1s, probes: [self] }}, gates: [guard] }}
+",
+            server.url("/")
+        ),
+    );
+    let command = format!(
+        "'{}' run '{}'",
+        env!("CARGO_BIN_EXE_ion-plan"),
+        plan.display()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("`script` (util-linux)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    // Event lines: the status line is cleared, the event printed, the status line drawn again.
+    assert!(text.contains("\r\x1b[2K"), "{text:?}");
+    assert!(
+        text.contains("all: stage started, 100% traffic"),
+        "{text:?}"
+    );
+    // The status line: stage, countdowns rounded up, each condition's value and streak.
+    assert!(text.contains("all 100% · next check in 1s"), "{text:?}");
+    assert!(text.contains("bake ends in 2s"), "{text:?}");
+    assert!(text.contains("✓ self.status == 200 200 0/2"), "{text:?}");
+    // Redrawn by the ticker on its own, not only under events: a clear followed by the status.
+    assert!(text.contains("\r\x1b[2Kall 100% · "), "{text:?}");
+    // Not on a terminal: plain lines, no control sequences.
+    let piped = ion_plan().arg("run").arg("--restart").arg(&plan).run();
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    assert!(!piped.stdout.contains('\x1b'), "{:?}", piped.stdout);
+    assert!(piped.stdout.contains("all: stage started, 100% traffic"));
+}

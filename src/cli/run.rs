@@ -147,7 +147,8 @@ pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 
         && !args.dry_run
         && args.scenario.is_none()
         && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none();
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
     let progress: Box<dyn Sink> = if live_view {
         Box::new(LiveView::start(Arc::clone(&plan)))
     } else {

@@ -10,12 +10,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::engine::Sink;
-use crate::engine::gates::{Evaluation, Outcome};
+use crate::engine::gates::{Evaluation, Outcome, show};
 use crate::engine::run::check_offsets;
 use crate::journal::event::{Event, Record};
 use crate::plan::model::Plan;
 use crate::plan::units::format_duration;
-use crate::report::progress::describe;
+use crate::report::progress::{condition_unit, describe};
 
 /// What the status line shows.
 #[derive(Debug, Default, Clone)]
@@ -100,9 +100,10 @@ impl View {
                 (Outcome::Violation, _) => "!",
                 (Outcome::Error(_), _) => "?",
             };
-            let value = evaluation
-                .value
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+            let value = evaluation.value.map_or_else(
+                || "-".to_owned(),
+                |v| show(v, condition_unit(&evaluation.condition)),
+            );
             let streak = if evaluation.streak.needed > 1 {
                 format!(" {}/{}", evaluation.streak.count, evaluation.streak.needed)
             } else {
@@ -114,8 +115,10 @@ impl View {
     }
 }
 
+/// Whole seconds, rounded up: 0.4 s left shows as 1s, and 0s only when it is due.
 fn countdown(d: Duration) -> String {
-    format_duration(Duration::from_secs(d.as_secs()))
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    format_duration(Duration::from_secs(secs))
 }
 
 /// A sink that prints event lines above a status line that a ticker redraws every second.
@@ -250,6 +253,14 @@ mod tests {
                 evaluation,
             },
         ));
-        assert!(view.line(&plan, start).contains("! c.e <= 1% 0.020 2/3"));
+        // The value in the threshold's unit, and the streak.
+        let line = view.line(&plan, start + chrono::Duration::seconds(150));
+        assert!(line.contains("! c.e <= 1% 2% 2/3"), "{line}");
+        // Countdowns round up: 0.4 s before a check is "1s", never "0s".
+        let line = view.line(
+            &plan,
+            start + chrono::Duration::seconds(239) + chrono::Duration::milliseconds(600),
+        );
+        assert!(line.contains("next check in 1s"), "{line}");
     }
 }

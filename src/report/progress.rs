@@ -81,6 +81,17 @@ fn reading(r: &Reading) -> String {
     clippy::too_many_lines,
     reason = "one arm per event: a table reads best in one place"
 )]
+/// The unit a condition's threshold is written in (`<= 1%` → percent): how to show its values.
+pub fn condition_unit(condition: &str) -> LiteralUnit {
+    crate::plan::expr::parse(condition)
+        .ok()
+        .and_then(|e| match e.rhs {
+            crate::plan::expr::Rhs::Quantity { unit, .. } => Some(unit),
+            crate::plan::expr::Rhs::Metric { .. } => None,
+        })
+        .unwrap_or(LiteralUnit::Plain)
+}
+
 pub fn describe(event: &Event) -> String {
     match event {
         Event::RunStarted {
@@ -182,17 +193,10 @@ pub fn describe(event: &Event) -> String {
                 (Judged::Violation, _) => "!",
                 (Judged::Error(_), _) => "?",
             };
-            let unit = crate::plan::expr::parse(&evaluation.condition)
-                .ok()
-                .and_then(|e| match e.rhs {
-                    crate::plan::expr::Rhs::Quantity { unit, .. } => Some(unit),
-                    crate::plan::expr::Rhs::Metric { .. } => None,
-                })
-                .unwrap_or(LiteralUnit::Plain);
             format!(
                 "  {mark} {}: {}",
                 evaluation.gate,
-                evaluation.describe(unit)
+                evaluation.describe(condition_unit(&evaluation.condition))
             )
         }
         Event::GatePlanned {
