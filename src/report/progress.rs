@@ -76,11 +76,6 @@ fn reading(r: &Reading) -> String {
     }
 }
 
-/// One event as a line for people.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one arm per event: a table reads best in one place"
-)]
 /// The unit a condition's threshold is written in (`<= 1%` → percent): how to show its values.
 pub fn condition_unit(condition: &str) -> LiteralUnit {
     crate::plan::expr::parse(condition)
@@ -92,6 +87,11 @@ pub fn condition_unit(condition: &str) -> LiteralUnit {
         .unwrap_or(LiteralUnit::Plain)
 }
 
+/// One event as a line for people.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per event: a table reads best in one place"
+)]
 pub fn describe(event: &Event) -> String {
     match event {
         Event::RunStarted {
