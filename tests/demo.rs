@@ -97,3 +97,29 @@ fn a_good_canary_is_promoted_and_a_bad_one_rolled_back() {
     );
     assert_eq!(find(&events, "rolled_back").len(), 1);
 }
+
+/// `demo --serve` on a port that is taken says which address, and exits 1; ports that do not
+/// fit (the canary needs PORT+2) are usage errors.
+#[test]
+fn demo_serve_reports_a_busy_port_and_refuses_one_that_does_not_fit() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let output = ion_plan()
+        .args(["demo", "--serve", "--port", &port.to_string()])
+        .run();
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        output.stderr
+    );
+    let output = ion_plan()
+        .args(["demo", "--serve", "--port", "65535"])
+        .run();
+    assert_eq!(output.code, 2, "{}", output.stderr);
+    let output = ion_plan().args(["demo", "--port", "18080"]).run();
+    assert_eq!(output.code, 2, "{}", output.stderr);
+    assert!(output.stderr.contains("--serve"), "{}", output.stderr);
+}

@@ -30,7 +30,13 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["json", "state_dir"])]
     serve: bool,
     /// With `--serve`: the router's port; legacy gets PORT+1 and the canary PORT+2.
-    #[arg(long, value_name = "PORT", requires = "serve", default_value_t = 18080)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        requires = "serve",
+        default_value_t = 18080,
+        value_parser = clap::value_parser!(u16).range(1..=65533)
+    )]
     port: u16,
 }
 
