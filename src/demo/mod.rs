@@ -5,7 +5,7 @@
 //! `x-demo-backend` header naming who answered), `/stats.json` (JSON the `http` probe reads),
 //! `/metrics` (Prometheus text: request counters by status, a latency histogram, memory and CPU
 //! gauges) and `/admin/knobs` (`GET`, or `PUT {"error_rate":0.1,"latency_ms":40}` to change how
-//! it behaves).
+//! it behaves; knobs not named keep their value).
 //!
 //! A bad canary degrades once it takes traffic, like a real regression: the first request that
 //! reaches it through a proxy (it carries `X-Forwarded-For`, which the demo router sets and
@@ -37,21 +37,37 @@ const STATS_WINDOW: Duration = Duration::from_secs(5);
 const BUCKETS: [f64; 8] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 /// How a backend behaves. Requests fail evenly spread at `error_rate` (0.125 fails every 8th).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Knobs {
     /// The share of `/api/*` requests that fail with 500, 0..=1.
-    #[serde(default)]
     pub error_rate: f64,
     /// How long each `/api/*` request takes, in milliseconds.
-    #[serde(default)]
     pub latency_ms: u64,
     /// The memory gauge it reports, 0..=1.
-    #[serde(default = "Knobs::default_memory")]
     pub memory: f64,
     /// The CPU gauge it reports, 0..=1.
-    #[serde(default = "Knobs::default_cpu")]
     pub cpu: f64,
+}
+
+/// A change of some knobs (`PUT /admin/knobs`): the ones not named keep their value.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnobsChange {
+    pub error_rate: Option<f64>,
+    pub latency_ms: Option<u64>,
+    pub memory: Option<f64>,
+    pub cpu: Option<f64>,
+}
+
+impl KnobsChange {
+    fn apply(self, knobs: Knobs) -> Knobs {
+        Knobs {
+            error_rate: self.error_rate.unwrap_or(knobs.error_rate),
+            latency_ms: self.latency_ms.unwrap_or(knobs.latency_ms),
+            memory: self.memory.unwrap_or(knobs.memory),
+            cpu: self.cpu.unwrap_or(knobs.cpu),
+        }
+    }
 }
 
 impl Knobs {
@@ -69,14 +85,6 @@ impl Knobs {
         memory: 0.91,
         cpu: 0.74,
     };
-
-    fn default_memory() -> f64 {
-        Self::HEALTHY.memory
-    }
-
-    fn default_cpu() -> f64 {
-        Self::HEALTHY.cpu
-    }
 
     fn check(&self) -> Result<(), String> {
         for (name, value) in [
@@ -272,13 +280,15 @@ async fn get_knobs(State(backend): State<Arc<Backend>>) -> impl IntoResponse {
 
 async fn put_knobs(
     State(backend): State<Arc<Backend>>,
-    Json(knobs): Json<Knobs>,
+    Json(change): Json<KnobsChange>,
 ) -> impl IntoResponse {
-    if let Err(error) = knobs.check() {
+    let mut knobs = backend.knobs.lock().unwrap_or_else(PoisonError::into_inner);
+    let changed = change.apply(*knobs);
+    if let Err(error) = changed.check() {
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": error })));
     }
-    backend.set_knobs(knobs);
-    (StatusCode::OK, Json(json!(knobs)))
+    *knobs = changed;
+    (StatusCode::OK, Json(json!(changed)))
 }
 
 fn backend_router(backend: Arc<Backend>) -> Router {
@@ -530,9 +540,21 @@ mod tests {
     }
 
     #[test]
-    fn knobs_are_checked() {
+    fn knobs_are_checked_and_a_change_keeps_what_it_does_not_name() {
         let mut knobs = Knobs::HEALTHY;
         assert!(knobs.check().is_ok());
+        let change = KnobsChange {
+            error_rate: Some(0.1),
+            ..KnobsChange::default()
+        };
+        let changed = change.apply(knobs);
+        assert_eq!(
+            changed,
+            Knobs {
+                error_rate: 0.1,
+                ..Knobs::HEALTHY
+            }
+        );
         knobs.error_rate = 1.5;
         assert!(knobs.check().unwrap_err().contains("error_rate"));
     }
