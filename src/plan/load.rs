@@ -182,6 +182,26 @@ fn yaml_error(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
             Code::YamlLimit,
             format!("the plan nests deeper than {MAX_DEPTH} levels"),
         )
+    } else if raw.contains("unknown anchor") {
+        let offset = error
+            .location()
+            .map_or(0, |location| byte_offset(source, location));
+        let name: String = source
+            .text
+            .get(offset..)
+            .and_then(|rest| rest.strip_prefix('*'))
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            Code::YamlSyntax,
+            format!(
+                "alias `*{name}` refers to no anchor: `&{name}` must be defined above its first use"
+            ),
+        )
     } else if raw.contains("budget") || raw.contains("limit") || raw.contains("alias") {
         (Code::YamlLimit, raw)
     } else {
