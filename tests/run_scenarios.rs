@@ -490,3 +490,45 @@ fn a_scenario_naming_unknown_stages_or_metrics_is_invalid() {
         output.stderr
     );
 }
+
+#[test]
+fn every_bundled_plan_dry_runs_to_the_end_and_the_demo_regression_rolls_back() {
+    let mut plans: Vec<_> = std::fs::read_dir(root().join("plans"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    plans.sort();
+    assert!(plans.len() >= 4, "{plans:?}");
+    for plan in &plans {
+        let output = ion_plan().arg("run").arg("--dry-run").arg(plan).run();
+        assert_eq!(output.code, 0, "{}: {}", plan.display(), output.stderr);
+        assert!(
+            output.stdout.contains("run ended: completed"),
+            "{}: {}",
+            plan.display(),
+            output.stdout
+        );
+    }
+    // The demo's scenario: the guard fires on the second bad check in a row, in canary-25,
+    // before the GO gate at the end of that bake is judged.
+    let bad = ion_plan()
+        .args(["run", "plans/demo.yaml", "--json", "--scenario"])
+        .arg("plans/scenarios/demo-regression.yaml")
+        .current_dir(root())
+        .run();
+    assert_eq!(bad.code, 3, "{}", bad.stderr);
+    let fired: Vec<Value> = bad
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter_map(|e| e["event"].get("evaluated").cloned())
+        .filter(|e| e["evaluation"]["fired"] == true)
+        .collect();
+    assert!(!fired.is_empty(), "{}", bad.stdout);
+    for evaluation in &fired {
+        assert_eq!(evaluation["stage"], "canary-25");
+        assert_eq!(evaluation["evaluation"]["gate"], "guard");
+        assert_eq!(evaluation["evaluation"]["streak"]["count"], 2);
+    }
+}
