@@ -123,3 +123,37 @@ fn demo_serve_reports_a_busy_port_and_refuses_one_that_does_not_fit() {
     assert_eq!(output.code, 2, "{}", output.stderr);
     assert!(output.stderr.contains("--serve"), "{}", output.stderr);
 }
+
+/// Ctrl-C during the demo: exit 130, the journal intact, and no advice to resume a plan file
+/// that the demo embeds.
+#[test]
+fn an_interrupted_demo_says_it_starts_anew() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+        .arg("demo")
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().contains("canary-5: stage started") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("the demo does not resume"), "{stderr}");
+    assert!(!stderr.contains("ion-plan run plans/demo.yaml"), "{stderr}");
+}

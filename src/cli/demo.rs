@@ -96,6 +96,7 @@ pub fn run(args: &Args) -> u8 {
             restart: true,
             retry_step: false,
             skip_step: false,
+            stopped_hint: Some("the demo does not resume: `ion-plan demo` starts anew".to_owned()),
         };
         let code =
             super::run::execute(&run_args, Arc::new(plan), super::run::digest(DEMO_PLAN)).await;

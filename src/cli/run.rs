@@ -63,6 +63,17 @@ pub struct Args {
     /// Skip the interrupted non-idempotent step of the run being resumed (it took effect).
     #[arg(long)]
     pub(super) skip_step: bool,
+    /// What to tell a person whose run stopped before its end; `None`: how to resume it.
+    #[arg(skip)]
+    pub(super) stopped_hint: Option<String>,
+}
+
+impl Args {
+    fn stopped_hint(&self) -> String {
+        self.stopped_hint.clone().unwrap_or_else(|| {
+            format!("the run is resumable: ion-plan run {}", self.plan.display())
+        })
+    }
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -193,7 +204,7 @@ pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 
     match result {
         Ok(outcome) => {
             if !outcome.is_final() && setup.mode == Mode::Live {
-                eprintln!("the run is resumable: ion-plan run {}", args.plan.display());
+                eprintln!("{}", args.stopped_hint());
             }
             outcome.exit_code()
         }
@@ -394,7 +405,7 @@ fn new_run(
 
 /// On SIGINT or SIGTERM: wait for the journal write in flight, say how to resume, and exit
 /// 130 or 143. The run stays resumable.
-fn on_signal(journal: SharedJournal, plan: PathBuf) {
+fn on_signal(journal: SharedJournal, hint: String) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -409,10 +420,7 @@ fn on_signal(journal: SharedJournal, plan: PathBuf) {
             _ = terminate.recv() => 143,
         };
         let _in_flight = journal.0.lock();
-        eprintln!(
-            "\ninterrupted: the journal is intact and the run is resumable: ion-plan run {}",
-            plan.display()
-        );
+        eprintln!("\ninterrupted: the journal is intact; {hint}");
         std::process::exit(code);
     });
 }
@@ -451,7 +459,7 @@ fn live_setup(
     let live = Arc::new(live);
     let journal_path = opened.journal.path().to_owned();
     let journal = SharedJournal(Arc::new(std::sync::Mutex::new(opened.journal)));
-    on_signal(journal.clone(), args.plan.clone());
+    on_signal(journal.clone(), args.stopped_hint());
     let (notifier, pending) = Notifier::new(
         plan.notify.clone(),
         Arc::clone(&live.resolver),
