@@ -149,6 +149,7 @@ vars:
   canary: {canary}
   prometheus: {prometheus}
   flags: "{flags}"
+  pid: {pid}
 probes:
   direct:
     load:
@@ -206,6 +207,7 @@ defaults:
         LEGACY_UPSTREAM: ${{{{ vars.legacy }}}}
         CANARY_UPSTREAM: ${{{{ vars.canary }}}}
         NGINX_FLAGS: ${{{{ vars.flags }}}}
+        NGINX_PID: ${{{{ vars.pid }}}}
       timeout: 10s
       retries: 1
       idempotent: true
@@ -224,6 +226,7 @@ rollback:
       LEGACY_UPSTREAM: ${{{{ vars.legacy }}}}
       CANARY_UPSTREAM: ${{{{ vars.canary }}}}
       NGINX_FLAGS: ${{{{ vars.flags }}}}
+      NGINX_PID: ${{{{ vars.pid }}}}
     timeout: 10s
     retries: 2
 "#,
@@ -232,6 +235,7 @@ rollback:
         canary = backends.canary,
         prometheus = prometheus.url,
         script = script.display(),
+        pid = nginx.dir.join("nginx.pid").display(),
     )
 }
 
@@ -367,6 +371,13 @@ fn a_good_canary_behind_nginx_is_promoted_and_takes_all_traffic() {
             .contains("canary at 5%"),
         "{log}"
     );
+    // The script waited until nginx ran workers with the new weights.
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["detail"].as_str().unwrap().ends_with("; nginx reloaded")),
+        "{log}"
+    );
     // Prometheus answered: its samples carry the canary's memory.
     let memory = events(&journal, "sample_taken")
         .iter()
@@ -467,6 +478,13 @@ fn a_bad_canary_behind_nginx_is_rolled_back_after_exactly_n_violations() {
         .collect();
     assert_eq!(rollback.len(), 1, "{log}");
     assert_eq!(rollback[0]["ok"], true, "{log}");
+    assert!(
+        rollback[0]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("canary at 0% (weights legacy=1000 canary=1); nginx reloaded"),
+        "{log}"
+    );
     assert_eq!(events(&journal, "rolled_back").len(), 1, "{log}");
     let upstream = std::fs::read_to_string(rig.nginx.upstream()).unwrap();
     assert!(upstream.contains("weight=1 down;"), "{upstream}");
@@ -503,4 +521,58 @@ fn a_weights_file_nginx_rejects_is_put_back_and_nginx_keeps_serving() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let answers = rig.who_answers(20);
     assert!(answers.iter().all(|a| a == "legacy"), "{answers:?}");
+}
+
+/// `nginx -s reload` only sends a signal. The script waits until the master runs new workers,
+/// and fails the step when none comes: here the pid file names a process whose children never
+/// change, as a master that could not apply the new configuration.
+#[test]
+#[ignore = "needs nginx; .ci/run installs it and runs this"]
+fn a_reload_that_never_takes_fails_the_step() {
+    let rig = Rig::start(false, false);
+    let backends = rig.backends.as_ref().unwrap();
+    let mut stuck = KillOnDrop(
+        Command::new("sh")
+            .args(["-c", "sleep 20 & wait"])
+            .spawn()
+            .unwrap(),
+    );
+    // Let it start its child.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Command::new("pgrep")
+        .args(["-P", &stuck.0.id().to_string()])
+        .output()
+        .is_ok_and(|o| o.stdout.is_empty())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stand-in master has no child"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid_file = write(rig.dir.path(), "stuck.pid", stuck.0.id().to_string());
+    let started = Instant::now();
+    let output = Command::new(root().join("plans/scripts/nginx-weights.sh"))
+        .arg("25")
+        .arg(rig.nginx.upstream())
+        .env("LEGACY_UPSTREAM", backends.legacy.to_string())
+        .env("CANARY_UPSTREAM", backends.canary.to_string())
+        .env("NGINX_FLAGS", Nginx::flags(rig.dir.path()).join(" "))
+        .env("NGINX_PID", &pid_file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not start workers"), "{stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    let _ = stuck.0.kill();
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

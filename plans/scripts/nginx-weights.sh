@@ -8,7 +8,8 @@
 # and nginx keeps running on it.
 # Environment: UPSTREAM (the upstream block's name, default `checkout`), LEGACY_UPSTREAM,
 # CANARY_UPSTREAM (host:port), NGINX (the command, default
-# `nginx`; `sudo -n nginx` for a runner without root), NGINX_FLAGS (e.g. `-c /etc/nginx/x.conf`).
+# `nginx`; `sudo -n nginx` for a runner without root), NGINX_FLAGS (e.g. `-c /etc/nginx/x.conf`),
+# NGINX_PID (the master's pid file, default /run/nginx.pid: to wait until the reload took).
 set -eu
 nginx=${NGINX:-nginx}
 if [ "${1:-}" = --check ]; then
@@ -54,7 +55,32 @@ if ! $nginx ${NGINX_FLAGS:-} -t -q; then
   echo "nginx-weights: nginx -t rejected the new weights; the previous file is back" >&2
   exit 1
 fi
+# The workers before the reload: when one not among them runs, the master has taken the new
+# configuration (`nginx -s reload` only sends the signal). Needs the pid file (NGINX_PID) and
+# pgrep; without them, no wait.
+pid_file=${NGINX_PID:-/run/nginx.pid}
+master=$(cat "$pid_file" 2>/dev/null || true)
+before=""
+if [ -n "$master" ] && command -v pgrep >/dev/null; then
+  before=$(pgrep -P "$master" | sort | tr '\n' ' ')
+fi
 # shellcheck disable=SC2086
 $nginx ${NGINX_FLAGS:-} -s reload
 rm -f "$backup"
-echo "canary at $percent% (weights legacy=$legacy_weight canary=$canary_weight)"
+reloaded="nginx signalled to reload"
+if [ -n "$before" ]; then
+  reloaded="nginx reloaded"
+  waited=0
+  while :; do
+    for pid in $(pgrep -P "$master"); do
+      case " $before" in *" $pid "*) ;; *) break 2 ;; esac
+    done
+    if [ "$waited" -ge 50 ]; then
+      echo "nginx-weights: nginx did not start workers with the new weights within 5 s; see its error log" >&2
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+fi
+echo "canary at $percent% (weights legacy=$legacy_weight canary=$canary_weight); $reloaded"
