@@ -193,8 +193,11 @@ gates:
 preflight:
   - name: nginx config is valid
     run: [{script}, --check]
-    env:
+    env: &nginx                         # as in plans/nginx-canary.yaml: one env for every call
+      LEGACY_UPSTREAM: ${{{{ vars.legacy }}}}
+      CANARY_UPSTREAM: ${{{{ vars.canary }}}}
       NGINX_FLAGS: ${{{{ vars.flags }}}}
+      NGINX_PID: ${{{{ vars.pid }}}}
   - name: both backends answer
     probe: direct
     with: {{ requests: 10 }}
@@ -203,11 +206,7 @@ defaults:
   steps:
     - name: set upstream weights
       run: [{script}, "${{{{ stage.traffic }}}}", "${{{{ vars.conf }}}}"]
-      env:
-        LEGACY_UPSTREAM: ${{{{ vars.legacy }}}}
-        CANARY_UPSTREAM: ${{{{ vars.canary }}}}
-        NGINX_FLAGS: ${{{{ vars.flags }}}}
-        NGINX_PID: ${{{{ vars.pid }}}}
+      env: *nginx
       timeout: 10s
       retries: 1
       idempotent: true
@@ -222,11 +221,7 @@ stages:
 rollback:
   - name: all traffic to legacy
     run: [{script}, "0", "${{{{ vars.conf }}}}"]
-    env:
-      LEGACY_UPSTREAM: ${{{{ vars.legacy }}}}
-      CANARY_UPSTREAM: ${{{{ vars.canary }}}}
-      NGINX_FLAGS: ${{{{ vars.flags }}}}
-      NGINX_PID: ${{{{ vars.pid }}}}
+    env: *nginx
     timeout: 10s
     retries: 2
 "#,
@@ -312,6 +307,19 @@ impl Rig {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         (output.code, log, events)
+    }
+
+    /// `plans/scripts/nginx-weights.sh PERCENT` for this nginx and these backends.
+    fn weights_script(&self, percent: &str) -> Command {
+        let backends = self.backends.as_ref().unwrap();
+        let mut command = Command::new(root().join("plans/scripts/nginx-weights.sh"));
+        command
+            .arg(percent)
+            .arg(self.nginx.upstream())
+            .env("LEGACY_UPSTREAM", backends.legacy.to_string())
+            .env("CANARY_UPSTREAM", backends.canary.to_string())
+            .env("NGINX_FLAGS", Nginx::flags(self.dir.path()).join(" "));
+        command
     }
 
     /// Which backend answered each of `n` requests sent through nginx, each on a new connection.
@@ -498,15 +506,11 @@ fn a_bad_canary_behind_nginx_is_rolled_back_after_exactly_n_violations() {
 #[ignore = "needs nginx; .ci/run installs it and runs this"]
 fn a_weights_file_nginx_rejects_is_put_back_and_nginx_keeps_serving() {
     let rig = Rig::start(false, false);
-    let backends = rig.backends.as_ref().unwrap();
     let (dir, nginx) = (rig.dir.path(), &rig.nginx);
     let before = std::fs::read_to_string(nginx.upstream()).unwrap();
-    let output = Command::new(root().join("plans/scripts/nginx-weights.sh"))
-        .arg("25")
-        .arg(nginx.upstream())
-        .env("LEGACY_UPSTREAM", backends.legacy.to_string())
+    let output = rig
+        .weights_script("25")
         .env("CANARY_UPSTREAM", "127.0.0.1:99999")
-        .env("NGINX_FLAGS", Nginx::flags(dir).join(" "))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -530,7 +534,6 @@ fn a_weights_file_nginx_rejects_is_put_back_and_nginx_keeps_serving() {
 #[ignore = "needs nginx; .ci/run installs it and runs this"]
 fn a_reload_that_never_takes_fails_the_step() {
     let rig = Rig::start(false, false);
-    let backends = rig.backends.as_ref().unwrap();
     let mut stuck = KillOnDrop(
         Command::new("sh")
             .args(["-c", "sleep 20 & wait"])
@@ -552,12 +555,8 @@ fn a_reload_that_never_takes_fails_the_step() {
     }
     let pid_file = write(rig.dir.path(), "stuck.pid", stuck.0.id().to_string());
     let started = Instant::now();
-    let output = Command::new(root().join("plans/scripts/nginx-weights.sh"))
-        .arg("25")
-        .arg(rig.nginx.upstream())
-        .env("LEGACY_UPSTREAM", backends.legacy.to_string())
-        .env("CANARY_UPSTREAM", backends.canary.to_string())
-        .env("NGINX_FLAGS", Nginx::flags(rig.dir.path()).join(" "))
+    let output = rig
+        .weights_script("25")
         .env("NGINX_PID", &pid_file)
         .output()
         .unwrap();
