@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::prometheus::{Prometheus, free_port};
-use common::{ion_plan, root, write};
+use common::{KillOnDrop, ion_plan, root, write};
 use ion_plan::demo::{Backends, Ports, Traffic};
 use serde_json::Value;
 
@@ -565,13 +565,4 @@ fn a_reload_that_never_takes_fails_the_step() {
     assert!(stderr.contains("did not start workers"), "{stderr}");
     assert!(started.elapsed() >= Duration::from_secs(5));
     let _ = stuck.0.kill();
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

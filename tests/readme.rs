@@ -5,13 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use common::root;
+use common::{KillOnDrop, root};
 use ion_plan::cli::Cli;
 
 /// One command line of the README.
@@ -304,15 +303,6 @@ fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, what: &str) {
     );
 }
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The tour, line by line, in a copy of `plans/`, on ports of its own: the plan's `1808x` ports
 /// and the `--serve` port are moved to free ones, nothing else changes.
 #[test]
@@ -371,11 +361,7 @@ fn the_tour_runs_as_written() {
             let (mut child, lines) = spawn(command(&line.words));
             wait_for(&lines, "canary-10: stage started", &what);
             std::thread::sleep(Duration::from_millis(500));
-            let kill = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(kill.success());
+            common::signal(&child, "INT");
             let status = child.wait().unwrap();
             assert_eq!(status.code(), Some(expected), "{what}");
             interrupted = true;
@@ -397,7 +383,7 @@ fn the_tour_runs_as_written() {
         }
     }
     assert!(
-        Path::new(&dir.path().join("plans/my-plan.yaml")).exists(),
+        dir.path().join("plans/my-plan.yaml").exists(),
         "the tour wrote its plan"
     );
 }

@@ -194,6 +194,20 @@ fn a_runner_killed_at_random_moments_resumes_exactly() {
     }
 }
 
+/// `waiting_plan` whose first stage bakes for `bake` instead of 0s.
+fn waiting_plan_baking(server: &TestServer, bake: &str) -> String {
+    let first = "bake: 0s\n    steps: [{ run: [./log.sh, shift-50]";
+    let plan = waiting_plan(server, "");
+    assert!(
+        plan.contains(first),
+        "waiting_plan changed: update this helper"
+    );
+    plan.replace(
+        first,
+        &format!("bake: {bake}\n    steps: [{{ run: [./log.sh, shift-50]"),
+    )
+}
+
 fn waiting_plan(server: &TestServer, extra: &str) -> String {
     format!(
         "\
@@ -330,10 +344,7 @@ fn abort_from_another_process_rolls_back() {
 #[test]
 fn once_steps_a_run_to_its_end() {
     let server = stats_server();
-    let plan = waiting_plan(&server, "").replace(
-        "bake: 0s\n    steps: [{ run: [./log.sh, shift-50]",
-        "bake: 600ms\n    steps: [{ run: [./log.sh, shift-50]",
-    );
+    let plan = waiting_plan_baking(&server, "600ms");
     let (dir, path) = setup(&plan);
     let mut codes = Vec::new();
     for _ in 0..60 {
@@ -440,10 +451,7 @@ fn a_torn_tail_is_dropped_with_a_warning_and_a_corrupted_middle_is_an_error() {
 #[test]
 fn sigterm_leaves_the_run_resumable() {
     let server = stats_server();
-    let plan = waiting_plan(&server, "").replace(
-        "bake: 0s\n    steps: [{ run: [./log.sh, shift-50]",
-        "bake: 30s\n    steps: [{ run: [./log.sh, shift-50]",
-    );
+    let plan = waiting_plan_baking(&server, "30s");
     let (dir, path) = setup(&plan);
     let runner = spawn_run(&path);
     // Wait until the first check is journaled.
@@ -454,12 +462,7 @@ fn sigterm_leaves_the_run_resumable() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(runner.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::signal(&runner, "TERM");
     let output = runner.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(143));
     assert!(String::from_utf8_lossy(&output.stderr).contains("resumable"));
