@@ -296,11 +296,7 @@ impl Rig {
         );
         let output = ion_plan().arg("run").arg(&path).run();
         let log = format!("{}{}", output.stdout, output.stderr);
-        let journal = std::fs::read_dir(self.dir.path().join(".ion-plan"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
-            .expect("a journal");
+        let journal = common::journals(&self.dir.path().join(".ion-plan")).remove(0);
         let events = std::fs::read_to_string(journal)
             .unwrap()
             .lines()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use common::server::{TestServer, serve};
-use common::{ion_plan, lines, script, write};
+use common::{ion_plan, journals, lines, script, write};
 use serde_json::Value;
 
 fn stats_server() -> TestServer {
@@ -68,16 +68,7 @@ fn setup(plan: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn journal_text(dir: &Path) -> String {
-    let state = dir.join(".ion-plan");
-    let mut journals: Vec<PathBuf> = std::fs::read_dir(state)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.to_string_lossy().ends_with(".jsonl")
-                && !p.to_string_lossy().ends_with(".inbox.jsonl")
-        })
-        .collect();
-    journals.sort();
+    let journals = journals(&dir.join(".ion-plan"));
     std::fs::read_to_string(journals.last().unwrap()).unwrap()
 }
 
@@ -394,19 +385,7 @@ fn a_changed_plan_is_refused_with_what_changed_and_restart_starts_anew() {
         .run();
     assert_eq!(output.code, 4, "{}", output.stderr);
     // Two journals now: the old one kept, marked superseded.
-    let journals = std::fs::read_dir(dir.path().join(".ion-plan"))
-        .unwrap()
-        .filter(|e| {
-            let name = e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            name.ends_with(".jsonl") && !name.ends_with(".inbox.jsonl")
-        })
-        .count();
-    assert_eq!(journals, 2);
+    assert_eq!(journals(&dir.path().join(".ion-plan")).len(), 2);
 }
 
 #[test]
@@ -414,14 +393,7 @@ fn a_torn_tail_is_dropped_with_a_warning_and_a_corrupted_middle_is_an_error() {
     let server = stats_server();
     let (dir, path) = setup(&waiting_plan(&server, "    approval: {}"));
     assert_eq!(ion_plan().args(["run", "--once"]).arg(&path).run().code, 4);
-    let journal = std::fs::read_dir(dir.path().join(".ion-plan"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.to_string_lossy().ends_with(".jsonl")
-                && !p.to_string_lossy().ends_with(".inbox.jsonl")
-        })
-        .unwrap();
+    let journal = journals(&dir.path().join(".ion-plan")).remove(0);
     let intact = std::fs::read_to_string(&journal).unwrap();
     std::fs::write(&journal, format!("{intact}{{\"seq\":99,\"at\":\"20")).unwrap();
     let output = ion_plan().args(["run", "--once"]).arg(&path).run();

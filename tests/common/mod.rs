@@ -152,3 +152,17 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The run journals in a state folder (`.ion-plan/`), oldest first: `*.jsonl`, not the inboxes.
+pub fn journals(state: &Path) -> Vec<PathBuf> {
+    let mut journals: Vec<PathBuf> = std::fs::read_dir(state)
+        .unwrap_or_else(|e| panic!("{}: {e}", state.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".jsonl") && !name.ends_with(".inbox.jsonl")
+        })
+        .collect();
+    journals.sort();
+    journals
+}
