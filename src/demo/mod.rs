@@ -127,7 +127,7 @@ struct Backend {
     regression: Mutex<Option<Knobs>>,
     requests: AtomicU64,
     errors: AtomicU64,
-    /// Counts per bucket of [`BUCKETS`] (not cumulative), then the sum of latencies in µs.
+    /// Requests per bucket of [`BUCKETS`] (not cumulative), the last for those above 1 s.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
     recent: Mutex<VecDeque<(Instant, bool)>>,
