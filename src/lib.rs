@@ -10,4 +10,5 @@ pub mod exit_code;
 pub mod journal;
 pub mod plan;
 pub mod probe;
+pub mod process;
 pub mod report;

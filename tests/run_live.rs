@@ -153,7 +153,7 @@ fn a_step_past_its_timeout_is_killed_and_fails() {
     let events = events(&output.stdout);
     assert_eq!(
         find(&events, "step_finished")[0]["detail"],
-        "timed out after 300ms (killed)"
+        "timed out after 300ms (killed with its process group)"
     );
 }
 

@@ -328,8 +328,14 @@ fn abort_from_another_process_rolls_back() {
     assert_eq!(code, 3, "{stdout}");
     assert!(stdout.contains("customer complaints"), "{stdout}");
     assert_eq!(lines(&dir.path().join("log.txt")), ["shift-50", "rollback"]);
-    // Nothing to approve any more.
-    assert_eq!(ion_plan().arg("approve").arg(&path).run().code, 1);
+    // Nothing to approve any more: refused as a state conflict, naming the ended run.
+    let late = ion_plan().arg("approve").arg(&path).run();
+    assert_eq!(late.code, 6, "{}", late.stderr);
+    assert!(
+        late.stderr.contains("has ended: aborted"),
+        "{}",
+        late.stderr
+    );
 }
 
 #[test]

@@ -1,21 +1,31 @@
-//! `ion-plan approve PLAN` and `ion-plan abort PLAN --reason TEXT`: a person's decision, left
-//! in the plan's inbox for the runner (taken within a second), or for the next `run --once`.
+//! `ion-plan approve PLAN` and `ion-plan abort PLAN --reason TEXT`: a person's decision for one
+//! run (the plan's unfinished run, or `--run ID`), left in the plan's inbox for that run's runner
+//! (taken within a second), or for its next `run --once`. A decision nothing can take is refused
+//! (exit 6) rather than recorded: no run in progress, or a stage that is not waiting.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
 use crate::exit_code;
 use crate::journal::inbox::{self, Entry, Request};
+use crate::journal::state::RunState;
 
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
     /// The plan whose run to approve.
     plan: PathBuf,
-    /// Approve only this stage (the runner ignores it for another stage).
+    /// The stage to approve; it must be the one waiting (unless `--ahead`). Default: the stage
+    /// waiting now.
     #[arg(long)]
     stage: Option<String>,
-    /// Who approves. Default: $USER.
+    /// Approve `--stage` before it asks: it takes this approval when it does.
+    #[arg(long, requires = "stage")]
+    ahead: bool,
+    /// The run to approve (its id). Default: the plan's unfinished run.
+    #[arg(long, value_name = "ID")]
+    run: Option<String>,
+    /// Who approves. Default: $USER, else the user id's name.
     #[arg(long)]
     by: Option<String>,
     /// Where the run's journal is. Default: `.ion-plan/` beside the plan.
@@ -30,7 +40,10 @@ pub struct AbortArgs {
     /// Why, for the journal and the report.
     #[arg(long, required = true)]
     reason: String,
-    /// Who aborts. Default: $USER.
+    /// The run to abort (its id). Default: the plan's unfinished run.
+    #[arg(long, value_name = "ID")]
+    run: Option<String>,
+    /// Who aborts. Default: $USER, else the user id's name.
     #[arg(long)]
     by: Option<String>,
     /// Where the run's journal is. Default: `.ion-plan/` beside the plan.
@@ -38,39 +51,62 @@ pub struct AbortArgs {
     state_dir: Option<PathBuf>,
 }
 
-fn who(by: Option<&String>) -> String {
-    by.cloned()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".to_owned())
+fn refuse(message: &str) -> u8 {
+    eprintln!("error: {message}");
+    exit_code::STATE_CONFLICT
 }
 
-fn send(
-    plan: &std::path::Path,
-    state_dir: Option<&std::path::Path>,
+/// The unfinished run a request is for: `--run ID`, or the plan's newest run.
+fn unfinished_run(plan: &Path, state: &Path, stem: &str, id: Option<&str>) -> Result<RunState, u8> {
+    let found = match id {
+        Some(id) => super::run::named_run(state, stem, id)?,
+        None => super::run::latest_run(state, stem)?,
+    };
+    let Some((_, run)) = found else {
+        return Err(refuse(&match id {
+            Some(id) => format!(
+                "{} has no run `{id}` in {}",
+                plan.display(),
+                state.display()
+            ),
+            None => format!(
+                "{} has no run in progress (looked in {}): nothing to take the request",
+                plan.display(),
+                state.display()
+            ),
+        }));
+    };
+    if !run.unfinished() {
+        let how = run.ended.as_ref().map_or_else(
+            || "was superseded by a newer run".to_owned(),
+            |(outcome, _)| format!("has ended: {}", outcome.as_str()),
+        );
+        return Err(refuse(&format!(
+            "run {} of {} {how}; a request for it would never be taken",
+            run.run_id,
+            plan.display()
+        )));
+    }
+    Ok(run)
+}
+
+fn record(
+    state: &Path,
+    stem: &str,
+    plan: &Path,
+    run: &RunState,
     by: String,
     request: Request,
 ) -> u8 {
-    let (state, stem) = super::run::state_of(plan, state_dir);
-    let run = match super::run::latest_run(&state, &stem) {
-        Ok(Some((_, run))) if run.unfinished() => run,
-        Ok(_) => {
-            eprintln!(
-                "error: {} has no run in progress (looked in {})",
-                plan.display(),
-                state.display()
-            );
-            return exit_code::RUNTIME_ERROR;
-        }
-        Err(code) => return code,
-    };
     let now = Utc::now();
     let entry = Entry {
         id: inbox::new_id(now),
+        run: run.run_id.clone(),
         at: now,
         by,
         request,
     };
-    if let Err(error) = inbox::append(&inbox::path(&state, &stem), &entry) {
+    if let Err(error) = inbox::append(&inbox::path(state, stem), &entry) {
         eprintln!(
             "error: cannot write to the inbox in {}: {error}",
             state.display()
@@ -78,11 +114,18 @@ fn send(
         return exit_code::RUNTIME_ERROR;
     }
     let what = match &entry.request {
-        Request::Approve { .. } => "approval",
-        Request::Abort { .. } => "abort",
+        Request::Approve {
+            stage: Some(stage),
+            ahead: true,
+        } => format!("approval of stage `{stage}` ahead of its asking"),
+        Request::Approve {
+            stage: Some(stage), ..
+        } => format!("approval of stage `{stage}`"),
+        Request::Approve { stage: None, .. } => "approval".to_owned(),
+        Request::Abort { .. } => "abort".to_owned(),
     };
     eprintln!(
-        "{what} recorded for run {}: a running runner takes it within a second; otherwise the next `ion-plan run {}` does",
+        "{what} recorded for run {}: its running runner takes it within a second; otherwise the next `ion-plan run {}` does",
         run.run_id,
         plan.display()
     );
@@ -90,23 +133,62 @@ fn send(
 }
 
 pub fn approve(args: &ApproveArgs) -> u8 {
-    send(
-        &args.plan,
-        args.state_dir.as_deref(),
-        who(args.by.as_ref()),
-        Request::Approve {
-            stage: args.stage.clone(),
+    let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
+    let run = match unfinished_run(&args.plan, &state, &stem, args.run.as_deref()) {
+        Ok(run) => run,
+        Err(code) => return code,
+    };
+    let waiting = run.waiting_for_person().map(str::to_owned);
+    let stage = match (&args.stage, args.ahead) {
+        (Some(stage), true) => {
+            if run.stages_completed.contains(stage) {
+                return refuse(&format!(
+                    "stage `{stage}` of run {} is over; an approval ahead would never be taken",
+                    run.run_id
+                ));
+            }
+            stage.clone()
+        }
+        (Some(stage), false) if waiting.as_ref() == Some(stage) => stage.clone(),
+        (Some(stage), false) => {
+            let now = waiting.map_or_else(
+                || "no stage is waiting for a person".to_owned(),
+                |w| format!("stage `{w}` is"),
+            );
+            return refuse(&format!(
+                "stage `{stage}` of run {} is not waiting for approval ({now}); `--ahead` approves it before it asks",
+                run.run_id
+            ));
+        }
+        (None, _) => match waiting {
+            Some(waiting) => waiting,
+            None => {
+                return refuse(&format!(
+                    "no stage of run {} is waiting for approval; `ion-plan approve {} --stage NAME --ahead` approves a stage before it asks",
+                    run.run_id,
+                    args.plan.display()
+                ));
+            }
         },
-    )
+    };
+    let ahead = args.ahead && run.waiting_for_person() != Some(stage.as_str());
+    let by = args.by.clone().unwrap_or_else(crate::engine::who);
+    let request = Request::Approve {
+        stage: Some(stage),
+        ahead,
+    };
+    record(&state, &stem, &args.plan, &run, by, request)
 }
 
 pub fn abort(args: &AbortArgs) -> u8 {
-    send(
-        &args.plan,
-        args.state_dir.as_deref(),
-        who(args.by.as_ref()),
-        Request::Abort {
-            reason: args.reason.clone(),
-        },
-    )
+    let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
+    let run = match unfinished_run(&args.plan, &state, &stem, args.run.as_deref()) {
+        Ok(run) => run,
+        Err(code) => return code,
+    };
+    let by = args.by.clone().unwrap_or_else(crate::engine::who);
+    let request = Request::Abort {
+        reason: args.reason.clone(),
+    };
+    record(&state, &stem, &args.plan, &run, by, request)
 }

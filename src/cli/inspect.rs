@@ -7,6 +7,7 @@ use chrono::Utc;
 
 use crate::exit_code;
 use crate::journal::inbox::{self, Inbox};
+use crate::journal::lock;
 use crate::journal::replay::Replay;
 use crate::journal::state::RunState;
 use crate::plan::validate::{Checks, validate_file};
@@ -84,8 +85,14 @@ pub fn status(args: &StatusArgs) -> u8 {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let pending = Inbox::new(inbox::path(&state, &stem), run.taken.clone()).pending();
-    let status = status::build(&plan, &run, &pending, Utc::now());
+    // Only this run's requests not taken yet; none once the run is over.
+    let pending = if run.unfinished() {
+        Inbox::new(inbox::path(&state, &stem), &run.run_id, run.taken.clone()).pending()
+    } else {
+        Vec::new()
+    };
+    let runner = lock::holder(&state, &stem);
+    let status = status::build(&plan, &run, &pending, runner, Utc::now());
     if args.json {
         print(&format!(
             "{}\n",

@@ -63,6 +63,10 @@ pub struct Args {
     /// Skip the interrupted non-idempotent step of the run being resumed (it took effect).
     #[arg(long)]
     pub(super) skip_step: bool,
+    /// How long a step's or command probe's process group gets to end after SIGTERM (at a
+    /// timeout, Ctrl-C or SIGTERM) before SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_grace)]
+    pub(super) kill_grace: std::time::Duration,
     /// What to tell a person whose run stopped before its end; `None`: how to resume it.
     #[arg(skip)]
     pub(super) stopped_hint: Option<String>,
@@ -76,7 +80,13 @@ impl Args {
     }
 }
 
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    crate::plan::units::parse_duration(text)
+        .map_err(|e| format!("{e} (a duration such as 500ms, 10s, 1m)"))
+}
+
 pub fn run(args: &Args) -> u8 {
+    crate::process::set_grace(args.kill_grace);
     let report = match validate_file(&args.plan, Checks::default()) {
         Ok(report) => report,
         Err(error) => {
@@ -280,9 +290,44 @@ pub(super) fn state_of(plan: &Path, state_dir: Option<&Path>) -> (PathBuf, Strin
     (state, stem)
 }
 
-/// The newest journal of a plan and its state, if it has one.
+/// Checks the state folder if it exists (a symlink, another owner, loose permissions are
+/// refused: exit 6); `Ok(false)` when there is none.
+fn checked_state(state: &Path) -> Result<bool, u8> {
+    if state.symlink_metadata().is_err() {
+        return Ok(false);
+    }
+    crate::journal::dir::check(state).map_err(|error| {
+        eprintln!("error: {error}");
+        exit_code::STATE_CONFLICT
+    })?;
+    Ok(true)
+}
+
+/// The newest run of a plan and its state, if it has one (journals without a header are no run:
+/// skipped with a warning).
 pub(super) fn latest_run(state: &Path, stem: &str) -> Result<Option<(Replay, RunState)>, u8> {
-    let Some(path) = replay::runs(state, stem).pop() else {
+    if !checked_state(state)? {
+        return Ok(None);
+    }
+    replay::latest(state, stem, &mut |warning| eprintln!("warning: {warning}")).map_err(|error| {
+        eprintln!("{:?}", miette::Report::new(error));
+        exit_code::STATE_CONFLICT
+    })
+}
+
+/// The run `id` of a plan, if its journal exists.
+pub(super) fn named_run(
+    state: &Path,
+    stem: &str,
+    id: &str,
+) -> Result<Option<(Replay, RunState)>, u8> {
+    if !checked_state(state)? {
+        return Ok(None);
+    }
+    let Some(path) = replay::runs(state, stem)
+        .into_iter()
+        .find(|p| p.file_name().and_then(|n| n.to_str()) == Some(&format!("{stem}-{id}.jsonl")))
+    else {
         return Ok(None);
     };
     let replay = replay::read(&path).map_err(|error| {
@@ -313,13 +358,17 @@ fn open_run(
         exit_code::STATE_CONFLICT
     };
     let io = |error: std::io::Error| {
+        if error.kind() == std::io::ErrorKind::WouldBlock {
+            return conflict(error.to_string());
+        }
         eprintln!(
             "error: cannot write the journal in {}: {error}",
             state.display()
         );
         exit_code::RUNTIME_ERROR
     };
-    if let Some((replay, run)) = latest_run(state, stem)?.filter(|(_, r)| r.unfinished()) {
+    let latest = latest_run(state, stem)?;
+    if let Some((replay, run)) = latest.as_ref().filter(|(_, r)| r.unfinished()) {
         if let Some(warning) = &replay.torn {
             eprintln!("warning: {warning}");
         }
@@ -335,34 +384,19 @@ fn open_run(
                 replay.path.display()
             );
         } else if run.digest != digest {
-            let snapshot = replay.path.with_extension("plan.yaml");
-            let changes = std::fs::read_to_string(&snapshot)
-                .ok()
-                .and_then(|text| {
-                    validate_source(Source::new(&snapshot, text), Checks { filesystem: false }).plan
-                })
-                .map_or_else(
-                    || vec!["(the plan the run started from was not kept)".to_owned()],
-                    |old| crate::plan::diff::summarize(&old, plan),
-                );
-            return Err(conflict(format!(
-                "the plan changed since run {} started, so it cannot resume:\n{}\nrestore the plan, or start a new run with `ion-plan run {} --restart`",
-                run.run_id,
-                changes
-                    .iter()
-                    .map(|c| format!("  - {c}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                args.plan.display()
-            )));
+            return Err(conflict(stale_plan(args, plan, replay, run)));
         } else {
             let journal =
                 Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
-            eprintln!("resuming run {} ({})", run.run_id, replay.path.display());
+            // A journal whose run never started (cut short after its header) starts afresh.
+            let resume = run.started.is_some().then(|| run.clone());
+            if resume.is_some() {
+                eprintln!("resuming run {} ({})", run.run_id, replay.path.display());
+            }
             return Ok(Opened {
                 journal,
                 run_id: run.run_id.clone(),
-                resume: Some(run),
+                resume,
             });
         }
         if args.retry_step || args.skip_step {
@@ -373,7 +407,61 @@ fn open_run(
     if args.retry_step || args.skip_step {
         return Err(conflict("there is no unfinished run to resume".to_owned()));
     }
+    // An ended run is not started again by accident (a scheduler re-running `--once` after a
+    // rollback): only a changed plan (a new release) or `--restart` starts a new one.
+    if let Some((replay, run)) = &latest
+        && let Some((outcome, reason)) = &run.ended
+        && run.digest == digest
+        && !args.restart
+    {
+        eprintln!(
+            "run {} of this plan ended{}: {}{}; nothing to do. The plan has not changed since; `ion-plan run {} --restart` starts a new run.",
+            run.run_id,
+            run.ended_at
+                .map(|t| format!(" at {}", t.format("%Y-%m-%d %H:%M:%SZ")))
+                .unwrap_or_default(),
+            outcome.as_str(),
+            reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            args.plan.display()
+        );
+        eprintln!("journal: {}", replay.path.display());
+        return Err(outcome.exit_code());
+    }
     new_run(args, digest, state, stem, run_id(now), now).map_err(io)
+}
+
+/// Why a run cannot resume on a changed plan, and what changed.
+fn stale_plan(args: &Args, plan: &Plan, replay: &Replay, run: &RunState) -> String {
+    let snapshot = replay.path.with_extension("plan.yaml");
+    let changes = crate::journal::dir::open_read(&snapshot)
+        .and_then(|file| {
+            use std::io::Read as _;
+            let mut text = String::new();
+            file.take(crate::plan::load::MAX_PLAN_BYTES)
+                .read_to_string(&mut text)
+                .map(|_| text)
+        })
+        .ok()
+        .and_then(|text| {
+            validate_source(Source::new(&snapshot, text), Checks { filesystem: false }).plan
+        })
+        .map_or_else(
+            || vec!["(the plan the run started from was not kept)".to_owned()],
+            |old| crate::plan::diff::summarize(&old, plan),
+        );
+    format!(
+        "the plan changed since run {} started, so it cannot resume:\n{}\nrestore the plan, or start a new run with `ion-plan run {} --restart`",
+        run.run_id,
+        changes
+            .iter()
+            .map(|c| format!("  - {c}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        args.plan.display()
+    )
 }
 
 fn new_run(
@@ -391,11 +479,14 @@ fn new_run(
         digest: digest.to_owned(),
         created: now,
     };
-    let journal = Journal::create(state, &format!("{stem}-{run_id}.jsonl"), &header)?;
+    crate::journal::dir::ensure(state)?;
     // Keep the plan the run starts from: a changed plan is then explained, not just refused.
+    // Written first, so that a journal on disk always has its snapshot.
+    let name = format!("{stem}-{run_id}.jsonl");
     if let Ok(text) = std::fs::read(&args.plan) {
-        crate::journal::write_private(&journal.path().with_extension("plan.yaml"), &text)?;
+        crate::journal::write_private(&state.join(&name).with_extension("plan.yaml"), &text)?;
     }
+    let journal = Journal::create(state, &name, &header)?;
     Ok(Opened {
         journal,
         run_id,
@@ -419,6 +510,12 @@ fn on_signal(journal: SharedJournal, hint: String) {
             _ = interrupt.recv() => 130,
             _ = terminate.recv() => 143,
         };
+        // Every step's and probe's process group goes first (SIGTERM, SIGKILL after the
+        // grace): nothing the run started outlives it. The interrupted step stays unfinished in
+        // the journal, so a resume asks before running it again.
+        tokio::task::spawn_blocking(crate::process::end_all)
+            .await
+            .ok();
         let _in_flight = journal.0.lock();
         eprintln!("\ninterrupted: the journal is intact; {hint}");
         std::process::exit(code);
@@ -445,7 +542,8 @@ fn live_setup(
             LockError::Io { .. } => exit_code::RUNTIME_ERROR,
         }
     })?;
-    let opened = open_run(args, plan, digest, &state, &stem, clock.now())?;
+    let mut opened = open_run(args, plan, digest, &state, &stem, clock.now())?;
+    opened.journal.guard_with(&lock);
     let run_id = opened.run_id;
     let resolver = Resolver::from_environment(plan, &run_id).map_err(|error| {
         eprintln!("error: {error}; nothing was run");
@@ -472,7 +570,7 @@ fn live_setup(
         .as_ref()
         .map(|r| r.taken.clone())
         .unwrap_or_default();
-    let inbox = Inbox::new(inbox::path(&state, &stem), taken);
+    let inbox = Inbox::new(inbox::path(&state, &stem), &run_id, taken);
     Ok(Setup {
         mode: Mode::Live,
         run_id,

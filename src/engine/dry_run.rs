@@ -10,7 +10,7 @@ use crate::engine::clock::Clock;
 use crate::engine::context::Resolver;
 use crate::engine::live::describe_step;
 use crate::engine::{
-    CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
+    Announce, CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
 };
 use crate::plan::model::Step;
 use crate::probe::Sample;
@@ -36,7 +36,12 @@ impl StepRunner for ShowSteps {
         describe_step(&self.resolver, step, context)
     }
 
-    fn run<'a>(&'a self, _: &'a Step, context: StepContext<'a>) -> BoxFuture<'a, StepResult> {
+    fn run<'a>(
+        &'a self,
+        _: &'a Step,
+        context: StepContext<'a>,
+        _: Announce,
+    ) -> BoxFuture<'a, StepResult> {
         let result = if (self.fail)(context) {
             StepResult {
                 ok: false,

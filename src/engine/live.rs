@@ -1,5 +1,6 @@
 //! A live run's seams: real probes, real programs and HTTP calls, and a person at the terminal.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -14,14 +15,15 @@ use tokio::sync::mpsc;
 use crate::engine::clock::Clock;
 use crate::engine::context::{Resolver, StageRef};
 use crate::engine::{
-    CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
+    Announce, CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
 };
-use crate::journal::inbox::Inbox;
+use crate::journal::inbox::{self, Entry, Inbox};
 use crate::plan::model::{HttpStep, Method, Plan, ProbeKind, Step};
 use crate::probe::command::{CommandProbe, program_path};
 use crate::probe::http::{HttpProbe, Request};
 use crate::probe::prometheus::PrometheusProbe;
 use crate::probe::{Sample, tail};
+use crate::process;
 
 /// The default timeout of a step's attempt.
 pub const STEP_TIMEOUT: Duration = Duration::from_mins(10);
@@ -251,42 +253,110 @@ impl Live {
         )
     }
 
+    /// A step's program in a process group of its own; `gated`: behind this binary's gate
+    /// (see [`process`]).
+    fn step_command(
+        &self,
+        program: &str,
+        args: &[String],
+        env: Vec<(&String, String)>,
+        gated: bool,
+    ) -> tokio::process::Command {
+        let mut command = if gated {
+            let mut command = tokio::process::Command::new(process::gate_program());
+            command
+                .arg(process::GATE_ARG)
+                .arg("--")
+                .arg(program_path(&self.dir, program))
+                .stdin(Stdio::piped());
+            command
+        } else {
+            let mut command = tokio::process::Command::new(program_path(&self.dir, program));
+            command.stdin(Stdio::null());
+            command
+        };
+        command
+            .args(args)
+            .envs(env)
+            .current_dir(&self.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        command
+    }
+
+    /// The exit status and the tail of what a program printed, secrets scrubbed.
+    fn output_detail(
+        &self,
+        status: std::process::ExitStatus,
+        stdout: &[u8],
+        stderr: &[u8],
+    ) -> String {
+        let output = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(stdout).trim_end(),
+            String::from_utf8_lossy(stderr).trim_end()
+        );
+        let output = self.resolver.scrub(tail(output.trim(), 400));
+        match (status.code(), output.is_empty()) {
+            (Some(code), true) => format!("exit {code}"),
+            (Some(code), false) => format!("exit {code}: {output}"),
+            (None, _) => format!("{status}: {output}"),
+        }
+    }
+
     async fn run_program(
         &self,
         argv: &[String],
         step: &Step,
         context: &StepContext<'_>,
+        mut announce: Announce,
     ) -> StepResult {
         let stage = Self::stage_ref(context);
         let Some((program, args)) = argv.split_first() else {
+            announce.started(None).await;
             return failed("empty command");
         };
-        let mut command = tokio::process::Command::new(program_path(&self.dir, program));
-        command
-            .args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut env = Vec::new();
         for (name, value) in &step.env {
             match self.fill(value, stage) {
-                Ok((value, _)) => {
-                    command.env(name, value);
+                Ok((value, _)) => env.push((name, value)),
+                Err(e) => {
+                    announce.started(None).await;
+                    return failed(e);
                 }
-                Err(e) => return failed(e),
             }
         }
+        let gated = process::gated();
+        let mut command = self.step_command(program, args, env, gated);
         let timeout = step.timeout.map_or(
             STEP_TIMEOUT,
             super::super::plan::units::PlanDuration::as_duration,
         );
+        if !gated && !announce.started(None).await {
+            return failed("not started: the start could not be journaled");
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
-            Err(e) => return failed(format!("cannot start `{program}`: {e}")),
+            Err(e) => {
+                announce.started(None).await;
+                return failed(format!("cannot start `{program}`: {e}"));
+            }
         };
+        let group = process::Group::new(child.id().unwrap_or(0));
+        if gated {
+            // The group exists; its leader waits for the go. Journal first, then go.
+            if !announce.started(Some(group.id())).await {
+                return failed("not started: the start could not be journaled");
+            }
+            if let Some(mut gate) = child.stdin.take() {
+                use tokio::io::AsyncWriteExt as _;
+                let _ = gate.write_all(b"g").await;
+            }
+        }
         let mut out = child.stdout.take().expect("piped").take(1 << 20);
         let mut err = child.stderr.take().expect("piped").take(1 << 20);
+        let deadline = tokio::time::Instant::now() + timeout;
         let run = async {
             let mut stdout = Vec::new();
             let mut stderr = Vec::new();
@@ -297,29 +367,41 @@ impl Live {
             );
             (status, stdout, stderr)
         };
-        match tokio::time::timeout(timeout, run).await {
-            Err(_) => failed(format!(
-                "timed out after {} (killed)",
-                crate::plan::units::format_duration(timeout)
-            )),
-            Ok((Err(e), _, _)) => failed(format!("waiting for the program: {e}")),
-            Ok((Ok(status), stdout, stderr)) => {
-                let output = format!(
-                    "{}\n{}",
-                    String::from_utf8_lossy(&stdout).trim_end(),
-                    String::from_utf8_lossy(&stderr).trim_end()
-                );
-                let output = self.resolver.scrub(tail(output.trim(), 400));
-                let detail = match (status.code(), output.is_empty()) {
-                    (Some(code), true) => format!("exit {code}"),
-                    (Some(code), false) => format!("exit {code}: {output}"),
-                    (None, _) => format!("{status}: {output}"),
-                };
-                StepResult {
-                    ok: status.success(),
-                    detail,
-                }
+        let finished = tokio::time::timeout_at(deadline, run).await;
+        // The leader is done; what it left in its group (a background job) is waited for up to
+        // the timeout, then ended with the rest.
+        let left_behind = finished.is_ok()
+            && !group
+                .wait_gone(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
+        group.end().await;
+        if process::shutting_down() {
+            // The runner is going down: this attempt is not journaled as finished, so a
+            // resume sees it interrupted and asks before running it again.
+            std::future::pending::<()>().await;
+        }
+        let (status, stdout, stderr) = match finished {
+            Err(_) => {
+                return failed(format!(
+                    "timed out after {} (killed with its process group)",
+                    crate::plan::units::format_duration(timeout),
+                ));
             }
+            Ok((Err(e), _, _)) => return failed(format!("waiting for the program: {e}")),
+            Ok((Ok(status), stdout, stderr)) => (status, stdout, stderr),
+        };
+        let mut detail = self.output_detail(status, &stdout, &stderr);
+        if left_behind {
+            let _ = write!(
+                detail,
+                " (processes it left running were ended at the step's timeout of {})",
+                crate::plan::units::format_duration(timeout)
+            );
+            return failed(detail);
+        }
+        StepResult {
+            ok: status.success(),
+            detail,
         }
     }
 }
@@ -336,7 +418,12 @@ impl StepRunner for Live {
         describe_step(&self.resolver, step, context)
     }
 
-    fn run<'a>(&'a self, step: &'a Step, context: StepContext<'a>) -> BoxFuture<'a, StepResult> {
+    fn run<'a>(
+        &'a self,
+        step: &'a Step,
+        context: StepContext<'a>,
+        mut announce: Announce,
+    ) -> BoxFuture<'a, StepResult> {
         Box::pin(async move {
             if let Some(run) = &step.run {
                 let argv: Result<Vec<String>, String> = run
@@ -344,9 +431,12 @@ impl StepRunner for Live {
                     .map(|a| self.fill(&a.0, Self::stage_ref(&context)).map(|f| f.0))
                     .collect();
                 return match argv {
-                    Ok(argv) => self.run_program(&argv, step, &context).await,
+                    Ok(argv) => self.run_program(&argv, step, &context, announce).await,
                     Err(e) => failed(e),
                 };
+            }
+            if !announce.started(None).await {
+                return failed("not started: the start could not be journaled");
             }
             if let Some(http) = &step.http {
                 return match self.http_request(http, step, &context) {
@@ -406,6 +496,25 @@ pub struct TerminalControl {
     receiver: Option<mpsc::UnboundedReceiver<Control>>,
     interactive: bool,
     inbox: Option<Inbox>,
+    /// The stage that waits for a person now, if one does (and whether a gate paused it): only
+    /// it takes approvals.
+    waiting: Option<(String, bool)>,
+}
+
+/// A request from the inbox as a decision for the engine.
+fn control_of(entry: Entry) -> Control {
+    match entry.request {
+        inbox::Request::Approve { stage, .. } => Control::Approve {
+            by: entry.by,
+            stage,
+            request: Some(entry.id),
+        },
+        inbox::Request::Abort { reason } => Control::Abort {
+            by: entry.by,
+            reason,
+            request: Some(entry.id),
+        },
+    }
 }
 
 /// How often the inbox is read while a run waits.
@@ -425,7 +534,7 @@ impl TerminalControl {
         let interactive = std::io::stdin().is_terminal();
         if interactive {
             std::thread::spawn(move || {
-                let user = std::env::var("USER").unwrap_or_else(|_| "terminal".to_owned());
+                let user = crate::engine::who();
                 for line in std::io::stdin().lock().lines() {
                     let Ok(line) = line else { break };
                     let line = line.trim();
@@ -459,6 +568,7 @@ impl TerminalControl {
             receiver: interactive.then_some(receiver),
             interactive,
             inbox: None,
+            waiting: None,
         }
     }
 }
@@ -477,8 +587,9 @@ impl ControlSource for TerminalControl {
     ) -> BoxFuture<'a, Option<Control>> {
         Box::pin(async move {
             loop {
-                if let Some(entry) = self.inbox.as_mut().and_then(Inbox::take) {
-                    return Some(entry.control());
+                let waiting = self.waiting.as_ref().map(|(s, p)| (s.as_str(), *p));
+                if let Some(entry) = self.inbox.as_mut().and_then(|i| i.take(waiting)) {
+                    return Some(control_of(entry));
                 }
                 let now = clock.now();
                 if now >= deadline {
@@ -519,12 +630,15 @@ impl ControlSource for TerminalControl {
     }
 
     fn poll(&mut self) -> Option<Control> {
-        if let Some(control) = self.receiver.as_mut().and_then(|r| r.try_recv().ok()) {
-            return Some(control);
+        // An abort in the inbox comes before anything typed.
+        let waiting = self.waiting.as_ref().map(|(s, p)| (s.as_str(), *p));
+        if let Some(entry) = self.inbox.as_mut().and_then(|i| i.take(waiting)) {
+            return Some(control_of(entry));
         }
-        self.inbox
-            .as_mut()
-            .and_then(Inbox::take)
-            .map(|e| e.control())
+        self.receiver.as_mut().and_then(|r| r.try_recv().ok())
+    }
+
+    fn waiting(&mut self, stage: Option<&str>, paused: bool) {
+        self.waiting = stage.map(|s| (s.to_owned(), paused));
     }
 }

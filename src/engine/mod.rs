@@ -16,6 +16,7 @@ pub mod notify;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+pub mod timeline;
 
 use std::time::Duration;
 
@@ -66,8 +67,57 @@ pub struct StepResult {
 pub trait StepRunner: Send + Sync {
     /// The step as it may be printed: interpolated, secrets as `***`.
     fn describe(&self, step: &Step, context: StepContext<'_>) -> String;
-    /// One attempt.
-    fn run<'a>(&'a self, step: &'a Step, context: StepContext<'a>) -> BoxFuture<'a, StepResult>;
+    /// One attempt. Before its effect begins, the runner calls [`Announce::started`] (with the
+    /// process group of a program), and goes on only if it returns `true`.
+    fn run<'a>(
+        &'a self,
+        step: &'a Step,
+        context: StepContext<'a>,
+        announce: Announce,
+    ) -> BoxFuture<'a, StepResult>;
+}
+
+/// How a step runner tells the engine its effect is about to begin: the engine journals
+/// `step_started` (with the process group, if any) and only then lets it go on.
+#[derive(Debug)]
+pub struct Announce {
+    started: Option<tokio::sync::oneshot::Sender<Option<u32>>>,
+    go: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Announce {
+    pub fn new(
+        started: tokio::sync::oneshot::Sender<Option<u32>>,
+        go: tokio::sync::oneshot::Receiver<()>,
+    ) -> Announce {
+        Announce {
+            started: Some(started),
+            go: Some(go),
+        }
+    }
+
+    /// For a runner used on its own: nobody to tell, always go on.
+    pub fn none() -> Announce {
+        Announce {
+            started: None,
+            go: None,
+        }
+    }
+
+    /// Says the effect is about to begin (in process group `group`, for a program) and waits
+    /// until the engine has journaled it; `false`: the engine could not, do not begin.
+    pub async fn started(&mut self, group: Option<u32>) -> bool {
+        let Some(started) = self.started.take() else {
+            return true;
+        };
+        if started.send(group).is_err() {
+            return false;
+        }
+        match self.go.take() {
+            Some(go) => go.await.is_ok(),
+            None => true,
+        }
+    }
 }
 
 /// A person's decision.
@@ -98,10 +148,33 @@ pub trait ControlSource: Send {
     fn person_needed(&mut self, stage: &str, at: DateTime<Utc>);
     /// Whether anyone can answer in this run; if not, the run stops and says it waits.
     fn can_answer(&self) -> bool;
-    /// A decision already waiting, without waiting for one (`--once`).
+    /// A decision already waiting, without waiting for one (`--once`, and before every action:
+    /// an abort comes first).
     fn poll(&mut self) -> Option<Control> {
         None
     }
+    /// The stage that waits for a person now (`None`: none does), and whether it is paused by
+    /// a gate (a pause is not resumed by an approval given ahead). Only that stage takes
+    /// approvals; aborts are taken at any time.
+    fn waiting(&mut self, _stage: Option<&str>, _paused: bool) {}
+}
+
+/// Who the person at this machine is: `$USER`, else the name of the process's user id, else
+/// the id itself (`uid 1000`).
+pub fn who() -> String {
+    if let Some(user) = std::env::var("USER").ok().filter(|u| !u.trim().is_empty()) {
+        return user;
+    }
+    #[cfg(unix)]
+    {
+        let uid = nix::unistd::getuid();
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(uid) {
+            return user.name;
+        }
+        format!("uid {uid}")
+    }
+    #[cfg(not(unix))]
+    "unknown".to_owned()
 }
 
 /// Receives every event; the journal's sink fails the run if it cannot write.

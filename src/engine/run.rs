@@ -12,11 +12,17 @@ use indexmap::IndexMap;
 use crate::engine::clock::Clock;
 use crate::engine::gates::{self, CompiledGate, Streaks, Verdict};
 use crate::engine::schedule::StartRule;
-use crate::engine::{CheckContext, Control, ControlSource, Sampler, Sink, StepContext, StepRunner};
+use crate::engine::timeline;
+use crate::engine::{
+    Announce, CheckContext, Control, ControlSource, Sampler, Sink, StepContext, StepResult,
+    StepRunner,
+};
 use crate::journal::event::{Event, Mode, Outcome, Phase, Record};
 use crate::journal::state::{RollbackProgress, RunState, StageProgress, StepStatus};
 use crate::plan::model::{Action, GateAt, Plan, Stage, Step};
+use crate::plan::units::PlanDuration;
 use crate::probe::Sample;
+use crate::process;
 
 /// A fatal problem: the run cannot go on (the journal cannot be written, the plan does not
 /// compile). Probe failures and failed steps are not errors: they are events.
@@ -149,9 +155,32 @@ impl<'p> Engine<'p> {
             event,
         };
         for sink in &mut self.parts.sinks {
-            sink.record(&record).map_err(EngineError::Sink)?;
+            sink.record(&record).map_err(|error| {
+                // A runner that lost its lock must stop, and say why: a state conflict.
+                match error
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<crate::journal::Stolen>())
+                {
+                    Some(stolen) => EngineError::Conflict(stolen.0.clone()),
+                    None => EngineError::Sink(error),
+                }
+            })?;
         }
         Ok(())
+    }
+
+    /// An abort recorded while the runner was busy is taken before its next action: no step
+    /// runs and no traffic moves after it.
+    fn abort_first(&mut self) -> Result<Option<Flow>, EngineError> {
+        match self.parts.control.poll() {
+            Some(Control::Abort {
+                by,
+                reason,
+                request,
+            }) => self.aborted(&by, &reason, request).map(Some),
+            // An approval typed while nothing waits for one is not kept.
+            _ => Ok(None),
+        }
     }
 
     /// Runs the plan to its end, or to a point where it must wait for a person nobody can be,
@@ -181,7 +210,10 @@ impl<'p> Engine<'p> {
                     Outcome::RolledBack
                 },
             },
-            None => self.stages(resume.as_ref()).await?,
+            None => match self.abort_first()? {
+                Some(flow) => flow,
+                None => self.stages(resume.as_ref()).await?,
+            },
         };
         let (outcome, reason, next) = match flow {
             Flow::Next => (Outcome::Completed, None, None),
@@ -244,6 +276,9 @@ impl<'p> Engine<'p> {
         for (index, item) in plan.preflight.iter().enumerate() {
             if passed.contains(&item.name) {
                 continue;
+            }
+            if let Some(flow) = self.abort_first()? {
+                return Ok(flow);
             }
             let failure = if let Some(probe) = &item.probe {
                 self.preflight_probe(probe, item).await?
@@ -367,16 +402,10 @@ impl<'p> Engine<'p> {
                 let until = self.now() + chrono::Duration::from_std(backoff).unwrap_or_default();
                 self.parts.clock.sleep_until(until).await;
             }
-            self.emit(Event::StepStarted {
-                phase: context.phase,
-                stage: context.stage.map(str::to_owned),
-                index: context.index,
-                name: name.clone(),
-                command: command.clone(),
-                attempt,
-            })?;
             let started = std::time::Instant::now();
-            let result = self.parts.steps.run(step, context).await;
+            let result = self
+                .attempt(step, context, &name, &command, attempt)
+                .await?;
             self.emit(Event::StepFinished {
                 phase: context.phase,
                 stage: context.stage.map(str::to_owned),
@@ -472,6 +501,9 @@ impl<'p> Engine<'p> {
         let started = if let Some(progress) = progress {
             progress.started
         } else {
+            if let Some(flow) = self.abort_first()? {
+                return Ok(flow);
+            }
             let (start, why) = self.start_rule.next_start(self.now());
             if let Some(reason) = why {
                 self.emit(Event::StageWaiting {
@@ -482,6 +514,9 @@ impl<'p> Engine<'p> {
                 if let Some(flow) = self.wait(start).await? {
                     return Ok(flow);
                 }
+            }
+            if let Some(flow) = self.abort_first()? {
+                return Ok(flow);
             }
             self.emit(Event::StageStarted {
                 stage: stage.name.clone(),
@@ -494,6 +529,11 @@ impl<'p> Engine<'p> {
         self.newest.clear();
         let done_steps = progress.map(|p| p.steps.clone()).unwrap_or_default();
         for (i, step) in stage.effective_steps(defaults).iter().enumerate() {
+            if !done_steps.get(&i).is_some_and(StepStatus::done)
+                && let Some(flow) = self.abort_first()?
+            {
+                return Ok(flow);
+            }
             let context = StepContext {
                 phase: Phase::Stage,
                 stage: Some(&stage.name),
@@ -533,26 +573,23 @@ impl<'p> Engine<'p> {
         let bake = stage.bake.as_duration();
         let bake_ended = progress.is_some_and(|p| p.bake_ended);
         if !bake_ended {
-            let mut offsets: Vec<Duration> = check_offsets(stage, defaults)
-                .into_iter()
-                .filter(|o| last_offset.is_none_or(|last| o.as_secs_f64() > last + 1e-3))
-                .collect();
             if progress.is_some() {
-                // Checks that fell due while nothing ran are recorded, not back-filled; one
-                // check runs at once (after the bake, it is the one the `at: end` gates read).
+                // Checks that fell due while nothing ran are recorded (a count and a range),
+                // not back-filled; one check runs at once (after the bake, it is the one the
+                // `at: end` gates read).
                 let now = self.now();
-                let missed: Vec<Duration> = offsets
-                    .iter()
-                    .copied()
-                    .filter(|o| at(started, *o) <= now)
-                    .collect();
-                if !missed.is_empty() {
+                let elapsed = (now - started).to_std().unwrap_or_default();
+                if let Some((count, first, last)) =
+                    timeline::due_between(stage, defaults, last_offset, elapsed)
+                {
                     self.emit(Event::ChecksMissed {
                         stage: stage.name.clone(),
-                        offsets: missed.iter().map(Duration::as_secs_f64).collect(),
+                        count,
+                        first: first.as_secs_f64(),
+                        last: last.as_secs_f64(),
                     })?;
+                    last_offset = Some(last.as_secs_f64());
                 }
-                offsets.retain(|o| at(started, *o) > now);
                 if stage.effective_checks(defaults).is_some() {
                     let flow = self.check(stage, started).await?;
                     if !matches!(flow, Flow::Next) {
@@ -560,7 +597,7 @@ impl<'p> Engine<'p> {
                     }
                 }
             }
-            for offset in offsets {
+            while let Some(offset) = timeline::next_check(stage, defaults, last_offset) {
                 if let Some(flow) = self.wait(at(started, offset)).await? {
                     return Ok(flow);
                 }
@@ -568,6 +605,7 @@ impl<'p> Engine<'p> {
                 if !matches!(flow, Flow::Next) {
                     return Ok(flow);
                 }
+                last_offset = Some(offset.as_secs_f64());
             }
             if let Some(flow) = self.wait(at(started, bake)).await? {
                 return Ok(flow);
@@ -621,6 +659,43 @@ impl<'p> Engine<'p> {
         Ok(Flow::Next)
     }
 
+    /// One attempt of a step: `step_started` is journaled (with the program's process group)
+    /// before the effect begins, and the runner goes on only once it is durable.
+    async fn attempt(
+        &mut self,
+        step: &Step,
+        context: StepContext<'_>,
+        name: &str,
+        command: &str,
+        attempt: u32,
+    ) -> Result<StepResult, EngineError> {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+        let runner = Arc::clone(&self.parts.steps);
+        let mut run = runner.run(step, context, Announce::new(started_tx, go_rx));
+        // Until the runner announces its start (or ends without one: nothing began).
+        let (pgid, early) = tokio::select! {
+            biased;
+            group = started_rx => (group.ok().flatten(), None),
+            result = &mut run => (None, Some(result)),
+        };
+        self.emit(Event::StepStarted {
+            phase: context.phase,
+            stage: context.stage.map(str::to_owned),
+            index: context.index,
+            name: name.to_owned(),
+            command: command.to_owned(),
+            attempt,
+            pgid,
+            boot: pgid.and_then(|_| process::boot_id()),
+        })?;
+        let _ = go_tx.send(());
+        Ok(match early {
+            Some(result) => result,
+            None => run.await,
+        })
+    }
+
     /// A step, taking up what the journal recorded of it: done steps are not run again; an
     /// interrupted one runs again only if it is idempotent or the operator said so.
     async fn resumable_step(
@@ -634,6 +709,9 @@ impl<'p> Engine<'p> {
         };
         if recorded.done() {
             return Ok(Ok(()));
+        }
+        if recorded.interrupted() {
+            self.await_interrupted(step, context, recorded).await?;
         }
         if recorded.interrupted() && !step.idempotent && !self.options.retry_step {
             if self.options.skip_step {
@@ -661,6 +739,46 @@ impl<'p> Engine<'p> {
             )));
         }
         self.step(step, context).await
+    }
+
+    /// An interrupted step's process group may outlive the runner that started it: wait for it
+    /// to end (at most until the step's timeout, counted from its recorded start; then end it)
+    /// before the step is run again or anyone is asked about it.
+    async fn await_interrupted(
+        &mut self,
+        step: &Step,
+        context: StepContext<'_>,
+        recorded: &StepStatus,
+    ) -> Result<(), EngineError> {
+        let Some((pgid, boot)) = &recorded.group else {
+            return Ok(());
+        };
+        let this_boot = process::boot_id();
+        let same_boot = boot.is_none() || this_boot.is_none() || boot == &this_boot;
+        let pgid = i32::try_from(*pgid).unwrap_or(0);
+        if self.info.mode != Mode::Live || !same_boot || !process::alive(pgid) {
+            return Ok(());
+        }
+        self.emit(Event::StepStillRunning {
+            phase: context.phase,
+            stage: context.stage.map(str::to_owned),
+            index: context.index,
+            pgid: pgid.unsigned_abs(),
+        })?;
+        let timeout = step
+            .timeout
+            .map_or(crate::engine::live::STEP_TIMEOUT, PlanDuration::as_duration);
+        let ran = recorded
+            .started
+            .map(|t| (self.now() - t).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        let left = timeout.saturating_sub(ran);
+        let until = std::time::Instant::now() + left;
+        while process::alive(pgid) && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        process::end(pgid, process::grace()).await;
+        Ok(())
     }
 
     /// Feeds a recorded check through the stage's gates again, to rebuild streaks on resume.
@@ -754,9 +872,9 @@ impl<'p> Engine<'p> {
         if end_gates.is_empty() {
             return Ok(Flow::Next);
         }
-        let bake = stage.bake.as_duration();
-        let scheduled_at_end = check_offsets(stage, defaults).last() == Some(&bake);
-        if !scheduled_at_end && stage.effective_checks(defaults).is_some() {
+        if !timeline::check_at_bake_end(stage, defaults)
+            && stage.effective_checks(defaults).is_some()
+        {
             let flow = self.check(stage, started).await?;
             if !matches!(flow, Flow::Next) {
                 return Ok(flow);
@@ -870,6 +988,23 @@ impl<'p> Engine<'p> {
     /// `deadline` (if any) takes `on_timeout`; `on_timeout: pause` (a paused stage) waits as long
     /// as it takes.
     async fn wait_for_person(
+        &mut self,
+        stage: &'p Stage,
+        started: DateTime<Utc>,
+        deadline: Option<DateTime<Utc>>,
+        on_timeout: Action,
+        why: String,
+    ) -> Result<Flow, EngineError> {
+        let paused = on_timeout == Action::Pause && deadline.is_none();
+        self.parts.control.waiting(Some(&stage.name), paused);
+        let flow = self
+            .wait_for_person_inner(stage, started, deadline, on_timeout, why)
+            .await;
+        self.parts.control.waiting(None, false);
+        flow
+    }
+
+    async fn wait_for_person_inner(
         &mut self,
         stage: &'p Stage,
         started: DateTime<Utc>,
@@ -1023,38 +1158,6 @@ impl<'p> Engine<'p> {
 
 fn at(start: DateTime<Utc>, offset: Duration) -> DateTime<Utc> {
     start + chrono::Duration::from_std(offset).unwrap_or(chrono::Duration::MAX)
-}
-
-/// When a stage's checks run, as offsets from its start: `at` offsets and `every` ticks within
-/// the bake, sorted, each once.
-pub fn check_offsets(
-    stage: &Stage,
-    defaults: Option<&crate::plan::model::StageDefaults>,
-) -> Vec<Duration> {
-    let Some(checks) = stage.effective_checks(defaults) else {
-        return Vec::new();
-    };
-    let bake = stage.bake.as_duration();
-    let mut offsets: Vec<Duration> = checks
-        .at
-        .iter()
-        .map(|d| d.as_duration())
-        .filter(|d| *d <= bake)
-        .collect();
-    if let Some(every) = checks
-        .every
-        .map(super::super::plan::units::PlanDuration::as_duration)
-        .filter(|e| !e.is_zero())
-    {
-        let mut t = every;
-        while t <= bake {
-            offsets.push(t);
-            t += every;
-        }
-    }
-    offsets.sort_unstable();
-    offsets.dedup();
-    offsets
 }
 
 /// How often checks run while a stage waits for a person: `every`, else the smallest gap between

@@ -147,6 +147,13 @@ pub enum Event {
         /// The command or request, secrets as `***`.
         command: String,
         attempt: u32,
+        /// The process group the program runs in (a program step, started by the binary):
+        /// a resumed run waits for it to end before anyone is asked about the step.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pgid: Option<u32>,
+        /// The machine's boot id when it started: a group of another boot is gone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot: Option<String>,
     },
     StepFinished {
         phase: Phase,
@@ -160,8 +167,23 @@ pub enum Event {
     /// Checks that fell due while no runner ran: recorded, not back-filled.
     ChecksMissed {
         stage: String,
-        /// Seconds since the stage started, of each missed check.
-        offsets: Vec<f64>,
+        /// How many checks were missed: a count and a range, so the line stays short whatever
+        /// the downtime.
+        #[serde(default)]
+        count: u64,
+        /// Seconds since the stage started, of the first and the last missed check.
+        #[serde(default)]
+        first: f64,
+        #[serde(default)]
+        last: f64,
+    },
+    /// An interrupted step's process group still runs (its runner died): the runner waits for
+    /// it to end before the step runs again or anyone is asked about it.
+    StepStillRunning {
+        phase: Phase,
+        stage: Option<String>,
+        index: usize,
+        pgid: u32,
     },
     /// An interrupted step the operator chose to skip (`--skip-step`).
     StepSkipped {

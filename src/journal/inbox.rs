@@ -1,47 +1,64 @@
 //! Decisions from other processes: `ion-plan approve` and `ion-plan abort` append a request to
 //! the plan's inbox; the runner takes each one once (it journals the request's id), within a
 //! second while it runs, or at the next `run --once`.
+//!
+//! A request belongs to one run: it records the run's id, and a runner takes only its own run's
+//! requests. An abort is taken before anything else; an approval only by the stage it names
+//! (the stage waiting when it was given, or the stage of an `--ahead` pre-approval) when that
+//! stage waits for it.
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Control;
+use crate::journal::dir;
 
 /// What a person asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
-    Approve { stage: Option<String> },
-    Abort { reason: String },
+    Approve {
+        stage: Option<String>,
+        /// Given before the stage asked (`approve --stage S --ahead`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ahead: bool,
+    },
+    Abort {
+        reason: String,
+    },
 }
 
 /// One line of the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: String,
+    /// The run the request is for. Requests written before runs were named carry none and are
+    /// taken by no run.
+    #[serde(default)]
+    pub run: String,
     pub at: DateTime<Utc>,
     pub by: String,
     pub request: Request,
 }
 
 impl Entry {
-    pub fn control(&self) -> Control {
+    pub fn is_abort(&self) -> bool {
+        matches!(self.request, Request::Abort { .. })
+    }
+
+    /// Whether this is an approval that `stage` may take when it waits (`paused`: a gate
+    /// paused it, and an approval given ahead of time does not resume a pause).
+    pub fn approves(&self, stage: &str, paused: bool) -> bool {
         match &self.request {
-            Request::Approve { stage } => Control::Approve {
-                by: self.by.clone(),
-                stage: stage.clone(),
-                request: Some(self.id.clone()),
-            },
-            Request::Abort { reason } => Control::Abort {
-                by: self.by.clone(),
-                reason: reason.clone(),
-                request: Some(self.id.clone()),
-            },
+            Request::Approve {
+                stage: named,
+                ahead,
+            } => named.as_deref().is_none_or(|n| n == stage) && !(paused && *ahead),
+            Request::Abort { .. } => false,
         }
     }
 }
@@ -51,64 +68,89 @@ pub fn path(state: &Path, stem: &str) -> PathBuf {
     state.join(format!("{stem}.inbox.jsonl"))
 }
 
-/// Appends a request (0600, fsync'd).
+/// The most of an inbox that is read: requests are a few hundred bytes each.
+const MAX_INBOX: u64 = 16 * 1024 * 1024;
+
+/// Appends a request (0600, fsync'd), in a checked state folder, never through a symlink.
 pub fn append(path: &Path, entry: &Entry) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        crate::journal::create_private_dir(dir)?;
+    if let Some(folder) = path.parent() {
+        dir::ensure(folder)?;
     }
     let mut options = OpenOptions::new();
     options.append(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+    dir::private(&mut options);
+    let mut file = dir::open(&options, path)?;
+    if file.metadata()?.len() > MAX_INBOX {
+        return Err(std::io::Error::other(format!(
+            "the inbox `{}` is over {} MiB; move it aside",
+            path.display(),
+            MAX_INBOX >> 20
+        )));
     }
-    let mut file = options.open(path)?;
     let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
     line.push(b'\n');
     file.write_all(&line)?;
     file.sync_data()
 }
 
-/// Every complete request in the inbox (a torn last line is left for later).
+/// Every complete request in the inbox (a torn last line is left for later). An inbox that
+/// cannot be read (missing, a symlink) holds nothing.
 pub fn read(path: &Path) -> Vec<Entry> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let mut bytes = Vec::new();
+    if dir::open_read(path)
+        .and_then(|f| f.take(MAX_INBOX).read_to_end(&mut bytes))
+        .is_err()
+    {
         return Vec::new();
-    };
+    }
+    let text = String::from_utf8_lossy(&bytes);
     text.split_inclusive('\n')
         .filter(|line| line.ends_with('\n'))
         .filter_map(|line| serde_json::from_str(line.trim_end()).ok())
         .collect()
 }
 
-/// Reads an inbox, handing out each request once.
+/// A run's view of its plan's inbox, handing out each of its requests once.
 #[derive(Debug, Clone)]
 pub struct Inbox {
     path: PathBuf,
+    run: String,
     taken: HashSet<String>,
 }
 
 impl Inbox {
-    /// `taken`: the ids the journal already recorded.
-    pub fn new(path: PathBuf, taken: HashSet<String>) -> Inbox {
-        Inbox { path, taken }
+    /// The inbox of run `run`; `taken`: the ids its journal already recorded.
+    pub fn new(path: PathBuf, run: &str, taken: HashSet<String>) -> Inbox {
+        Inbox {
+            path,
+            run: run.to_owned(),
+            taken,
+        }
     }
 
-    /// The oldest request not taken yet.
-    pub fn take(&mut self) -> Option<Entry> {
-        let entry = read(&self.path)
-            .into_iter()
-            .find(|e| !self.taken.contains(&e.id))?;
-        self.taken.insert(entry.id.clone());
-        Some(entry)
-    }
-
-    /// Requests not taken yet, without taking them (for `status`).
+    /// This run's requests not taken yet, oldest first.
     pub fn pending(&self) -> Vec<Entry> {
         read(&self.path)
             .into_iter()
-            .filter(|e| !self.taken.contains(&e.id))
+            .filter(|e| e.run == self.run && !self.taken.contains(&e.id))
             .collect()
+    }
+
+    /// Takes the oldest waiting abort, else (when `waiting` names the stage that waits for a
+    /// person, and whether a gate paused it) the oldest approval of that stage. Anything else
+    /// stays in the inbox.
+    pub fn take(&mut self, waiting: Option<(&str, bool)>) -> Option<Entry> {
+        let pending = self.pending();
+        let entry = pending
+            .iter()
+            .find(|e| e.is_abort())
+            .or_else(|| {
+                waiting
+                    .and_then(|(stage, paused)| pending.iter().find(|e| e.approves(stage, paused)))
+            })?
+            .clone();
+        self.taken.insert(entry.id.clone());
+        Some(entry)
     }
 }
 
@@ -126,28 +168,47 @@ pub fn new_id(now: DateTime<Utc>) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn each_request_is_taken_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = path(dir.path(), "plan");
-        for (id, request) in [
-            ("a", Request::Approve { stage: None }),
-            ("b", Request::Abort { reason: "x".into() }),
-        ] {
-            append(
-                &path,
-                &Entry {
-                    id: id.into(),
-                    at: Utc::now(),
-                    by: "me".into(),
-                    request,
-                },
-            )
-            .unwrap();
+    fn entry(id: &str, run: &str, request: Request) -> Entry {
+        Entry {
+            id: id.into(),
+            run: run.into(),
+            at: Utc::now(),
+            by: "me".into(),
+            request,
         }
-        let mut inbox = Inbox::new(path.clone(), HashSet::from(["a".to_owned()]));
-        assert_eq!(inbox.take().unwrap().id, "b");
-        assert!(inbox.take().is_none());
+    }
+
+    fn approve(stage: Option<&str>) -> Request {
+        Request::Approve {
+            stage: stage.map(str::to_owned),
+            ahead: false,
+        }
+    }
+
+    #[test]
+    fn each_request_is_taken_once_and_only_by_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(&dir.path().join(".ion-plan"), "plan");
+        for e in [
+            entry("a", "r1", approve(None)),
+            entry("b", "r1", Request::Abort { reason: "x".into() }),
+            entry(
+                "c",
+                "r0",
+                Request::Abort {
+                    reason: "old".into(),
+                },
+            ),
+        ] {
+            append(&path, &e).unwrap();
+        }
+        let mut inbox = Inbox::new(path.clone(), "r1", HashSet::from(["a".to_owned()]));
+        assert_eq!(inbox.take(Some(("s", false))).unwrap().id, "b");
+        assert!(inbox.take(Some(("s", false))).is_none());
+        // Another run sees none of run r1's requests, and r1 none of r0's.
+        let mut other = Inbox::new(path.clone(), "r2", HashSet::new());
+        assert!(other.take(Some(("s", false))).is_none());
+        assert!(other.pending().is_empty());
         // A torn line is not read until it is complete.
         std::fs::OpenOptions::new()
             .append(true)
@@ -155,6 +216,26 @@ mod tests {
             .unwrap()
             .write_all(b"{\"id\":")
             .unwrap();
-        assert_eq!(read(&path).len(), 2);
+        assert_eq!(read(&path).len(), 3);
+    }
+
+    #[test]
+    fn an_abort_comes_first_and_approvals_wait_for_their_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "plan");
+        for e in [
+            entry("1", "r", approve(Some("canary-10"))),
+            entry("2", "r", approve(Some("canary-5"))),
+            entry("3", "r", Request::Abort { reason: "x".into() }),
+        ] {
+            append(&path, &e).unwrap();
+        }
+        let mut inbox = Inbox::new(path, "r", HashSet::new());
+        assert_eq!(inbox.take(None).unwrap().id, "3");
+        assert!(inbox.take(None).is_none(), "no stage waits: no approval");
+        assert_eq!(inbox.take(Some(("canary-5", false))).unwrap().id, "2");
+        assert!(inbox.take(Some(("canary-5", false))).is_none());
+        assert_eq!(inbox.pending().len(), 1);
+        assert_eq!(inbox.take(Some(("canary-10", false))).unwrap().id, "1");
     }
 }

@@ -2,10 +2,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+
+use crate::journal::dir;
 
 /// Who holds the lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +33,19 @@ impl std::fmt::Display for Holder {
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
+    path: PathBuf,
+    identity: dir::Identity,
+}
+
+impl RunLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The lock file's identity: a runner checks that its path still names this file.
+    pub fn identity(&self) -> dir::Identity {
+        self.identity
+    }
 }
 
 /// Why the lock could not be taken.
@@ -55,35 +70,48 @@ fn host() -> String {
         .unwrap_or_else(|| "unknown host".to_owned())
 }
 
+/// The lock file of a plan.
+pub fn path(state: &Path, stem: &str) -> PathBuf {
+    state.join(format!("{stem}.lock"))
+}
+
+fn read_holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.rewind();
+    let _ = file.take(4096).read_to_string(&mut text);
+    serde_json::from_str::<Holder>(&text).map_or_else(
+        |_| "a process that has not said who it is".to_owned(),
+        |h| h.to_string(),
+    )
+}
+
 /// Takes the plan's lock, or says who holds it.
 pub fn acquire(state: &Path, stem: &str) -> Result<RunLock, LockError> {
-    let path = state.join(format!("{stem}.lock"));
+    let path = path(state, stem);
     let io = |source| LockError::Io {
         path: path.display().to_string(),
         source,
     };
-    crate::journal::create_private_dir(state).map_err(io)?;
+    dir::ensure(state).map_err(io)?;
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&path).map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let holder = serde_json::from_str::<Holder>(&text).map_or_else(
-                |_| "a process that has not said who it is".to_owned(),
-                |h| h.to_string(),
-            );
-            return Err(LockError::Held(holder));
+    dir::private(&mut options);
+    // Whoever deletes the file between our open and our lock would leave us holding a lock on
+    // a file nobody else sees: lock, then check the path still names the file we locked.
+    let (mut file, identity) = loop {
+        let mut file = dir::open(&options, &path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LockError::Held(read_holder(&mut file)));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-    }
+        let identity = dir::Identity::of_file(&file).map_err(io)?;
+        if dir::Identity::at(&path) == Some(identity) {
+            break (file, identity);
+        }
+    };
     let holder = Holder {
         pid: std::process::id(),
         host: host(),
@@ -98,5 +126,23 @@ pub fn acquire(state: &Path, stem: &str) -> Result<RunLock, LockError> {
     )
     .and_then(|()| file.sync_data())
     .map_err(io)?;
-    Ok(RunLock { _file: file })
+    Ok(RunLock {
+        _file: file,
+        path,
+        identity,
+    })
+}
+
+/// Who runs the plan now, if anyone: the holder of its lock. Changes nothing (a missing lock
+/// file is not created).
+pub fn holder(state: &Path, stem: &str) -> Option<String> {
+    let mut file = dir::open_read(&path(state, stem)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Some(read_holder(&mut file)),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
 }

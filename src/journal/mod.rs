@@ -1,6 +1,7 @@
 //! The journal: every event of a run, appended as JSON Lines and made durable (fsync) before the
 //! effect it announces. The first line is a versioned header.
 
+pub mod dir;
 pub mod event;
 pub mod inbox;
 pub mod lock;
@@ -28,62 +29,110 @@ pub struct Header {
     pub created: DateTime<Utc>,
 }
 
-/// An open journal, appending.
+/// An open journal, appending. It holds an exclusive lock on its file, so no second runner can
+/// append to the same run, whatever happens to the plan's lock file.
 #[derive(Debug)]
 pub struct Journal {
     file: File,
     path: PathBuf,
     seq: u64,
+    /// What the journal's path named when it was opened: checked before every append.
+    identity: dir::Identity,
+    /// The plan's lock file and its identity, checked before every append when set.
+    lock: Option<(PathBuf, dir::Identity)>,
 }
+
+/// The runner lost what made it the only one (its lock file or its journal was removed or
+/// replaced): it must stop before its next effect.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stolen(pub String);
 
 /// The longest line the journal writes or reads: a sample is a few hundred bytes.
 pub const MAX_LINE: usize = 1024 * 1024;
 
 /// Writes a new file beside the journals, readable by its owner only (0600), as journals are.
-/// Fails if the file exists.
+/// Fails if the file exists (a symlink there included: nothing is followed).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(bytes)
+    dir::private(&mut options);
+    dir::open(&options, path)?.write_all(bytes)
 }
 
 impl Journal {
-    /// Creates `dir` (0700) and a new journal file in it (0600), and writes the header.
+    /// Creates `dir` (0700) if needed and a new journal file in it (0600) holding the header.
+    /// The header is written to a temporary file first and moved into place, so a journal on
+    /// disk always has its header, even when the disk fills up while writing it.
     pub fn create(dir: &Path, file_name: &str, header: &Header) -> std::io::Result<Journal> {
-        create_private_dir(dir)?;
+        dir::ensure(dir)?;
         let path = dir.join(file_name);
-        let mut options = OpenOptions::new();
-        options.append(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let file = options.open(&path)?;
-        let mut journal = Journal { file, path, seq: 0 };
+        let temporary = dir.join(format!(".{file_name}.new"));
         debug_assert_eq!(header.format, FORMAT_VERSION);
-        journal.write_line(&serde_json::to_vec(header).map_err(std::io::Error::other)?)?;
-        Ok(journal)
+        let mut line = serde_json::to_vec(header).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        dir::private(&mut options);
+        let written = dir::open(&options, &temporary).and_then(|mut file| {
+            file.write_all(&line)?;
+            file.sync_all()?;
+            if path.symlink_metadata().is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("`{}` exists already", path.display()),
+                ));
+            }
+            std::fs::rename(&temporary, &path)
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written?;
+        // The new name is durable once the folder is.
+        if let Ok(folder) = File::open(dir) {
+            let _ = folder.sync_all();
+        }
+        Journal::open_append(&path, line.len() as u64, 0)
     }
 
     /// Opens a journal to append to it, cutting a torn last line back to `intact_len` bytes.
+    /// Fails with `WouldBlock` when another runner appends to it.
     pub fn open_append(path: &Path, intact_len: u64, last_seq: u64) -> std::io::Result<Journal> {
-        let file = OpenOptions::new().append(true).open(path)?;
+        let mut options = OpenOptions::new();
+        options.append(true);
+        dir::no_follow(&mut options);
+        let file = dir::open(&options, path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!(
+                        "another runner is writing to `{}` (its journal is locked): one runner per run",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
         if file.metadata()?.len() > intact_len {
             file.set_len(intact_len)?;
             file.sync_data()?;
         }
         Ok(Journal {
+            identity: dir::Identity::of_file(&file)?,
             file,
             path: path.to_owned(),
             seq: last_seq,
+            lock: None,
         })
+    }
+
+    /// Checks before every append that the plan's lock file is still the one `lock` holds.
+    pub fn guard_with(&mut self, lock: &lock::RunLock) {
+        self.lock = Some((lock.path().to_owned(), lock.identity()));
     }
 
     pub fn path(&self) -> &Path {
@@ -92,20 +141,12 @@ impl Journal {
 
     /// Appends an event and waits until it is on disk.
     pub fn append(&mut self, at: DateTime<Utc>, event: Event) -> std::io::Result<Record> {
-        self.seq += 1;
         let record = Record {
-            seq: self.seq,
+            seq: self.seq + 1,
             at,
             event,
         };
-        let line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        if line.len() > MAX_LINE {
-            return Err(std::io::Error::other(format!(
-                "journal line of {} bytes is over the {MAX_LINE}-byte limit",
-                line.len()
-            )));
-        }
-        self.write_line(&line)?;
+        self.write_record(&record)?;
         Ok(record)
     }
 
@@ -118,8 +159,30 @@ impl Journal {
                 line.len()
             )));
         }
+        self.still_ours()?;
+        self.write_line(&line)?;
         self.seq = record.seq;
-        self.write_line(&line)
+        Ok(())
+    }
+
+    /// Whether the journal and the lock this runner holds are still the files on disk: someone
+    /// who deletes or replaces them could start a second runner on the same run.
+    fn still_ours(&self) -> std::io::Result<()> {
+        if dir::Identity::at(&self.path) != Some(self.identity) {
+            return Err(std::io::Error::other(Stolen(format!(
+                "the journal `{}` was removed or replaced while this runner wrote it; stopping before the next effect",
+                self.path.display()
+            ))));
+        }
+        if let Some((path, identity)) = &self.lock
+            && dir::Identity::at(path) != Some(*identity)
+        {
+            return Err(std::io::Error::other(Stolen(format!(
+                "the lock file `{}` was removed or replaced while this runner held it, so another runner may have started; stopping before the next effect",
+                path.display()
+            ))));
+        }
+        Ok(())
     }
 
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
@@ -160,18 +223,6 @@ impl crate::engine::Sink for SharedJournal {
         }
         Ok(())
     }
-}
-
-/// Creates a folder readable only by its owner (journals hold plan details).
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 #[cfg(test)]

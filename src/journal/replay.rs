@@ -29,6 +29,11 @@ pub enum ReplayError {
         #[source]
         source: std::io::Error,
     },
+    /// No complete header line: a run whose start was cut short (a full disk, a crash before
+    /// the header was written). It is no run.
+    #[error("journal `{}` has no header: the start of its run was cut short", path.display())]
+    #[diagnostic(code(journal::empty))]
+    Empty { path: PathBuf },
     #[error("journal `{}` line {line}: {reason}", path.display())]
     #[diagnostic(
         code(journal::corrupt),
@@ -50,7 +55,7 @@ pub fn read(path: &Path) -> Result<Replay, ReplayError> {
         source,
     };
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    crate::journal::dir::open_read(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io)?;
     parse(path, &bytes)
@@ -80,7 +85,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Replay, ReplayError> {
     }
     let intact_len = lines.iter().map(|l| l.len() as u64 + 1).sum();
     let Some((first, rest)) = lines.split_first() else {
-        return Err(corrupt(1, "the journal has no header".into()));
+        return Err(ReplayError::Empty {
+            path: path.to_owned(),
+        });
     };
     let header: Header = serde_json::from_slice(first)
         .map_err(|e| corrupt(1, format!("not a journal header: {e}")))?;
@@ -122,6 +129,16 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Replay, ReplayError> {
     })
 }
 
+impl ReplayError {
+    /// Whether the file is no run at all (no header), rather than a damaged one.
+    pub fn is_no_run(&self) -> bool {
+        matches!(
+            self,
+            ReplayError::Empty { .. } | ReplayError::Corrupt { line: 1, .. }
+        )
+    }
+}
+
 /// The journals of a plan in a state folder, oldest first (run ids start with their time).
 pub fn runs(state: &Path, stem: &str) -> Vec<PathBuf> {
     let prefix = format!("{stem}-");
@@ -131,8 +148,10 @@ pub fn runs(state: &Path, stem: &str) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
+            // `STEM-RUNID.jsonl`, run ids starting with their date (not `STEM-other.jsonl`).
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with(&prefix)
+                n.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
                     && p.extension().is_some_and(|e| e == "jsonl")
                     && !n.ends_with(".inbox.jsonl")
             })
@@ -140,6 +159,29 @@ pub fn runs(state: &Path, stem: &str) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
+}
+
+/// The newest run of a plan, read and folded. A journal without a header (its start was cut
+/// short) is no run: it is skipped, and `warn` is told.
+pub fn latest(
+    state: &Path,
+    stem: &str,
+    warn: &mut dyn FnMut(String),
+) -> Result<Option<(Replay, crate::journal::state::RunState)>, ReplayError> {
+    for path in runs(state, stem).into_iter().rev() {
+        match read(&path) {
+            Ok(replay) => {
+                let run = crate::journal::state::RunState::fold(&replay);
+                return Ok(Some((replay, run)));
+            }
+            Err(error) if error.is_no_run() => warn(format!(
+                "ignoring `{}`: {error}; it is no run (remove it to silence this)",
+                path.display()
+            )),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -216,7 +258,11 @@ mod tests {
     fn an_empty_file_has_no_header() {
         assert!(matches!(
             parse(Path::new("j"), b""),
-            Err(ReplayError::Corrupt { line: 1, .. })
+            Err(ReplayError::Empty { .. })
+        ));
+        assert!(matches!(
+            parse(Path::new("j"), br#"{"format":1,"run"#),
+            Err(ReplayError::Empty { .. })
         ));
     }
 }

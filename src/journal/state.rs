@@ -20,6 +20,8 @@ pub struct StepStatus {
     pub ok: Option<bool>,
     pub attempts: u32,
     pub skipped: bool,
+    /// The process group of the newest attempt, and the boot it ran in.
+    pub group: Option<(u32, Option<String>)>,
 }
 
 impl StepStatus {
@@ -57,6 +59,8 @@ pub struct StageProgress {
     pub approval: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
     /// Paused since, and why.
     pub paused: Option<(DateTime<Utc>, String)>,
+    /// A person approved the stage.
+    pub approved: bool,
 }
 
 /// A rollback in progress.
@@ -77,6 +81,8 @@ pub struct RunState {
     pub last_at: Option<DateTime<Utc>>,
     /// Set when the run is over.
     pub ended: Option<(Outcome, Option<String>)>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
     /// The last suspension, while nothing happened since.
     pub suspended: Option<(Outcome, String, Option<DateTime<Utc>>)>,
     pub superseded: bool,
@@ -103,6 +109,17 @@ impl RunState {
     /// Whether the run can go on.
     pub fn unfinished(&self) -> bool {
         self.ended.is_none() && !self.superseded
+    }
+
+    /// The stage that waits for a person now (an approval asked for and not given, or a
+    /// pause), if the run is unfinished and not rolling back.
+    pub fn waiting_for_person(&self) -> Option<&str> {
+        if !self.unfinished() || self.rollback.is_some() || self.aborted {
+            return None;
+        }
+        let stage = self.stage.as_ref()?;
+        let asks = stage.paused.is_some() || (stage.approval.is_some() && !stage.approved);
+        asks.then_some(stage.name.as_str())
     }
 
     pub fn fold(replay: &Replay) -> RunState {
@@ -158,6 +175,7 @@ impl RunState {
                     bake_ended: false,
                     approval: None,
                     paused: None,
+                    approved: false,
                 });
             }
             Event::StepStarted {
@@ -165,12 +183,15 @@ impl RunState {
                 index,
                 name,
                 command,
+                pgid,
+                boot,
                 ..
             } => {
                 if let Some(steps) = self.steps_for(*phase) {
                     let step = steps.entry(*index).or_default();
                     step.name.clone_from(name);
                     step.command.clone_from(command);
+                    step.group = pgid.map(|g| (g, boot.clone()));
                     step.started = Some(record.at);
                     step.ok = None;
                     step.attempts += 1;
@@ -237,6 +258,9 @@ impl RunState {
             Event::Approved { stage, by, request } => {
                 self.approvals.push((stage.clone(), by.clone(), record.at));
                 self.taken.extend(request.clone());
+                if let Some(progress) = self.stage.as_mut().filter(|p| &p.name == stage) {
+                    progress.approved = true;
+                }
             }
             Event::Paused { reason, .. } => {
                 if let Some(stage) = &mut self.stage {
@@ -276,12 +300,14 @@ impl RunState {
             Event::RunEnded { outcome, reason } => {
                 if outcome.is_final() {
                     self.ended = Some((*outcome, reason.clone()));
+                    self.ended_at = Some(record.at);
                 }
             }
             Event::RunResumed { .. }
             | Event::PreflightFailed { .. }
             | Event::StageWaiting { .. }
             | Event::ChecksMissed { .. }
+            | Event::StepStillRunning { .. }
             | Event::GatePlanned { .. }
             | Event::GateFailed { .. }
             | Event::ApprovalTimedOut { .. }

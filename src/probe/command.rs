@@ -34,7 +34,14 @@ pub fn program_path(dir: &Path, program: &str) -> PathBuf {
 
 impl CommandProbe {
     pub async fn sample(&self) -> Sample {
-        match tokio::time::timeout(self.timeout, self.execute()).await {
+        let mut group = None;
+        let result = tokio::time::timeout(self.timeout, self.execute(&mut group)).await;
+        // Whatever the program left in its group goes with it (SIGTERM, then SIGKILL after
+        // the grace), timed out or not.
+        if let Some(group) = &group {
+            crate::process::Group::end(group).await;
+        }
+        match result {
             Ok(Ok(sample)) => sample,
             Ok(Err(error)) => Sample::failed(&self.name, error),
             Err(_) => Sample::failed(
@@ -48,7 +55,7 @@ impl CommandProbe {
         }
     }
 
-    async fn execute(&self) -> Result<Sample, String> {
+    async fn execute(&self, group: &mut Option<crate::process::Group>) -> Result<Sample, String> {
         let Some((program, args)) = self.argv.split_first() else {
             return Err("empty command".into());
         };
@@ -58,9 +65,10 @@ impl CommandProbe {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start `{}`: {e}", self.shown[0]))?;
+        *group = Some(crate::process::Group::new(child.id().unwrap_or(0)));
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut out = child.stdout.take().expect("piped").take(MAX_OUTPUT);

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::Sink;
 use crate::engine::gates::{Evaluation, Outcome, show};
-use crate::engine::run::check_offsets;
+use crate::engine::timeline;
 use crate::journal::event::{Event, Record};
 use crate::plan::model::Plan;
 use crate::plan::units::format_duration;
@@ -68,12 +68,7 @@ impl View {
             parts.push(format!("{name} {traffic}%"));
             let since = (now - *started).to_std().unwrap_or_default();
             if let Some(stage) = plan.stages.iter().find(|s| &s.name == name) {
-                let next = check_offsets(stage, plan.defaults.as_ref())
-                    .into_iter()
-                    .find(|o| {
-                        self.last_check
-                            .is_none_or(|last| o.as_secs_f64() > last + 1e-3)
-                    });
+                let next = timeline::next_check(stage, plan.defaults.as_ref(), self.last_check);
                 if let Some(next) = next {
                     parts.push(format!(
                         "next check in {}",

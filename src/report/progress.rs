@@ -1,6 +1,7 @@
 //! Progress of a run: one plain line per event (good in CI logs), or NDJSON with `--json`.
 
 use std::io::Write;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -258,10 +259,20 @@ pub fn describe(event: &Event) -> String {
             None => format!("run suspended ({}): {reason}", outcome.as_str()),
         },
         Event::Superseded { by } => format!("run superseded by {by}"),
-        Event::ChecksMissed { stage, offsets } => format!(
-            "{stage}: {} check{} missed while no runner ran (not back-filled)",
-            offsets.len(),
-            if offsets.len() == 1 { "" } else { "s" }
+        Event::ChecksMissed {
+            stage,
+            count,
+            first,
+            last,
+        } => format!(
+            "{stage}: {count} check{} missed while no runner ran (not back-filled), due from {} to {} into the stage",
+            if *count == 1 { "" } else { "s" },
+            format_duration(Duration::from_secs_f64(first.max(0.0))),
+            format_duration(Duration::from_secs_f64(last.max(0.0))),
+        ),
+        Event::StepStillRunning { index, pgid, .. } => format!(
+            "  step {}: its process group {pgid} from the interrupted run still runs; waiting for it to end",
+            index + 1
         ),
         Event::StepSkipped { name, index, .. } => {
             format!("  step {} skipped by the operator: {name}", index + 1)

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::engine::gates::{Outcome as Judged, Streak};
-use crate::engine::run::check_offsets;
 use crate::engine::schedule::StartRule;
+use crate::engine::timeline;
+use crate::journal::event::Outcome;
 use crate::journal::inbox::{Entry, Request};
 use crate::journal::state::RunState;
 use crate::plan::model::Plan;
@@ -17,13 +18,22 @@ use crate::plan::units::format_duration;
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub run_id: String,
-    /// `running`, `waiting`, `in_progress`, or how it ended.
+    /// `running` (a runner holds the plan), `interrupted` (unfinished, no runner), `waiting`,
+    /// `in_progress` (`--once` stopped), `superseded`, or how it ended.
     pub state: String,
     pub reason: Option<String>,
+    /// Who runs it now (the lock's holder), if anyone.
+    pub runner: Option<String>,
+    /// The stage in progress; for an ended run, the stage it was in when it ended.
     pub stage: Option<String>,
+    /// The canary's traffic share now, as far as the journal knows: the stage's while it runs,
+    /// 0 after a rollback or a failed preflight, unknown (`null`) while rolling back or after a
+    /// failed rollback.
     pub traffic: Option<f64>,
     pub stage_started: Option<DateTime<Utc>>,
+    /// Only while the run is unfinished.
     pub time_in_stage: Option<String>,
+    pub ended_at: Option<DateTime<Utc>>,
     pub stages_completed: Vec<String>,
     pub next: Option<Next>,
     pub conditions: Vec<ConditionStatus>,
@@ -35,6 +45,8 @@ pub struct Status {
 pub struct Next {
     pub action: String,
     pub at: Option<DateTime<Utc>>,
+    /// Its time has passed and no runner runs the plan: it happens when `run` runs again.
+    pub overdue: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,87 +75,127 @@ pub struct PendingRequest {
     pub request: String,
 }
 
-/// The status of a run of `plan`, as of `now`.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one field after another of the status"
-)]
-pub fn build(plan: &Plan, run: &RunState, pending: &[Entry], now: DateTime<Utc>) -> Status {
-    let defaults = plan.defaults.as_ref();
-    let (state, reason) = match (&run.ended, &run.suspended, run.superseded) {
+/// Where the run stands and why, from its journal and whether a runner holds the plan.
+fn state_of(run: &RunState, runner: Option<&String>) -> (String, Option<String>) {
+    match (&run.ended, &run.suspended, run.superseded) {
         (_, _, true) => ("superseded".to_owned(), None),
         (Some((outcome, reason)), _, _) => (outcome.as_str().to_owned(), reason.clone()),
-        (None, Some((outcome, reason, _)), _) => {
+        (None, _, false) if runner.is_some() => ("running".to_owned(), None),
+        (None, Some((outcome, reason, _)), false) => {
             (outcome.as_str().to_owned(), Some(reason.clone()))
         }
-        (None, None, false) => ("running".to_owned(), None),
-    };
+        (None, None, false) => (
+            "interrupted".to_owned(),
+            Some(
+                "no runner is running it: it stopped without ending (a crash, Ctrl-C, a lost machine); `ion-plan run` resumes it"
+                    .to_owned(),
+            ),
+        ),
+    }
+}
+
+/// The canary's traffic share as far as the journal knows.
+fn traffic_of(plan: &Plan, run: &RunState) -> Option<f64> {
+    match &run.ended {
+        Some((Outcome::Completed, _)) => plan.stages.last().map(|s| s.traffic),
+        Some((Outcome::RolledBack | Outcome::Aborted | Outcome::PreflightFailed, _)) => Some(0.0),
+        Some(_) => None,
+        None if run.rollback.is_some() => None,
+        None => Some(run.stage.as_ref().map_or_else(
+            || {
+                run.stages_completed
+                    .last()
+                    .and_then(|name| plan.stages.iter().find(|s| &s.name == name))
+                    .map_or(0.0, |s| s.traffic)
+            },
+            |s| s.traffic,
+        )),
+    }
+}
+
+/// What the run does next, and when.
+fn next_of(
+    plan: &Plan,
+    run: &RunState,
+    now: DateTime<Utc>,
+) -> Option<(String, Option<DateTime<Utc>>)> {
+    let defaults = plan.defaults.as_ref();
+    if !run.unfinished() {
+        return None;
+    }
+    if let Some(rollback) = &run.rollback {
+        return Some((format!("finish the rollback ({})", rollback.reason), None));
+    }
     let stage_model = run
         .stage
         .as_ref()
         .and_then(|p| plan.stages.iter().find(|s| s.name == p.name));
-    let next = if run.ended.is_some() || run.superseded {
-        None
-    } else if let Some(rollback) = &run.rollback {
-        Some(Next {
-            action: format!("finish the rollback ({})", rollback.reason),
-            at: None,
-        })
-    } else if let (Some(progress), Some(stage)) = (&run.stage, stage_model) {
+    if let (Some(progress), Some(stage)) = (&run.stage, stage_model) {
         if let Some((_, reason)) = &progress.paused {
-            Some(Next {
-                action: format!(
-                    "paused ({reason}): waiting for `ion-plan approve` or `ion-plan abort`"
-                ),
-                at: None,
-            })
-        } else if let Some((_, deadline)) = progress.approval {
-            Some(Next {
-                action: format!("waiting for approval of `{}`", stage.name),
-                at: deadline,
-            })
-        } else {
-            let done = progress.checks.last().map(|c| c.offset);
-            let next_offset = check_offsets(stage, defaults)
-                .into_iter()
-                .find(|o| done.is_none_or(|d| o.as_secs_f64() > d + 1e-3));
-            let bake_end = progress.started
-                + chrono::Duration::from_std(stage.bake.as_duration()).unwrap_or_default();
-            Some(match next_offset {
-                Some(offset) => Next {
-                    action: format!("check of `{}`", stage.name),
-                    at: Some(
-                        progress.started + chrono::Duration::from_std(offset).unwrap_or_default(),
-                    ),
-                },
-                None => Next {
-                    action: format!("end of `{}`'s bake: the `at: end` gates", stage.name),
-                    at: Some(bake_end),
-                },
-            })
+            return Some((
+                format!("paused ({reason}): waiting for `ion-plan approve` or `ion-plan abort`"),
+                None,
+            ));
         }
-    } else {
-        plan.stages.get(run.stages_completed.len()).map(|stage| {
-            let at = StartRule::new(plan.schedule.as_ref())
-                .map(|r| r.next_start(now).0)
-                .ok();
-            Next {
-                action: format!("start stage `{}` ({}% traffic)", stage.name, stage.traffic),
-                at,
-            }
-        })
-    };
+        if let Some((_, deadline)) = progress.approval {
+            return Some((
+                format!("waiting for approval of `{}`", stage.name),
+                deadline,
+            ));
+        }
+        let done = progress.checks.last().map(|c| c.offset);
+        let at = |offset: std::time::Duration| {
+            progress.started + chrono::Duration::from_std(offset).unwrap_or_default()
+        };
+        return Some(match timeline::next_check(stage, defaults, done) {
+            Some(offset) => (format!("check of `{}`", stage.name), Some(at(offset))),
+            None => (
+                format!("end of `{}`'s bake: the `at: end` gates", stage.name),
+                Some(at(stage.bake.as_duration())),
+            ),
+        });
+    }
+    plan.stages.get(run.stages_completed.len()).map(|stage| {
+        let at = StartRule::new(plan.schedule.as_ref())
+            .map(|r| r.next_start(now).0)
+            .ok();
+        (
+            format!("start stage `{}` ({}% traffic)", stage.name, stage.traffic),
+            at,
+        )
+    })
+}
+
+/// The status of a run of `plan`, as of `now`; `runner`: who holds the plan's lock, if anyone.
+pub fn build(
+    plan: &Plan,
+    run: &RunState,
+    pending: &[Entry],
+    runner: Option<String>,
+    now: DateTime<Utc>,
+) -> Status {
+    let (state, reason) = state_of(run, runner.as_ref());
+    let unfinished = run.unfinished();
+    let next = next_of(plan, run, now).map(|(action, at)| Next {
+        overdue: runner.is_none() && at.is_some_and(|t| t < now),
+        action,
+        at,
+    });
+    let waiting = run.waiting_for_person();
     Status {
         run_id: run.run_id.clone(),
         state,
         reason,
+        runner,
         stage: run.stage.as_ref().map(|s| s.name.clone()),
-        traffic: run.stage.as_ref().map(|s| s.traffic),
+        traffic: traffic_of(plan, run),
         stage_started: run.stage.as_ref().map(|s| s.started),
         time_in_stage: run
             .stage
             .as_ref()
+            .filter(|_| unfinished)
             .map(|s| format_duration(round((now - s.started).to_std().unwrap_or_default()))),
+        ended_at: run.ended_at,
         stages_completed: run.stages_completed.clone(),
         next,
         conditions: run
@@ -163,32 +215,33 @@ pub fn build(plan: &Plan, run: &RunState, pending: &[Entry], now: DateTime<Utc>)
                 at: *at,
             })
             .collect(),
-        approval: run.stage.as_ref().and_then(|p| {
-            let paused = p.paused.as_ref().map(|(_, r)| r.clone());
-            match (p.approval, &paused) {
-                (Some((requested, deadline)), _) => Some(PendingApproval {
-                    stage: p.name.clone(),
-                    requested,
-                    deadline,
-                    paused,
-                }),
-                (None, Some(_)) => Some(PendingApproval {
-                    stage: p.name.clone(),
-                    requested: p.paused.as_ref().map_or(p.started, |(t, _)| *t),
-                    deadline: None,
-                    paused,
-                }),
-                (None, None) => None,
-            }
-        }),
+        approval: run
+            .stage
+            .as_ref()
+            .filter(|p| waiting == Some(p.name.as_str()))
+            .map(|p| PendingApproval {
+                stage: p.name.clone(),
+                requested: p
+                    .paused
+                    .as_ref()
+                    .map(|(t, _)| *t)
+                    .or(p.approval.map(|(t, _)| t))
+                    .unwrap_or(p.started),
+                deadline: p.approval.and_then(|(_, d)| d),
+                paused: p.paused.as_ref().map(|(_, r)| r.clone()),
+            }),
         requests: pending
             .iter()
             .map(|e| PendingRequest {
                 by: e.by.clone(),
                 at: e.at,
                 request: match &e.request {
-                    Request::Approve { stage: Some(s) } => format!("approve `{s}`"),
-                    Request::Approve { stage: None } => "approve".to_owned(),
+                    Request::Approve {
+                        stage: Some(s),
+                        ahead: true,
+                    } => format!("approve `{s}` when it asks"),
+                    Request::Approve { stage: Some(s), .. } => format!("approve `{s}`"),
+                    Request::Approve { stage: None, .. } => "approve".to_owned(),
                     Request::Abort { reason } => format!("abort: {reason}"),
                 },
             })
@@ -198,6 +251,33 @@ pub fn build(plan: &Plan, run: &RunState, pending: &[Entry], now: DateTime<Utc>)
 
 fn round(d: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_secs(d.as_secs())
+}
+
+/// Where traffic stands: the stage and how long it has run, or, once the run is over, when it
+/// ended and where traffic was left.
+fn stage_lines(out: &mut String, status: &Status) {
+    match (&status.stage, status.traffic, &status.time_in_stage) {
+        (Some(stage), Some(traffic), Some(time)) => {
+            let _ = writeln!(out, "stage {stage}: {traffic}% traffic, for {time}");
+        }
+        (stage, traffic, _) => {
+            if let Some(ended) = status.ended_at {
+                let _ = writeln!(out, "ended at {}", ended.format("%Y-%m-%d %H:%M:%SZ"));
+            }
+            let traffic = traffic.map_or_else(
+                || "unknown (a rollback is under way or failed: check by hand)".to_owned(),
+                |t| format!("{t}%"),
+            );
+            match stage {
+                Some(stage) => {
+                    let _ = writeln!(out, "traffic: {traffic} (last stage: {stage})");
+                }
+                None => {
+                    let _ = writeln!(out, "traffic: {traffic}");
+                }
+            }
+        }
+    }
 }
 
 /// The status for people.
@@ -212,18 +292,23 @@ pub fn text(status: &Status) -> String {
     if let Some(reason) = &status.reason {
         let _ = writeln!(out, "  {reason}");
     }
-    if let (Some(stage), Some(traffic)) = (&status.stage, status.traffic) {
-        let _ = writeln!(
-            out,
-            "stage {stage}: {traffic}% traffic, for {}",
-            status.time_in_stage.as_deref().unwrap_or("?")
-        );
+    if let Some(runner) = &status.runner {
+        let _ = writeln!(out, "runner: {runner}");
     }
+    stage_lines(&mut out, status);
     if !status.stages_completed.is_empty() {
         let _ = writeln!(out, "completed: {}", status.stages_completed.join(", "));
     }
     if let Some(next) = &status.next {
         match next.at {
+            Some(at) if next.overdue => {
+                let _ = writeln!(
+                    out,
+                    "next: {} was due at {} (overdue: it happens when `ion-plan run` runs again)",
+                    next.action,
+                    at.format("%Y-%m-%d %H:%M:%SZ")
+                );
+            }
             Some(at) => {
                 let _ = writeln!(
                     out,
