@@ -132,6 +132,15 @@ fn record(
     exit_code::SUCCESS
 }
 
+/// The plan's stage names, if the plan can be read.
+fn stage_names(plan: &Path) -> Vec<String> {
+    crate::plan::validate::validate_file(plan, crate::plan::validate::Checks { filesystem: false })
+        .ok()
+        .and_then(|report| report.plan)
+        .map(|plan| plan.stages.into_iter().map(|s| s.name).collect())
+        .unwrap_or_default()
+}
+
 pub fn approve(args: &ApproveArgs) -> u8 {
     let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
     let run = match unfinished_run(&args.plan, &state, &stem, args.run.as_deref()) {
@@ -141,6 +150,13 @@ pub fn approve(args: &ApproveArgs) -> u8 {
     let waiting = run.waiting_for_person().map(str::to_owned);
     let stage = match (&args.stage, args.ahead) {
         (Some(stage), true) => {
+            let stages = stage_names(&args.plan);
+            if !stages.is_empty() && !stages.contains(stage) {
+                return refuse(&format!(
+                    "the plan has no stage `{stage}`; its stages: {}",
+                    stages.join(", ")
+                ));
+            }
             if run.stages_completed.contains(stage) {
                 return refuse(&format!(
                     "stage `{stage}` of run {} is over; an approval ahead would never be taken",

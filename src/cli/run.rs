@@ -535,6 +535,7 @@ fn live_setup(
         return Err(exit_code::INVALID);
     }
     let (state, stem) = state_of(&args.plan, args.state_dir.as_deref());
+    checked_state(&state)?;
     let lock = lock::acquire(&state, &stem).map_err(|error| {
         eprintln!("error: {error}");
         match error {
