@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -426,7 +427,6 @@ fn a_symlink_in_the_state_folder_is_never_followed() {
     std::fs::remove_file(state.join("plan.inbox.jsonl")).unwrap();
 
     // A state folder others may write to is refused, and so is a symlinked one.
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
     let loose = once(&path);
     assert_eq!(loose.code, 6, "{}", loose.stderr);

@@ -387,3 +387,54 @@ fn the_tour_runs_as_written() {
         "the tour wrote its plan"
     );
 }
+
+/// The text after `run: ` of the README's workflow step that follows a line containing `after`.
+fn workflow_step(after: &str) -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut lines = readme.lines().skip_while(|l| !l.contains(after));
+    let line = lines
+        .find(|l| l.trim_start().starts_with("run: ") || l.contains("- run: "))
+        .unwrap_or_else(|| panic!("no `run:` after `{after}` in the README's workflow"));
+    let (_, script) = line.split_once("run: ").unwrap();
+    // A YAML comment ends the scalar.
+    script.split("   #").next().unwrap().trim().to_owned()
+}
+
+/// GitHub runs a step's `run:` as `bash --noprofile --norc -eo pipefail`: the README's
+/// scheduled workflow must record every exit code of `run --once` (not stop at a non-zero one),
+/// and fail the job for the codes that need people (1, 2, 6) — including a failed rollback.
+#[test]
+fn the_scheduled_workflow_sees_every_exit_code() {
+    let record = workflow_step("- id: run");
+    let judge = workflow_step("rollout state");
+    assert!(judge.contains("steps.run.outputs.code"), "{judge}");
+    for code in 0..=6 {
+        let dir = tempfile::tempdir().unwrap();
+        common::script(dir.path(), "ion-plan", &format!("exit {code}"));
+        let output_file = dir.path().join("github_output");
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let status = Command::new("bash")
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &record])
+            .env("PATH", &path)
+            .env("GITHUB_OUTPUT", &output_file)
+            .status()
+            .unwrap();
+        assert!(status.success(), "the step itself failed on exit {code}");
+        let written = std::fs::read_to_string(&output_file).unwrap_or_default();
+        assert_eq!(written.trim(), format!("code={code}"), "exit {code}");
+        let judged = Command::new("bash")
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c"])
+            .arg(judge.replace("${{ steps.run.outputs.code }}", &code.to_string()))
+            .status()
+            .unwrap();
+        assert_eq!(
+            judged.success(),
+            matches!(code, 0 | 3 | 4 | 5),
+            "the job's verdict on exit {code}"
+        );
+    }
+}
