@@ -18,6 +18,7 @@ fn header() -> Header {
         plan: "plans/phase4.yaml".into(),
         digest: "sha256:0".into(),
         created: Utc::now(),
+        vars: Vec::new(),
     }
 }
 

@@ -561,3 +561,64 @@ fn a_long_downtime_is_recorded_as_a_count_and_a_range_on_one_short_line() {
     assert!((215_000..=216_100).contains(&count), "{missed}");
     assert!(missed["last"].as_f64().unwrap() > 21_599.0, "{missed}");
 }
+
+#[test]
+fn var_overrides_reach_the_run_its_digest_and_its_journal() {
+    let plan = "\
+version: 1
+name: vars
+vars: { tag: v1 }
+stages:
+  - name: only
+    traffic: 100
+    bake: 0s
+    steps: [{ run: [./log.sh, \"deploy-${{ vars.tag }}\"] }]
+";
+    let (dir, path) = setup(plan);
+    let dry = ion_plan()
+        .args(["run", "--dry-run", "--var", "tag=v2"])
+        .arg(&path)
+        .run();
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(dry.stdout.contains("deploy-v2"), "{}", dry.stdout);
+    let run = ion_plan().args(["run", "--var", "tag=v2"]).arg(&path).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let journal = journals(&dir.path().join(".ion-plan")).pop().unwrap();
+    let header: Value = serde_json::from_str(&lines(&journal)[0]).unwrap();
+    assert_eq!(header["vars"], serde_json::json!([["tag", "v2"]]));
+    // The same overrides: the same release, which has ended.
+    let again = ion_plan().args(["run", "--var", "tag=v2"]).arg(&path).run();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
+    // Another value is another release: a new run.
+    let next = ion_plan().args(["run", "--var", "tag=v3"]).arg(&path).run();
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    assert_eq!(log(dir.path()), ["deploy-v2", "deploy-v3"]);
+    // A var the plan does not have is a finding, not a silent no-op.
+    let typo = ion_plan()
+        .args(["validate", "--var", "tga=v4", "--format", "json"])
+        .arg(&path)
+        .run();
+    assert_eq!(typo.code, 2, "{}", typo.stdout);
+    assert!(typo.stdout.contains("unknown-var"), "{}", typo.stdout);
+    assert!(typo.stdout.contains("its vars: tag"), "{}", typo.stdout);
+}
+
+#[test]
+fn without_user_a_request_is_signed_by_the_uid_name() {
+    let server = stats_server();
+    let (dir, path) = setup(&plan(&server, "    bake: 0s\n    approval: {}", ""));
+    assert_eq!(once(&path).code, 4);
+    let approve = ion_plan()
+        .arg("approve")
+        .arg(&path)
+        .env_remove("USER")
+        .run();
+    assert_eq!(approve.code, 0, "{}", approve.stderr);
+    let inbox = lines(&dir.path().join(".ion-plan/plan.inbox.jsonl"));
+    let entry: Value = serde_json::from_str(&inbox[0]).unwrap();
+    let me = Command::new("id").arg("-un").output().unwrap();
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_owned();
+    assert_eq!(entry["by"], me.as_str());
+    assert_ne!(entry["by"], "unknown");
+}

@@ -97,6 +97,7 @@ pub fn run(args: &Args) -> u8 {
             retry_step: false,
             skip_step: false,
             kill_grace: crate::process::DEFAULT_GRACE,
+            vars: Vec::new(),
             stopped_hint: Some("the demo does not resume: `ion-plan demo` starts anew".to_owned()),
         };
         let code =

@@ -26,7 +26,7 @@ use crate::journal::{Header, Journal, SharedJournal};
 use crate::plan::load::Source;
 use crate::plan::model::Plan;
 use crate::plan::validate::{
-    Checks, Report, plan_dir, validate_file, validate_scenario, validate_source,
+    Checks, Report, plan_dir, validate_file_with, validate_scenario, validate_source_with,
 };
 use crate::report::diagnostics::{FileOutcome, Format, render};
 use crate::report::live::LiveView;
@@ -63,6 +63,10 @@ pub struct Args {
     /// Skip the interrupted non-idempotent step of the run being resumed (it took effect).
     #[arg(long)]
     pub(super) skip_step: bool,
+    /// Override a plan var for this run (repeatable): `--var image=v2.3.1`. The overrides are
+    /// part of the run's digest and recorded in its journal.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub(super) vars: Vec<(String, String)>,
     /// How long a step's or command probe's process group gets to end after SIGTERM (at a
     /// timeout, Ctrl-C or SIGTERM) before SIGKILL.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_grace)]
@@ -87,7 +91,7 @@ fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
 
 pub fn run(args: &Args) -> u8 {
     crate::process::set_grace(args.kill_grace);
-    let report = match validate_file(&args.plan, Checks::default()) {
+    let report = match validate_file_with(&args.plan, Checks::default(), &args.vars) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("{:?}", miette::Report::new(error));
@@ -97,14 +101,7 @@ pub fn run(args: &Args) -> u8 {
     let Some(plan) = report.plan.clone().filter(|_| report.is_valid(false)) else {
         return invalid(report);
     };
-    let digest = Sha256::digest(report.source.text.as_bytes()).iter().fold(
-        String::from("sha256:"),
-        |mut hex, byte| {
-            use std::fmt::Write as _;
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        },
-    );
+    let digest = digest_with(&report.source.text, &args.vars);
     let plan = Arc::new(plan);
     let runtime = match super::runtime() {
         Ok(runtime) => runtime,
@@ -115,13 +112,37 @@ pub fn run(args: &Args) -> u8 {
 
 /// `sha256:HEX` of a plan's text: what a run records to notice a changed plan.
 pub(super) fn digest(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
+    digest_with(text, &[])
+}
+
+/// The digest of a plan's text and its `--var` overrides (in order): the same plan run with
+/// another `--var` value is another release.
+fn digest_with(text: &str, vars: &[(String, String)]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(text.as_bytes());
+    for (name, value) in vars {
+        // Lengths first, so that no two lists of overrides hash alike.
+        hasher.update(format!("\n--var {}:{}:{name}={value}", name.len(), value.len()).as_bytes());
+    }
+    hasher
+        .finalize()
         .iter()
         .fold(String::from("sha256:"), |mut hex, byte| {
             use std::fmt::Write as _;
             let _ = write!(hex, "{byte:02x}");
             hex
         })
+}
+
+/// `NAME=VALUE` for `--var`.
+pub(super) fn parse_var(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))?;
+    if name.is_empty() {
+        return Err(format!("`{text}` has no name before `=`"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 pub(super) fn invalid(report: Report) -> u8 {
@@ -143,9 +164,24 @@ fn simulated_start(plan: &Plan, scenario_start: Option<&str>) -> DateTime<Utc> {
         .map_or_else(Utc::now, |t| t.to_utc())
 }
 
+/// A run id: its start to the millisecond, then a salt. Journals sort by it, so the newest run
+/// is the last one.
 fn run_id(now: DateTime<Utc>) -> String {
     let salt = u64::from(std::process::id()) ^ u64::from(Utc::now().timestamp_subsec_nanos());
-    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), salt & 0xffff)
+    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%3fZ"), salt & 0xffff)
+}
+
+/// A run id that sorts after `previous` (the newest run's), even within one millisecond.
+fn run_id_after(now: DateTime<Utc>, previous: Option<&str>) -> String {
+    let mut at = now;
+    loop {
+        let id = run_id(at);
+        let time = |id: &str| id.rsplit_once('-').map_or(id, |(t, _)| t).to_owned();
+        if previous.is_none_or(|p| time(&id) > time(p)) {
+            return id;
+        }
+        at += chrono::Duration::milliseconds(1);
+    }
 }
 
 /// What a run needs, by mode.
@@ -372,7 +408,7 @@ fn open_run(
         if let Some(warning) = &replay.torn {
             eprintln!("warning: {warning}");
         }
-        let new_id = run_id(now);
+        let new_id = run_id_after(now, Some(&run.run_id));
         if args.restart {
             let mut old =
                 Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
@@ -430,7 +466,8 @@ fn open_run(
         eprintln!("journal: {}", replay.path.display());
         return Err(outcome.exit_code());
     }
-    new_run(args, digest, state, stem, run_id(now), now).map_err(io)
+    let previous = latest.as_ref().map(|(_, run)| run.run_id.as_str());
+    new_run(args, digest, state, stem, run_id_after(now, previous), now).map_err(io)
 }
 
 /// Why a run cannot resume on a changed plan, and what changed.
@@ -446,7 +483,12 @@ fn stale_plan(args: &Args, plan: &Plan, replay: &Replay, run: &RunState) -> Stri
         })
         .ok()
         .and_then(|text| {
-            validate_source(Source::new(&snapshot, text), Checks { filesystem: false }).plan
+            validate_source_with(
+                Source::new(&snapshot, text),
+                Checks { filesystem: false },
+                &replay.header.vars,
+            )
+            .plan
         })
         .map_or_else(
             || vec!["(the plan the run started from was not kept)".to_owned()],
@@ -478,6 +520,7 @@ fn new_run(
         plan: args.plan.display().to_string(),
         digest: digest.to_owned(),
         created: now,
+        vars: args.vars.clone(),
     };
     crate::journal::dir::ensure(state)?;
     // Keep the plan the run starts from: a changed plan is then explained, not just refused.

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::exit_code;
-use crate::plan::validate::{Checks, validate_file};
+use crate::plan::validate::{Checks, validate_file_with};
 use crate::report::diagnostics::{FileOutcome, Format, render};
 
 #[derive(Debug, clap::Args)]
@@ -18,10 +18,13 @@ pub struct Args {
     /// Fail on warnings too (a program not on PATH, an unused probe).
     #[arg(long)]
     strict: bool,
+    /// Check with a plan var overridden, as `run --var` would run it (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = super::run::parse_var)]
+    vars: Vec<(String, String)>,
 }
 
 pub fn run(args: &Args) -> u8 {
-    let outcomes = validate_all(&args.plans);
+    let outcomes = validate_all(&args.plans, &args.vars);
     let color = args.format == Format::Human
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
@@ -48,8 +51,8 @@ pub fn run(args: &Args) -> u8 {
 }
 
 /// Validates files on every core, keeping the order they were named in.
-fn validate_all(paths: &[PathBuf]) -> Vec<FileOutcome> {
-    let check = |path: &PathBuf| match validate_file(path, Checks::default()) {
+fn validate_all(paths: &[PathBuf], vars: &[(String, String)]) -> Vec<FileOutcome> {
+    let check = |path: &PathBuf| match validate_file_with(path, Checks::default(), vars) {
         Ok(report) => FileOutcome::Checked(Box::new(report)),
         Err(error) => FileOutcome::Unreadable(path.clone(), error),
     };

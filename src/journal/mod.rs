@@ -24,9 +24,12 @@ pub struct Header {
     pub run_id: String,
     /// The plan's path as given to `run`.
     pub plan: String,
-    /// `sha256:` of the plan file the run started from.
+    /// `sha256:` of the plan file the run started from (and its `--var` overrides).
     pub digest: String,
     pub created: DateTime<Utc>,
+    /// The `--var NAME=VALUE` overrides the run started with, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vars: Vec<(String, String)>,
 }
 
 /// An open journal, appending. It holds an exclusive lock on its file, so no second runner can
@@ -239,6 +242,7 @@ mod tests {
             plan: "plan.yaml".into(),
             digest: "sha256:00".into(),
             created: Utc::now(),
+            vars: Vec::new(),
         };
         let mut journal = Journal::create(&state, "plan-r1.jsonl", &header).unwrap();
         let record = journal

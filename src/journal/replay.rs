@@ -197,6 +197,7 @@ mod tests {
             plan: "p.yaml".into(),
             digest: "sha256:0".into(),
             created: Utc::now(),
+            vars: Vec::new(),
         };
         let mut out = serde_json::to_vec(&header).unwrap();
         out.push(b'\n');

@@ -49,19 +49,66 @@ impl Report {
 
 /// Reads and validates a plan file.
 pub fn validate_file(path: &Path, checks: Checks) -> Result<Report, ReadError> {
+    validate_file_with(path, checks, &[])
+}
+
+/// Validates a plan with `vars` overridden (`--var NAME=VALUE`): each name must be one of the
+/// plan's `vars`, and the plan is checked with the new values, as a run would use them.
+pub fn validate_file_with(
+    path: &Path,
+    checks: Checks,
+    vars: &[(String, String)],
+) -> Result<Report, ReadError> {
     Ok(match load::read(path)? {
-        Loaded::Text(source) => validate_source(source, checks),
+        Loaded::Text(source) => validate_source_with(source, checks, vars),
         Loaded::Invalid(source, diagnostic) => finish(source, vec![diagnostic], None),
     })
 }
 
 /// Validates plan text; `source.path` decides where relative script paths are looked for.
 pub fn validate_source(source: Source, checks: Checks) -> Report {
-    let document = match load::parse(&source) {
+    validate_source_with(source, checks, &[])
+}
+
+/// Replaces the values of the plan's `vars` named in `overrides`; a name the plan does not
+/// have is an `unknown-var` finding at `vars` (a typo must not pass silently).
+fn override_vars(value: &mut Value, overrides: &[(String, String)]) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (name, new) in overrides {
+        match value.get_mut("vars").and_then(Value::as_object_mut) {
+            Some(vars) if vars.contains_key(name) => {
+                vars.insert(name.clone(), Value::String(new.clone()));
+            }
+            vars => {
+                let known: Vec<String> = vars
+                    .map(|v| v.keys().cloned().collect())
+                    .unwrap_or_default();
+                diagnostics.push(Diagnostic::error(
+                    Code::UnknownVar,
+                    if known.is_empty() { "" } else { "/vars" },
+                    format!(
+                        "`--var {name}=…`: the plan has no var `{name}`{}",
+                        if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (its vars: {})", known.join(", "))
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    diagnostics
+}
+
+pub fn validate_source_with(source: Source, checks: Checks, vars: &[(String, String)]) -> Report {
+    let mut document = match load::parse(&source) {
         Ok(document) => document,
         Err(diagnostic) => return finish(source, vec![diagnostic], None),
     };
+    let overridden = override_vars(&mut document.value, vars);
     let mut diagnostics = PlanSchema::get().check(&document.value);
+    diagnostics.extend(overridden);
     let mut plan = None;
     if diagnostics.is_empty() {
         match typed(document.value.clone()) {

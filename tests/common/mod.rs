@@ -62,6 +62,11 @@ impl IonPlan {
         self
     }
 
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
     pub fn run(mut self) -> Output {
         let output = self.command.output().expect("the binary runs");
         Output {
