@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 
+use crate::engine::redact::Redactor;
 use crate::exit_code;
 use crate::plan::units::parse_duration;
 use crate::probe::command::CommandProbe;
@@ -184,6 +185,7 @@ pub fn run(args: &Args) -> u8 {
                         body: http.request.body.clone(),
                         timeout: http.timeout,
                         expect_status: http.request.expect_status,
+                        redact: Arc::new(Redactor::for_headers(&http.request.headers)),
                     },
                     metrics: http.metrics.clone(),
                 };
@@ -197,6 +199,7 @@ pub fn run(args: &Args) -> u8 {
                     headers: Vec::new(),
                     queries: prometheus.queries.clone(),
                     timeout: prometheus.timeout,
+                    redact: Arc::default(),
                 };
                 print_sample(&probe.sample(&client()).await, prometheus.json)
             }
@@ -207,6 +210,7 @@ pub fn run(args: &Args) -> u8 {
                     shown: command.argv.clone(),
                     dir: PathBuf::from("."),
                     timeout: command.timeout,
+                    redact: Arc::default(),
                 };
                 print_sample(&probe.sample().await, command.json)
             }

@@ -13,11 +13,13 @@ use tokio::sync::mpsc;
 
 use crate::engine::clock::Clock;
 use crate::engine::context::{Resolver, StageRef};
+use crate::engine::redact::Redactor;
 use crate::engine::{
     CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
 };
 use crate::journal::inbox::Inbox;
 use crate::plan::model::{HttpStep, Method, Plan, ProbeKind, Step};
+use crate::plan::units::PlanDuration;
 use crate::probe::command::{CommandProbe, program_path};
 use crate::probe::http::{HttpProbe, Request};
 use crate::probe::prometheus::PrometheusProbe;
@@ -35,6 +37,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Live {
     pub plan: Arc<Plan>,
     pub resolver: Arc<Resolver>,
+    /// The run's secrets, to redact from everything that leaves the runner.
+    pub redact: Arc<Redactor>,
     /// The plan's folder: where programs run and `./relative` paths point.
     pub dir: PathBuf,
     pub client: reqwest::Client,
@@ -47,9 +51,11 @@ impl Live {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let redact = Arc::new(Redactor::for_run(&plan, &resolver));
         Ok(Live {
             plan,
             resolver: Arc::new(resolver),
+            redact,
             dir,
             client,
         })
@@ -89,6 +95,7 @@ impl Live {
             body,
             timeout,
             expect_status,
+            redact: Arc::clone(&self.redact),
         })
     }
 
@@ -102,10 +109,9 @@ impl Live {
             name: s,
             traffic: context.traffic,
         });
-        let overall = probe.timeout.map_or(
-            PROBE_TIMEOUT,
-            super::super::plan::units::PlanDuration::as_duration,
-        );
+        let overall = probe
+            .timeout
+            .map_or(PROBE_TIMEOUT, PlanDuration::as_duration);
         let sample = match probe.kind() {
             Some(ProbeKind::Command(argv)) => {
                 let filled = argv
@@ -118,16 +124,14 @@ impl Live {
                     shown: filled.into_iter().map(|f| f.1).collect(),
                     dir: self.dir.clone(),
                     timeout: overall,
+                    redact: Arc::clone(&self.redact),
                 };
                 probe.sample().await
             }
             Some(ProbeKind::Http(http)) => {
                 let timeout = http
                     .timeout
-                    .map_or(
-                        REQUEST_TIMEOUT,
-                        super::super::plan::units::PlanDuration::as_duration,
-                    )
+                    .map_or(REQUEST_TIMEOUT, PlanDuration::as_duration)
                     .min(overall);
                 let probe = HttpProbe {
                     name: name.to_owned(),
@@ -166,11 +170,9 @@ impl Live {
                         .collect::<Result<_, String>>()?,
                     timeout: prometheus
                         .timeout
-                        .map_or(
-                            REQUEST_TIMEOUT,
-                            super::super::plan::units::PlanDuration::as_duration,
-                        )
+                        .map_or(REQUEST_TIMEOUT, PlanDuration::as_duration)
                         .min(overall),
+                    redact: Arc::clone(&self.redact),
                 };
                 with_deadline(name, overall, probe.sample(&self.client)).await
             }
@@ -309,7 +311,7 @@ impl Live {
                     String::from_utf8_lossy(&stdout).trim_end(),
                     String::from_utf8_lossy(&stderr).trim_end()
                 );
-                let output = self.resolver.scrub(tail(output.trim(), 400));
+                let output = tail(&self.redact.redact(output.trim()), 400).to_owned();
                 let detail = match (status.code(), output.is_empty()) {
                     (Some(code), true) => format!("exit {code}"),
                     (Some(code), false) => format!("exit {code}: {output}"),
@@ -355,7 +357,7 @@ impl StepRunner for Live {
                             ok: true,
                             detail: format!("HTTP {}", response.status),
                         },
-                        Err(e) => failed(self.resolver.scrub(&e)),
+                        Err(e) => failed(self.redact.redact(&e)),
                     },
                     Err(e) => failed(e),
                 };

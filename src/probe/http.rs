@@ -2,9 +2,11 @@
 //! `status` and `latency`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::probe::{Reading, Sample, kind, tail};
+use crate::engine::redact::Redactor;
+use crate::probe::{Reading, Sample, kind};
 
 /// The client's method for a plan's method.
 pub fn method(method: crate::plan::model::Method) -> reqwest::Method {
@@ -31,6 +33,8 @@ pub struct Request {
     pub timeout: Duration,
     /// `None`: any 2xx.
     pub expect_status: Option<u16>,
+    /// Secrets to take out of an answer's body before it is cut and shown.
+    pub redact: Arc<Redactor>,
 }
 
 /// What a request gave: status, latency and body, or why it failed.
@@ -91,7 +95,7 @@ impl Request {
             return Err(format!(
                 "{} answered {status}, expected {want}: {}",
                 self.shown_url,
-                tail(&String::from_utf8_lossy(&body[..body.len().min(300)]), 300)
+                cut(&self.redact.redact(&String::from_utf8_lossy(&body)), 300)
             ));
         }
         Ok(Response {
@@ -100,6 +104,19 @@ impl Request {
             body,
         })
     }
+}
+
+/// The first `limit` bytes of a text, on a character boundary.
+fn cut(text: &str, limit: usize) -> &str {
+    let text = text.trim();
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {

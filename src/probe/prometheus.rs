@@ -2,11 +2,13 @@
 //! An empty vector or NaN is no data; several series is an error that names them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::Value;
 
+use crate::engine::redact::Redactor;
 use crate::probe::http::describe;
 use crate::probe::{Reading, Sample, tail};
 
@@ -20,6 +22,8 @@ pub struct PrometheusProbe {
     /// Metric name → query.
     pub queries: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Secrets to take out of answers before they are cut and shown.
+    pub redact: Arc<Redactor>,
 }
 
 impl PrometheusProbe {
@@ -61,8 +65,14 @@ impl PrometheusProbe {
             Err(error) => return Reading::Error(describe(&error, &shown)),
         };
         match serde_json::from_str::<Value>(&body) {
-            Ok(value) => parse_response(&value),
-            Err(_) => Reading::Error(format!("{shown} answered {status}: {}", tail(&body, 200))),
+            Ok(value) => match parse_response(&value) {
+                Reading::Error(error) => Reading::Error(self.redact.redact(&error)),
+                reading => reading,
+            },
+            Err(_) => Reading::Error(format!(
+                "{shown} answered {status}: {}",
+                tail(&self.redact.redact(&body), 200)
+            )),
         }
     }
 }

@@ -1,0 +1,187 @@
+//! Safety rules of a live run against hostile outside text (`docs/plan.md`, "Secrets" and
+//! "Outside text"): servers that echo secrets, redirect to another origin, or never stop
+//! sending; programs that print secrets and control characters.
+
+mod common;
+
+use std::path::Path;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::any;
+use common::server::{TestServer, fixed, serve};
+use common::{Output, ion_plan, script, write};
+
+/// The secret in the environment: 32 characters.
+const TOKEN: &str = "tok-0123456789abcdefghijklmnopqr";
+/// A literal secret header value in the plan.
+const API_KEY: &str = "key-ZYXWVUTSRQPONMLKJIHGFEDC";
+
+/// Answers 500 with the request's `Authorization` and `X-Api-Key` placed so that both a cut at
+/// the body's first 300 and at its last 200 bytes fall inside them.
+fn echo_headers() -> Router {
+    Router::new().fallback(any(|headers: HeaderMap| async move {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "{}auth={} key={}{}",
+                "p".repeat(280),
+                header("authorization"),
+                header("x-api-key"),
+                "s".repeat(190)
+            ),
+        )
+    }))
+}
+
+/// Every 8-character piece of a secret that `text` holds.
+fn leaks<'a>(text: &str, secret: &'a str) -> Vec<&'a str> {
+    (0..=secret.len() - 8)
+        .map(|i| &secret[i..i + 8])
+        .filter(|piece| text.contains(piece))
+        .collect()
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in [TOKEN, API_KEY] {
+        let found = leaks(text, secret);
+        assert!(found.is_empty(), "{what} leaks {found:?}:\n{text}");
+    }
+}
+
+fn journal_text(dir: &Path) -> String {
+    common::journals(&dir.join(".ion-plan"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+fn everything(output: &Output) -> String {
+    format!("{}{}", output.stdout, output.stderr)
+}
+
+/// Probes of both kinds against the echoing server, a step printing the secret, and two
+/// webhooks.
+fn secrets_plan(echo: &TestServer, hooks: &TestServer) -> String {
+    format!(
+        "\
+version: 1
+name: secrets
+probes:
+  echo:
+    http:
+      url: {echo}
+      headers:
+        Authorization: \"Bearer ${{{{ env.ION_TOKEN }}}}\"
+        X-Api-Key: {API_KEY}
+  prom:
+    prometheus:
+      url: {base}
+      headers:
+        Authorization: \"Bearer ${{{{ env.ION_TOKEN }}}}\"
+        X-Api-Key: {API_KEY}
+      queries: {{ up: up }}
+gates:
+  go:
+    at: end
+    require: [echo.status == 200, prom.up == 1]
+    on_fail: rollback
+stages:
+  - name: all
+    traffic: 100
+    bake: 0s
+    steps:
+      - run: [./print.sh]
+        env: {{ SECRET: \"${{{{ env.ION_TOKEN }}}}\" }}
+    checks: {{ at: [0s], probes: [echo, prom] }}
+    gates: [go]
+rollback:
+  - run: [./log.sh, rollback]
+notify:
+  - url: {json_hook}
+    format: json
+  - url: {slack_hook}
+    format: slack
+",
+        echo = echo.url("/stats"),
+        base = echo.url(""),
+        json_hook = hooks.url("/json"),
+        slack_hook = hooks.url("/slack"),
+    )
+}
+
+#[test]
+fn secrets_never_leave_through_probe_errors_step_output_reports_status_or_webhooks() {
+    let echo = serve(echo_headers());
+    let hooks = serve(fixed(200, "ok"));
+    let dir = tempfile::tempdir().unwrap();
+    // Over 400 characters, with the secret across the point where a 400-character tail starts.
+    script(
+        dir.path(),
+        "print.sh",
+        "printf '%s' \"$(printf 'A%.0s' $(seq 500))${SECRET}$(printf 'B%.0s' $(seq 384))\"",
+    );
+    script(dir.path(), "log.sh", "echo \"$*\" >> log.txt");
+    let plan = secrets_plan(&echo, &hooks);
+    let path = write(dir.path(), "plan.yaml", plan);
+    let run = ion_plan()
+        .arg("run")
+        .arg(&path)
+        .env("ION_TOKEN", TOKEN)
+        .run();
+    assert_eq!(run.code, 3, "{}", everything(&run));
+    // The server saw the real secrets, so there was something to leak.
+    let hits = echo.hits();
+    assert!(hits.iter().any(|h| h.path == "/stats"), "{hits:?}");
+    assert!(hits.iter().any(|h| h.path == "/api/v1/query"), "{hits:?}");
+    assert_eq!(hits[0].headers["x-api-key"], API_KEY);
+    assert_no_secret("run", &everything(&run));
+    let json_run = ion_plan()
+        .arg("run")
+        .arg(&path)
+        .args(["--json", "--restart"])
+        .env("ION_TOKEN", TOKEN)
+        .run();
+    assert_eq!(json_run.code, 3, "{}", everything(&json_run));
+    assert_no_secret("run --json", &everything(&json_run));
+    // The redacted answers are still there to read.
+    let journal = journal_text(dir.path());
+    assert!(journal.contains("answered 500"), "{journal}");
+    assert!(journal.contains("auth=*** key=***"), "{journal}");
+    assert!(journal.contains("BBBB"), "{journal}");
+    assert_no_secret("the journal", &journal);
+    for args in [
+        &["report", "--format=md"][..],
+        &["report", "--format=json"],
+        &["status"],
+        &["status", "--json"],
+    ] {
+        let output = ion_plan().args(args).arg(&path).run();
+        assert!(
+            output.code == 0 || output.code == 3,
+            "{args:?}: {}",
+            everything(&output)
+        );
+        assert_no_secret(&format!("{args:?}"), &everything(&output));
+    }
+    let bodies = |path: &str| -> String {
+        hooks
+            .hits()
+            .iter()
+            .filter(|h| h.path == path)
+            .map(|h| h.body.clone())
+            .collect()
+    };
+    let (json, slack) = (bodies("/json"), bodies("/slack"));
+    assert!(json.contains("answered 500"), "{json}");
+    assert!(slack.contains("rolled back"), "{slack}");
+    assert_no_secret("the JSON webhook", &json);
+    assert_no_secret("the Slack webhook", &slack);
+}
