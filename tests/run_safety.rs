@@ -185,3 +185,119 @@ fn secrets_never_leave_through_probe_errors_step_output_reports_status_or_webhoo
     assert_no_secret("the JSON webhook", &json);
     assert_no_secret("the Slack webhook", &slack);
 }
+
+/// Redirects every request to the same path on `to`: `/307/…` with 307, anything else with 302.
+fn redirect_to(to: String) -> Router {
+    Router::new().fallback(any(move |uri: axum::http::Uri| {
+        let to = to.clone();
+        async move {
+            let status = if uri.path().starts_with("/307") {
+                StatusCode::TEMPORARY_REDIRECT
+            } else {
+                StatusCode::FOUND
+            };
+            (
+                status,
+                [(axum::http::header::LOCATION, format!("{to}{uri}"))],
+                "moved",
+            )
+        }
+    }))
+}
+
+#[test]
+fn probes_never_send_plan_headers_to_another_origin_on_a_redirect() {
+    let elsewhere = serve(fixed(200, "{}"));
+    let first = serve(redirect_to(elsewhere.url("")));
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        "\
+version: 1
+name: redirects
+probes:
+  web:
+    http:
+      url: {web}
+      headers: {{ X-Api-Key: {API_KEY} }}
+      expect_status: 302
+  prom:
+    prometheus:
+      url: {base}
+      headers: {{ X-Api-Key: {API_KEY} }}
+      queries: {{ up: up }}
+gates:
+  go:
+    at: end
+    require: [web.status == 302]
+stages:
+  - name: all
+    traffic: 100
+    bake: 0s
+    checks: {{ at: [0s], probes: [web, prom] }}
+    gates: [go]
+",
+        web = first.url("/stats"),
+        base = first.url(""),
+    );
+    let path = write(dir.path(), "plan.yaml", plan);
+    let output = ion_plan().arg("run").arg(&path).arg("--json").run();
+    let seen = elsewhere.hits();
+    assert!(
+        seen.iter().all(|h| !h.headers.contains_key("x-api-key")),
+        "the key reached another origin: {seen:?}"
+    );
+    // Both asked the first server, and took its 3xx as the answer.
+    let asked: Vec<String> = first.hits().iter().map(|h| h.path.clone()).collect();
+    for path in ["/stats", "/api/v1/query"] {
+        assert!(
+            asked.iter().any(|p| p == path),
+            "{path} not asked: {asked:?}"
+        );
+    }
+    assert_eq!(output.code, 0, "{}", everything(&output));
+    assert!(
+        output.stdout.contains("answered 302"),
+        "the Prometheus probe's answer: {}",
+        output.stdout
+    );
+}
+
+#[test]
+fn steps_follow_no_redirect_and_a_3xx_is_not_2xx() {
+    let elsewhere = serve(fixed(200, "{}"));
+    let first = serve(redirect_to(elsewhere.url("")));
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        "\
+version: 1
+name: redirects
+stages:
+  - name: all
+    traffic: 100
+    bake: 0s
+    steps:
+      - http:
+          method: PUT
+          url: {url}
+          headers: {{ X-Api-Key: {API_KEY} }}
+          body: weights-body-for-the-first-origin
+",
+        url = first.url("/307/weights"),
+    );
+    let path = write(dir.path(), "plan.yaml", plan);
+    let output = ion_plan().arg("run").arg(&path).run();
+    let seen = elsewhere.hits();
+    assert!(
+        seen.iter()
+            .all(|h| !h.headers.contains_key("x-api-key") && !h.body.contains("weights-body")),
+        "the step's key or body reached another origin: {seen:?}"
+    );
+    assert_eq!(first.hits().len(), 1);
+    assert_eq!(first.hits()[0].body, "weights-body-for-the-first-origin");
+    assert_eq!(output.code, 3, "{}", everything(&output));
+    assert!(
+        output.stdout.contains("answered 307, expected 2xx"),
+        "{}",
+        output.stdout
+    );
+}

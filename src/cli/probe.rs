@@ -221,6 +221,7 @@ pub fn run(args: &Args) -> u8 {
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
+        .redirect(crate::probe::http::same_origin_redirects())
         .build()
         .unwrap_or_default()
 }

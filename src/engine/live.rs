@@ -41,16 +41,25 @@ pub struct Live {
     pub redact: Arc<Redactor>,
     /// The plan's folder: where programs run and `./relative` paths point.
     pub dir: PathBuf,
+    /// For probes: follows redirects within one origin only.
     pub client: reqwest::Client,
+    /// For steps: follows no redirect (a 3xx is the step's answer), so a step's headers and body
+    /// go only where the plan says.
+    pub step_client: reqwest::Client,
 }
 
 impl Live {
     pub fn new(plan: Arc<Plan>, resolver: Resolver, dir: PathBuf) -> Result<Live, String> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = |redirects| {
+            reqwest::Client::builder()
+                .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(redirects)
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        };
+        let step_client = client(reqwest::redirect::Policy::none())?;
+        let client = client(crate::probe::http::same_origin_redirects())?;
         let redact = Arc::new(Redactor::for_run(&plan, &resolver));
         Ok(Live {
             plan,
@@ -58,6 +67,7 @@ impl Live {
             redact,
             dir,
             client,
+            step_client,
         })
     }
 
@@ -352,7 +362,7 @@ impl StepRunner for Live {
             }
             if let Some(http) = &step.http {
                 return match self.http_request(http, step, &context) {
-                    Ok(request) => match request.send(&self.client).await {
+                    Ok(request) => match request.send(&self.step_client).await {
                         Ok(response) => StepResult {
                             ok: true,
                             detail: format!("HTTP {}", response.status),

@@ -131,6 +131,23 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
     Ok(body)
 }
 
+/// The redirect policy of probes and notifications: follow a redirect only within the same
+/// origin (scheme, host and port), at most 10; a redirect elsewhere is not followed and its 3xx
+/// is the answer, so plan headers (secrets) and bodies never reach another origin.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if same && attempt.previous().len() <= 10 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 /// A request error as one readable line, with the secret-free URL.
 pub fn describe(error: &reqwest::Error, shown_url: &str) -> String {
     let what = if error.is_timeout() {

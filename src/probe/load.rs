@@ -310,6 +310,8 @@ fn worker_client() -> Result<reqwest::Client, String> {
         .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)
+        // Like the `http://` path: a 3xx is the target's answer, and headers stay with it.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
