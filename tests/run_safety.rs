@@ -301,3 +301,74 @@ stages:
         output.stdout
     );
 }
+
+/// Answers 200 with a chunked body that never ends.
+fn endless() -> Router {
+    Router::new().fallback(any(|| async {
+        let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+        axum::body::Body::from_stream(futures_util::stream::repeat_with(move || {
+            Ok::<_, std::io::Error>(chunk.clone())
+        }))
+    }))
+}
+
+#[test]
+fn an_endless_body_is_cut_at_the_cap_for_prometheus_and_load_probes() {
+    let server = serve(endless());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        "\
+version: 1
+name: endless
+probes:
+  prom:
+    prometheus: {{ url: \"{base}\", queries: {{ up: up }}, timeout: 3s }}
+    timeout: 3s
+  load:
+    load: {{ targets: {{ canary: \"{base}/health\" }}, requests: 2, timeout: 3s }}
+    timeout: 3s
+stages:
+  - name: all
+    traffic: 100
+    bake: 0s
+    checks: {{ at: [0s], probes: [prom, load] }}
+",
+        base = server.url(""),
+    );
+    let path = write(dir.path(), "plan.yaml", plan);
+    // Timeouts of seconds: without the cap the probes would end by them, with another error.
+    let output = ion_plan().arg("run").arg(&path).arg("--json").run();
+    assert_eq!(output.code, 0, "{}", everything(&output));
+    let sample = |probe: &str| -> serde_json::Value {
+        output
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find_map(|e| {
+                let sample = &e["event"]["sample_taken"]["sample"];
+                (sample["probe"] == probe).then(|| sample.clone())
+            })
+            .unwrap_or_else(|| panic!("no sample of {probe}: {}", output.stdout))
+    };
+    let prom = sample("prom");
+    assert!(prom.to_string().contains("response over 4 MiB"), "{prom}");
+    let load = sample("load");
+    assert_eq!(load["metrics"]["canary.errors"]["value"], 2.0, "{load}");
+    // The kind, as `probe load` reports it.
+    let report = ion_plan()
+        .args([
+            "probe",
+            "load",
+            "--json",
+            "--requests",
+            "2",
+            "--timeout",
+            "3s",
+        ])
+        .args(["--target", &format!("canary={}", server.url("/health"))])
+        .run();
+    assert_eq!(report.code, 0, "{}", everything(&report));
+    let report = report.json();
+    let kinds = &report["targets"]["canary"]["errors_by_kind"];
+    assert_eq!(kinds["body_too_large"], 2, "{report}");
+}

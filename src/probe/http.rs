@@ -119,16 +119,24 @@ fn cut(text: &str, limit: usize) -> &str {
     &text[..end]
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    read_capped(response).await.map(|(body, _)| body)
+}
+
+/// Reads at most [`bytes_body::MAX`] bytes of a body, and whether there was more (the rest is
+/// not read: the connection is dropped).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = bytes_body::MAX.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room <= chunk.len() {
-            break;
+        if room < chunk.len() {
+            return Ok((body, true));
         }
     }
-    Ok(body)
+    Ok((body, false))
 }
 
 /// The redirect policy of probes and notifications: follow a redirect only within the same

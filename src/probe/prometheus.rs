@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::engine::redact::Redactor;
-use crate::probe::http::describe;
+use crate::probe::http::{bytes_body, describe, read_capped};
 use crate::probe::{Reading, Sample, tail};
 
 #[derive(Debug, Clone)]
@@ -60,8 +60,14 @@ impl PrometheusProbe {
             Err(error) => return Reading::Error(describe(&error, &shown)),
         };
         let status = response.status();
-        let body = match response.text().await {
-            Ok(body) => body,
+        let body = match read_capped(response).await {
+            Ok((_, true)) => {
+                return Reading::Error(format!(
+                    "{shown}: response over {} MiB",
+                    bytes_body::MAX >> 20
+                ));
+            }
+            Ok((body, false)) => String::from_utf8_lossy(&body).into_owned(),
             Err(error) => return Reading::Error(describe(&error, &shown)),
         };
         match serde_json::from_str::<Value>(&body) {
