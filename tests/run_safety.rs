@@ -372,3 +372,129 @@ stages:
     let kinds = &report["targets"]["canary"]["errors_by_kind"];
     assert_eq!(kinds["body_too_large"], 2, "{report}");
 }
+
+/// No raw ESC, CR or other control character but newlines, and no line that starts a CI
+/// workflow command.
+fn assert_printable(what: &str, text: &str) {
+    assert!(
+        !text
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c)),
+        "{what} has a raw control character: {text:?}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("::")),
+        "{what} starts a workflow command: {text}"
+    );
+}
+
+/// A Prometheus-like server whose error is hostile text.
+const HOSTILE_PROMETHEUS: &str = r#"{"status":"error","errorType":"bad_data","error":"\n::error::pwned\r\u001b[31m <!channel> <http://evil.example|click> <script>alert(1)</script>"}"#;
+
+#[test]
+fn outside_text_is_escaped_on_terminals_in_markdown_and_for_slack() {
+    let prometheus = serve(fixed(200, HOSTILE_PROMETHEUS));
+    let hooks = serve(fixed(200, "ok"));
+    let dir = tempfile::tempdir().unwrap();
+    script(
+        dir.path(),
+        "metrics.sh",
+        r#"printf '%s' '{"ok\u001b[2J\u202e": 1, "::error::metric": 2}'"#,
+    );
+    script(
+        dir.path(),
+        "hostile.sh",
+        r"printf 'first\n::error::step\r\033[31m<script>alert(2)</script>|cell'",
+    );
+    let plan = format!(
+        "\
+version: 1
+name: outside
+probes:
+  prom:
+    prometheus: {{ url: \"{base}\", queries: {{ up: up }} }}
+  cmd:
+    command: [./metrics.sh]
+gates:
+  go:
+    at: end
+    require: [prom.up == 1]
+stages:
+  - name: all
+    traffic: 100
+    bake: 0s
+    steps:
+      - run: [./hostile.sh]
+    checks: {{ at: [0s], probes: [prom, cmd] }}
+    gates: [go]
+notify:
+  - url: {slack}
+    format: slack
+",
+        base = prometheus.url(""),
+        slack = hooks.url("/slack"),
+    );
+    let path = write(dir.path(), "plan.yaml", plan);
+    let run = ion_plan().arg("run").arg(&path).run();
+    assert_eq!(run.code, 3, "{}", everything(&run));
+    // The hostile text is there, shown, not acted on.
+    assert!(run.stdout.contains("\\::error::step") || run.stdout.contains("\\n::error::step"));
+    assert!(run.stdout.contains("\\x1b[31m"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("ok\\x1b[2J\\u{202e}=1"),
+        "{}",
+        run.stdout
+    );
+    assert_printable("run's stdout", &run.stdout);
+    assert_printable("run's stderr", &run.stderr);
+    let status = ion_plan().arg("status").arg(&path).run();
+    assert!(status.stdout.contains("pwned"), "{}", everything(&status));
+    assert_printable("status", &everything(&status));
+    let report = ion_plan().args(["report", "--format=md"]).arg(&path).run();
+    assert!(
+        report.stdout.contains("&lt;script&gt;"),
+        "{}",
+        report.stdout
+    );
+    assert!(!report.stdout.contains("<script>"), "{}", report.stdout);
+    assert!(!report.stdout.contains("<!channel>"), "{}", report.stdout);
+    assert_printable("the md report", &report.stdout);
+    let slack: String = hooks.hits().iter().map(|h| h.body.clone()).collect();
+    assert!(slack.contains("&lt;!channel&gt;"), "{slack}");
+    assert!(!slack.contains("<!channel>"), "{slack}");
+    assert!(!slack.contains("<http"), "{slack}");
+}
+
+#[test]
+fn a_scenario_abort_reason_is_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    script(dir.path(), "shift.sh", "true");
+    let plan = "\
+version: 1
+name: outside
+stages:
+  - { name: all, traffic: 100, bake: 1h }
+rollback:
+  - run: [./shift.sh]
+";
+    let path = write(dir.path(), "plan.yaml", plan);
+    let scenario = write(
+        dir.path(),
+        "scenario.yaml",
+        "version: 1\nabort: { at: 10m, reason: \"x\\n::error::abort\\r\\e[31m\\u202E\", by: \"eve\\e[2J\" }\n",
+    );
+    let run = ion_plan()
+        .arg("run")
+        .arg(&path)
+        .arg("--scenario")
+        .arg(&scenario)
+        .run();
+    assert_eq!(run.code, 3, "{}", everything(&run));
+    assert!(
+        run.stdout
+            .contains("x\\n::error::abort\\r\\x1b[31m\\u{202e}"),
+        "{}",
+        run.stdout
+    );
+    assert_printable("the scenario's output", &everything(&run));
+}

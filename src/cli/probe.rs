@@ -18,6 +18,7 @@ use crate::probe::http::{HttpProbe, Request};
 use crate::probe::load::{LoadProbe, LoadSpec, Target, TargetReport};
 use crate::probe::prometheus::PrometheusProbe;
 use crate::probe::{Reading, Sample};
+use crate::report::escape::terminal;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -266,7 +267,7 @@ async fn run_load(args: &LoadArgs) -> u8 {
     let results = match results {
         Ok(results) => results,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", terminal(&error));
             return exit_code::RUNTIME_ERROR;
         }
     };
@@ -404,7 +405,7 @@ fn print_sample(sample: &Sample, json: bool) -> u8 {
     let text = if json {
         format!("{}\n", serde_json::to_string(sample).unwrap_or_default())
     } else if let Some(error) = &sample.error {
-        format!("error: {error}\n")
+        format!("error: {}\n", terminal(error))
     } else {
         sample
             .metrics
@@ -413,9 +414,9 @@ fn print_sample(sample: &Sample, json: bool) -> u8 {
                 let value = match reading {
                     Reading::Value(v) => v.to_string(),
                     Reading::NoData => "no data".to_owned(),
-                    Reading::Error(e) => format!("error: {e}"),
+                    Reading::Error(e) => format!("error: {}", terminal(e)),
                 };
-                let _ = writeln!(out, "{name:<20} {value}");
+                let _ = writeln!(out, "{:<20} {value}", terminal(name));
                 out
             })
     };

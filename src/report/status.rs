@@ -202,25 +202,28 @@ fn round(d: std::time::Duration) -> std::time::Duration {
 
 /// The status for people.
 pub fn text(status: &Status) -> String {
+    // Outside text (probe errors, reasons, names) on one line, without control characters.
+    let t = crate::report::escape::terminal;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "run {}: {}",
-        status.run_id,
+        t(&status.run_id),
         status.state.replace('_', " ")
     );
     if let Some(reason) = &status.reason {
-        let _ = writeln!(out, "  {reason}");
+        let _ = writeln!(out, "  {}", t(reason));
     }
     if let (Some(stage), Some(traffic)) = (&status.stage, status.traffic) {
         let _ = writeln!(
             out,
-            "stage {stage}: {traffic}% traffic, for {}",
+            "stage {}: {traffic}% traffic, for {}",
+            t(stage),
             status.time_in_stage.as_deref().unwrap_or("?")
         );
     }
     if !status.stages_completed.is_empty() {
-        let _ = writeln!(out, "completed: {}", status.stages_completed.join(", "));
+        let _ = writeln!(out, "completed: {}", t(&status.stages_completed.join(", ")));
     }
     if let Some(next) = &status.next {
         match next.at {
@@ -228,12 +231,12 @@ pub fn text(status: &Status) -> String {
                 let _ = writeln!(
                     out,
                     "next: {} at {}",
-                    next.action,
+                    t(&next.action),
                     at.format("%Y-%m-%d %H:%M:%SZ")
                 );
             }
             None => {
-                let _ = writeln!(out, "next: {}", next.action);
+                let _ = writeln!(out, "next: {}", t(&next.action));
             }
         }
     }
@@ -245,7 +248,7 @@ pub fn text(status: &Status) -> String {
         let _ = writeln!(
             out,
             "waiting for a person on {} since {} ({deadline})",
-            approval.stage,
+            t(&approval.stage),
             approval.requested.format("%Y-%m-%d %H:%M:%SZ")
         );
     }
@@ -253,8 +256,8 @@ pub fn text(status: &Status) -> String {
         let _ = writeln!(
             out,
             "pending request: {} by {} at {}",
-            request.request,
-            request.by,
+            t(&request.request),
+            t(&request.by),
             request.at.format("%Y-%m-%d %H:%M:%SZ")
         );
     }
@@ -275,7 +278,9 @@ pub fn text(status: &Status) -> String {
             let _ = writeln!(
                 out,
                 "  {:<8} {:<45} value {value:<10} threshold {threshold:<10} {}{streak}",
-                c.gate, c.condition, c.outcome
+                t(&c.gate),
+                t(&c.condition),
+                t(&c.outcome)
             );
         }
     }
