@@ -16,11 +16,14 @@ use common::{Output, ion_plan, script, write};
 const TOKEN: &str = "tok-0123456789abcdefghijklmnopqr";
 /// A literal secret header value in the plan.
 const API_KEY: &str = "key-ZYXWVUTSRQPONMLKJIHGFEDC";
+/// A literal value of a header the plan marks secret (`secret_headers`).
+const SESSION: &str = "sess-marked-secret-0987654321";
 
 /// Answers 500 with the request's `Authorization` and `X-Api-Key` placed so that both a cut at
 /// the body's first 300 and at its last 200 bytes fall inside them.
+/// On `/session`, the same with `X-Session`.
 fn echo_headers() -> Router {
-    Router::new().fallback(any(|headers: HeaderMap| async move {
+    Router::new().fallback(any(|uri: axum::http::Uri, headers: HeaderMap| async move {
         let header = |name: &str| {
             headers
                 .get(name)
@@ -28,16 +31,18 @@ fn echo_headers() -> Router {
                 .unwrap_or_default()
                 .to_owned()
         };
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
+        let body = if uri.path() == "/session" {
+            format!("{}sess={}", "p".repeat(285), header("x-session"))
+        } else {
             format!(
                 "{}auth={} key={}{}",
                 "p".repeat(280),
                 header("authorization"),
                 header("x-api-key"),
                 "s".repeat(190)
-            ),
-        )
+            )
+        };
+        (StatusCode::INTERNAL_SERVER_ERROR, body)
     }))
 }
 
@@ -50,7 +55,7 @@ fn leaks<'a>(text: &str, secret: &'a str) -> Vec<&'a str> {
 }
 
 fn assert_no_secret(what: &str, text: &str) {
-    for secret in [TOKEN, API_KEY] {
+    for secret in [TOKEN, API_KEY, SESSION] {
         let found = leaks(text, secret);
         assert!(found.is_empty(), "{what} leaks {found:?}:\n{text}");
     }
@@ -88,10 +93,15 @@ probes:
         Authorization: \"Bearer ${{{{ env.ION_TOKEN }}}}\"
         X-Api-Key: {API_KEY}
       queries: {{ up: up }}
+  session:
+    http:
+      url: {session}
+      headers: {{ X-Session: {SESSION} }}
+      secret_headers: [x-session]
 gates:
   go:
     at: end
-    require: [echo.status == 200, prom.up == 1]
+    require: [echo.status == 200, prom.up == 1, session.status == 200]
     on_fail: rollback
 stages:
   - name: all
@@ -100,7 +110,7 @@ stages:
     steps:
       - run: [./print.sh]
         env: {{ SECRET: \"${{{{ env.ION_TOKEN }}}}\" }}
-    checks: {{ at: [0s], probes: [echo, prom] }}
+    checks: {{ at: [0s], probes: [echo, prom, session] }}
     gates: [go]
 rollback:
   - run: [./log.sh, rollback]
@@ -112,6 +122,7 @@ notify:
 ",
         echo = echo.url("/stats"),
         base = echo.url(""),
+        session = echo.url("/session"),
         json_hook = hooks.url("/json"),
         slack_hook = hooks.url("/slack"),
     )
@@ -155,6 +166,7 @@ fn secrets_never_leave_through_probe_errors_step_output_reports_status_or_webhoo
     let journal = journal_text(dir.path());
     assert!(journal.contains("answered 500"), "{journal}");
     assert!(journal.contains("auth=*** key=***"), "{journal}");
+    assert!(journal.contains("sess=***"), "{journal}");
     assert!(journal.contains("BBBB"), "{journal}");
     assert_no_secret("the journal", &journal);
     for args in [

@@ -82,8 +82,8 @@ impl Redactor {
     }
 
     /// The secrets of a live run: every `env` value the plan uses, and the value of every secret
-    /// header (by name, see [`is_secret_header`]) anywhere in the plan, as filled for preflight
-    /// and for every stage.
+    /// header (by name, see [`is_secret_header`], or listed in `secret_headers`) anywhere in the
+    /// plan, as filled for preflight and for every stage.
     pub fn for_run(plan: &Plan, resolver: &Resolver) -> Redactor {
         let mut values: Vec<String> = resolver.secrets().map(str::to_owned).collect();
         let mut headers = Vec::new();
@@ -171,7 +171,7 @@ impl Redactor {
 }
 
 /// The values of secret headers anywhere in a plan's tree: a `headers` map's entries whose
-/// name is a secret header's.
+/// name is a secret header's, or is listed in the `secret_headers` beside it.
 fn secret_headers<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
     match value {
         serde_json::Value::Array(items) => {
@@ -184,10 +184,18 @@ fn secret_headers<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
                 if key == "headers"
                     && let Some(headers) = item.as_object()
                 {
+                    let marked: Vec<&str> = map
+                        .get("secret_headers")
+                        .and_then(serde_json::Value::as_array)
+                        .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
+                        .unwrap_or_default();
                     out.extend(
                         headers
                             .iter()
-                            .filter(|(name, _)| is_secret_header(name))
+                            .filter(|(name, _)| {
+                                is_secret_header(name)
+                                    || marked.iter().any(|m| m.eq_ignore_ascii_case(name))
+                            })
                             .filter_map(|(_, v)| v.as_str()),
                     );
                 }
