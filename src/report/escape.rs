@@ -8,8 +8,9 @@ use std::fmt::Write as _;
 use crate::journal::event::Record;
 
 /// Text for a terminal or a CI log, on one line: control characters (C0 — newlines, CR, ESC —,
-/// DEL, C1) and Unicode bidi overrides and isolates are shown as escapes (`\n`, `\r`, `\x1b`,
-/// `\u{202e}`), and a leading `::` is shown as `\::` so the text cannot start a workflow command.
+/// DEL, C1), the Unicode line and paragraph separators, and bidi overrides and isolates are
+/// shown as escapes (`\n`, `\r`, `\x1b`, `\u{2028}`, `\u{202e}`), and a leading `::` is shown
+/// as `\::` so the text cannot start a workflow command.
 pub fn terminal(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     if text.starts_with("::") {
@@ -23,7 +24,7 @@ pub fn terminal(text: &str) -> String {
             '\u{0}'..='\u{1f}' | '\u{7f}' => {
                 let _ = write!(out, "\\x{:02x}", u32::from(c));
             }
-            '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            '\u{80}'..='\u{9f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
                 let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
             }
             c => out.push(c),
@@ -144,6 +145,7 @@ mod tests {
         assert_eq!(terminal("plain text, ünïcode ✓"), "plain text, ünïcode ✓");
         assert!(!needs_terminal("plain text, ünïcode ✓"));
         assert!(needs_terminal("a\u{202e}"));
+        assert_eq!(terminal("a\u{2028}b"), "a\\u{2028}b");
     }
 
     #[test]
