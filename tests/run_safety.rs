@@ -232,6 +232,13 @@ probes:
       url: {web}
       headers: {{ X-Api-Key: {API_KEY} }}
       expect_status: 302
+  web307:
+    http:
+      url: {web307}
+      method: POST
+      headers: {{ X-Api-Key: {API_KEY} }}
+      body: probe-body-for-the-first-origin
+      expect_status: 307
   prom:
     prometheus:
       url: {base}
@@ -240,15 +247,16 @@ probes:
 gates:
   go:
     at: end
-    require: [web.status == 302]
+    require: [web.status == 302, web307.status == 307]
 stages:
   - name: all
     traffic: 100
     bake: 0s
-    checks: {{ at: [0s], probes: [web, prom] }}
+    checks: {{ at: [0s], probes: [web, web307, prom] }}
     gates: [go]
 ",
         web = first.url("/stats"),
+        web307 = first.url("/307/stats"),
         base = first.url(""),
     );
     let path = write(dir.path(), "plan.yaml", plan);
@@ -258,9 +266,13 @@ stages:
         seen.iter().all(|h| !h.headers.contains_key("x-api-key")),
         "the key reached another origin: {seen:?}"
     );
-    // Both asked the first server, and took its 3xx as the answer.
+    assert!(
+        seen.iter().all(|h| !h.body.contains("probe-body")),
+        "a probe's body reached another origin: {seen:?}"
+    );
+    // Each asked the first server, and took its 3xx as the answer.
     let asked: Vec<String> = first.hits().iter().map(|h| h.path.clone()).collect();
-    for path in ["/stats", "/api/v1/query"] {
+    for path in ["/stats", "/307/stats", "/api/v1/query"] {
         assert!(
             asked.iter().any(|p| p == path),
             "{path} not asked: {asked:?}"
