@@ -166,6 +166,7 @@ impl Redactor {
         if !self.redact_json(&mut value) {
             return record.clone();
         }
+        // Records round-trip through JSON: the journal is read back the same way.
         serde_json::from_value(value).unwrap_or_else(|_| record.clone())
     }
 }
@@ -272,6 +273,40 @@ mod tests {
         assert_eq!(redactor.redact("?t=s3cr%22et%2Fvalue%2B1"), "?t=***");
         // Too short to be a secret.
         assert_eq!(redactor.redact("abc"), "abc");
+    }
+
+    #[test]
+    fn a_plan_s_secret_headers_are_filled_for_preflight_and_every_stage() {
+        let plan: Plan = serde_saphyr::from_str(
+            r#"
+version: 1
+name: p
+probes:
+  app:
+    http:
+      url: http://127.0.0.1:1/
+      headers:
+        X-Auth-Token: "tok-${{ stage.name }}-tail"
+        X-Trace: "trace-${{ stage.name }}"
+        X-Session: "sess-value"
+      secret_headers: [x-session]
+stages:
+  - { name: first, traffic: 10, bake: 1m }
+  - { name: second, traffic: 100, bake: 1m }
+notify:
+  - url: http://127.0.0.1:1/hook
+    headers: { Cookie: "id=cookie-value" }
+"#,
+        )
+        .unwrap();
+        let resolver = Resolver::without_secrets(&plan, "run");
+        let redactor = Redactor::for_run(&plan, &resolver);
+        assert_eq!(
+            redactor.redact("tok-first-tail tok-second-tail sess-value id=cookie-value"),
+            "*** *** *** ***"
+        );
+        // Not a secret header: left alone.
+        assert_eq!(redactor.redact("trace-first"), "trace-first");
     }
 
     #[test]
