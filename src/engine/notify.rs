@@ -158,8 +158,9 @@ impl Sink for Notifier {
                     }
                 }
                 eprintln!(
-                    "warning: notification `{event}` to {} failed after {ATTEMPTS} attempts: {last}",
-                    url.redacted
+                    "warning: notification `{event}` to {} failed after {ATTEMPTS} attempts: {}",
+                    terminal(&url.redacted),
+                    terminal(&last)
                 );
             };
             if let Ok(mut tasks) = self.tasks.lock() {
