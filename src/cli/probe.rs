@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 
+use crate::engine::redact::Redactor;
 use crate::exit_code;
 use crate::plan::units::parse_duration;
 use crate::probe::command::CommandProbe;
@@ -17,6 +18,7 @@ use crate::probe::http::{HttpProbe, Request};
 use crate::probe::load::{LoadProbe, LoadSpec, Target, TargetReport};
 use crate::probe::prometheus::PrometheusProbe;
 use crate::probe::{Reading, Sample};
+use crate::report::escape::terminal;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -184,6 +186,7 @@ pub fn run(args: &Args) -> u8 {
                         body: http.request.body.clone(),
                         timeout: http.timeout,
                         expect_status: http.request.expect_status,
+                        redact: Arc::new(Redactor::for_headers(&http.request.headers)),
                     },
                     metrics: http.metrics.clone(),
                 };
@@ -197,6 +200,7 @@ pub fn run(args: &Args) -> u8 {
                     headers: Vec::new(),
                     queries: prometheus.queries.clone(),
                     timeout: prometheus.timeout,
+                    redact: Arc::default(),
                 };
                 print_sample(&probe.sample(&client()).await, prometheus.json)
             }
@@ -207,6 +211,7 @@ pub fn run(args: &Args) -> u8 {
                     shown: command.argv.clone(),
                     dir: PathBuf::from("."),
                     timeout: command.timeout,
+                    redact: Arc::default(),
                 };
                 print_sample(&probe.sample().await, command.json)
             }
@@ -217,6 +222,7 @@ pub fn run(args: &Args) -> u8 {
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
+        .redirect(crate::probe::http::same_origin_redirects())
         .build()
         .unwrap_or_default()
 }
@@ -261,7 +267,7 @@ async fn run_load(args: &LoadArgs) -> u8 {
     let results = match results {
         Ok(results) => results,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", terminal(&error));
             return exit_code::RUNTIME_ERROR;
         }
     };
@@ -399,7 +405,7 @@ fn print_sample(sample: &Sample, json: bool) -> u8 {
     let text = if json {
         format!("{}\n", serde_json::to_string(sample).unwrap_or_default())
     } else if let Some(error) = &sample.error {
-        format!("error: {error}\n")
+        format!("error: {}\n", terminal(error))
     } else {
         sample
             .metrics
@@ -408,9 +414,9 @@ fn print_sample(sample: &Sample, json: bool) -> u8 {
                 let value = match reading {
                     Reading::Value(v) => v.to_string(),
                     Reading::NoData => "no data".to_owned(),
-                    Reading::Error(e) => format!("error: {e}"),
+                    Reading::Error(e) => format!("error: {}", terminal(e)),
                 };
-                let _ = writeln!(out, "{name:<20} {value}");
+                let _ = writeln!(out, "{:<20} {value}", terminal(name));
                 out
             })
     };

@@ -615,6 +615,7 @@ fn live_setup(
         .map(|r| r.taken.clone())
         .unwrap_or_default();
     let inbox = Inbox::new(inbox::path(&state, &stem), &run_id, taken);
+    let redact = Arc::clone(&live.redact);
     Ok(Setup {
         mode: Mode::Live,
         run_id,
@@ -623,7 +624,11 @@ fn live_setup(
             sampler: Arc::clone(&live) as _,
             steps: live as _,
             control: Box::new(TerminalControl::with_inbox(Some(inbox))),
-            sinks: vec![Box::new(journal), progress, Box::new(notifier)],
+            // Every event is redacted once more before any sink sees it.
+            sinks: vec![Box::new(crate::engine::redact::Redacting::new(
+                redact,
+                vec![Box::new(journal), progress, Box::new(notifier)],
+            ))],
         },
         journal: Some(journal_path),
         pending: Some(pending),

@@ -79,21 +79,10 @@ impl Resolver {
         .map_err(|e| format!("in `{text}`: {}", e.message))
     }
 
-    /// Every secret value, to scrub from text that came from outside (a program's stderr).
+    /// Every `env` value: secrets, which [`Redactor`](crate::engine::redact::Redactor) takes
+    /// out of everything that leaves the runner.
     pub fn secrets(&self) -> impl Iterator<Item = &str> {
-        self.env
-            .values()
-            .map(String::as_str)
-            .filter(|v| v.len() >= 4)
-    }
-
-    /// Replaces every secret value in `text` by `***`.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in self.secrets() {
-            out = out.replace(secret, "***");
-        }
-        out
+        self.env.values().map(String::as_str)
     }
 }
 

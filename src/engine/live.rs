@@ -14,11 +14,13 @@ use tokio::sync::mpsc;
 
 use crate::engine::clock::Clock;
 use crate::engine::context::{Resolver, StageRef};
+use crate::engine::redact::Redactor;
 use crate::engine::{
     Announce, CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
 };
 use crate::journal::inbox::{self, Entry, Inbox};
 use crate::plan::model::{HttpStep, Method, Plan, ProbeKind, Step};
+use crate::plan::units::PlanDuration;
 use crate::probe::command::{CommandProbe, program_path};
 use crate::probe::http::{HttpProbe, Request};
 use crate::probe::prometheus::PrometheusProbe;
@@ -37,23 +39,37 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Live {
     pub plan: Arc<Plan>,
     pub resolver: Arc<Resolver>,
+    /// The run's secrets, to redact from everything that leaves the runner.
+    pub redact: Arc<Redactor>,
     /// The plan's folder: where programs run and `./relative` paths point.
     pub dir: PathBuf,
+    /// For probes: follows redirects within one origin only.
     pub client: reqwest::Client,
+    /// For steps: follows no redirect (a 3xx is the step's answer), so a step's headers and body
+    /// go only where the plan says.
+    pub step_client: reqwest::Client,
 }
 
 impl Live {
     pub fn new(plan: Arc<Plan>, resolver: Resolver, dir: PathBuf) -> Result<Live, String> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = |redirects| {
+            reqwest::Client::builder()
+                .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(redirects)
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        };
+        let step_client = client(reqwest::redirect::Policy::none())?;
+        let client = client(crate::probe::http::same_origin_redirects())?;
+        let redact = Arc::new(Redactor::for_run(&plan, &resolver));
         Ok(Live {
             plan,
             resolver: Arc::new(resolver),
+            redact,
             dir,
             client,
+            step_client,
         })
     }
 
@@ -91,6 +107,7 @@ impl Live {
             body,
             timeout,
             expect_status,
+            redact: Arc::clone(&self.redact),
         })
     }
 
@@ -104,10 +121,9 @@ impl Live {
             name: s,
             traffic: context.traffic,
         });
-        let overall = probe.timeout.map_or(
-            PROBE_TIMEOUT,
-            super::super::plan::units::PlanDuration::as_duration,
-        );
+        let overall = probe
+            .timeout
+            .map_or(PROBE_TIMEOUT, PlanDuration::as_duration);
         let sample = match probe.kind() {
             Some(ProbeKind::Command(argv)) => {
                 let filled = argv
@@ -120,16 +136,14 @@ impl Live {
                     shown: filled.into_iter().map(|f| f.1).collect(),
                     dir: self.dir.clone(),
                     timeout: overall,
+                    redact: Arc::clone(&self.redact),
                 };
                 probe.sample().await
             }
             Some(ProbeKind::Http(http)) => {
                 let timeout = http
                     .timeout
-                    .map_or(
-                        REQUEST_TIMEOUT,
-                        super::super::plan::units::PlanDuration::as_duration,
-                    )
+                    .map_or(REQUEST_TIMEOUT, PlanDuration::as_duration)
                     .min(overall);
                 let probe = HttpProbe {
                     name: name.to_owned(),
@@ -168,11 +182,9 @@ impl Live {
                         .collect::<Result<_, String>>()?,
                     timeout: prometheus
                         .timeout
-                        .map_or(
-                            REQUEST_TIMEOUT,
-                            super::super::plan::units::PlanDuration::as_duration,
-                        )
+                        .map_or(REQUEST_TIMEOUT, PlanDuration::as_duration)
                         .min(overall),
+                    redact: Arc::clone(&self.redact),
                 };
                 with_deadline(name, overall, probe.sample(&self.client)).await
             }
@@ -297,7 +309,8 @@ impl Live {
             String::from_utf8_lossy(stdout).trim_end(),
             String::from_utf8_lossy(stderr).trim_end()
         );
-        let output = self.resolver.scrub(tail(output.trim(), 400));
+        // Redacted before it is cut: a secret's tail must not survive the cut.
+        let output = tail(&self.redact.redact(output.trim()), 400).to_owned();
         match (status.code(), output.is_empty()) {
             (Some(code), true) => format!("exit {code}"),
             (Some(code), false) => format!("exit {code}: {output}"),
@@ -440,12 +453,12 @@ impl StepRunner for Live {
             }
             if let Some(http) = &step.http {
                 return match self.http_request(http, step, &context) {
-                    Ok(request) => match request.send(&self.client).await {
+                    Ok(request) => match request.send(&self.step_client).await {
                         Ok(response) => StepResult {
                             ok: true,
                             detail: format!("HTTP {}", response.status),
                         },
-                        Err(e) => failed(self.resolver.scrub(&e)),
+                        Err(e) => failed(self.redact.redact(&e)),
                     },
                     Err(e) => failed(e),
                 };

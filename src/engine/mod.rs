@@ -13,6 +13,7 @@ pub mod dry_run;
 pub mod gates;
 pub mod live;
 pub mod notify;
+pub mod redact;
 pub mod run;
 pub mod scenario;
 pub mod schedule;

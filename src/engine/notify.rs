@@ -11,6 +11,7 @@ use crate::engine::Sink;
 use crate::engine::context::Resolver;
 use crate::journal::event::Record;
 use crate::plan::model::{Notify, NotifyFormat};
+use crate::report::escape::{slack, terminal};
 
 /// Attempts per notification, and the timeout of each.
 const ATTEMPTS: u32 = 3;
@@ -64,7 +65,8 @@ impl Notifier {
     }
 }
 
-/// The text of an event for people (Slack).
+/// The text of an event for people (Slack); text from the plan and from outside is escaped, so
+/// `<!channel>` or `<url|text>` in a probe error is shown, not acted on.
 fn summary(plan: &str, name: &str, record: &Record) -> String {
     let detail = serde_json::to_value(&record.event)
         .ok()
@@ -81,7 +83,9 @@ fn summary(plan: &str, name: &str, record: &Record) -> String {
                 .map(|(k, v)| {
                     format!(
                         "{k}: {}",
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                        slack(&terminal(
+                            &v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                        ))
                     )
                 })
                 .collect::<Vec<_>>()
@@ -90,7 +94,8 @@ fn summary(plan: &str, name: &str, record: &Record) -> String {
         })
         .unwrap_or_default();
     format!(
-        "*{plan}* {}{}",
+        "*{}* {}{}",
+        slack(plan),
         name.replace('_', " "),
         if detail.is_empty() {
             String::new()
@@ -153,8 +158,9 @@ impl Sink for Notifier {
                     }
                 }
                 eprintln!(
-                    "warning: notification `{event}` to {} failed after {ATTEMPTS} attempts: {last}",
-                    url.redacted
+                    "warning: notification `{event}` to {} failed after {ATTEMPTS} attempts: {}",
+                    terminal(&url.redacted),
+                    terminal(&last)
                 );
             };
             if let Ok(mut tasks) = self.tasks.lock() {

@@ -191,12 +191,16 @@ mod tests {
     use chrono::Utc;
 
     fn journal(records: usize) -> Vec<u8> {
+        // One instant throughout, so two calls give the same bytes.
+        let now = chrono::DateTime::parse_from_rfc3339("2025-10-22T14:00:00.5Z")
+            .unwrap()
+            .to_utc();
         let header = Header {
             format: FORMAT_VERSION,
             run_id: "r".into(),
             plan: "p.yaml".into(),
             digest: "sha256:0".into(),
-            created: Utc::now(),
+            created: now,
             vars: Vec::new(),
         };
         let mut out = serde_json::to_vec(&header).unwrap();
@@ -204,7 +208,7 @@ mod tests {
         for seq in 1..=records as u64 {
             let record = Record {
                 seq,
-                at: Utc::now(),
+                at: now,
                 event: Event::StageCompleted {
                     stage: format!("s{seq}"),
                 },

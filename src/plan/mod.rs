@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod scenario;
 pub mod schema;
+pub mod secret_headers;
 pub mod semantic;
 pub mod span;
 pub mod units;

@@ -224,6 +224,10 @@ pub struct HttpProbe {
     /// Request headers; values may use `${{ env.NAME }}` and are redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Further headers whose values are secrets, by name, case-insensitive (beside
+    /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -274,6 +278,10 @@ pub struct PrometheusProbe {
     /// Request headers (e.g. `Authorization`); redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Further headers whose values are secrets, by name, case-insensitive (beside
+    /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
     /// Timeout of each query. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<PlanDuration>,
@@ -313,6 +321,10 @@ pub struct LoadProbe {
     /// Request headers; redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Further headers whose values are secrets, by name, case-insensitive (beside
+    /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -613,6 +625,10 @@ pub struct HttpStep {
     /// Request headers; redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Further headers whose values are secrets, by name, case-insensitive (beside
+    /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -704,6 +720,10 @@ pub struct Notify {
     /// Request headers; redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Further headers whose values are secrets, by name, case-insensitive (beside
+    /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_headers: Vec<String>,
 }
 
 /// The body format of a notification.

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use crate::engine::redact::Redactor;
 use crate::probe::{Sample, readings_from_json, tail};
 
 /// The most a probe's stdout may print: a JSON object of a few numbers.
@@ -21,6 +23,8 @@ pub struct CommandProbe {
     /// The plan's folder: the working directory, and the base of `./relative` programs.
     pub dir: PathBuf,
     pub timeout: Duration,
+    /// Secrets to take out of the program's output before it is cut and shown.
+    pub redact: Arc<Redactor>,
 }
 
 /// The program to execute: a `./relative` program is resolved against the plan's folder.
@@ -82,7 +86,7 @@ impl CommandProbe {
         read_err.map_err(|e| format!("reading stderr: {e}"))?;
         let status = status.map_err(|e| format!("waiting for the program: {e}"))?;
         if !status.success() {
-            let stderr = String::from_utf8_lossy(&stderr);
+            let stderr = self.redact.redact(&String::from_utf8_lossy(&stderr));
             return Err(format!(
                 "`{}` failed ({status}){}",
                 self.shown.join(" "),
@@ -96,7 +100,7 @@ impl CommandProbe {
             format!(
                 "`{}` did not print a JSON object: {e}: {}",
                 self.shown.join(" "),
-                tail(&String::from_utf8_lossy(&stdout), 200)
+                tail(&self.redact.redact(&String::from_utf8_lossy(&stdout)), 200)
             )
         })?;
         Ok(Sample::ok(&self.name, readings_from_json(&value)?))

@@ -2,9 +2,11 @@
 //! `status` and `latency`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::probe::{Reading, Sample, kind, tail};
+use crate::engine::redact::Redactor;
+use crate::probe::{Reading, Sample, kind};
 
 /// The client's method for a plan's method.
 pub fn method(method: crate::plan::model::Method) -> reqwest::Method {
@@ -31,6 +33,8 @@ pub struct Request {
     pub timeout: Duration,
     /// `None`: any 2xx.
     pub expect_status: Option<u16>,
+    /// Secrets to take out of an answer's body before it is cut and shown.
+    pub redact: Arc<Redactor>,
 }
 
 /// What a request gave: status, latency and body, or why it failed.
@@ -91,7 +95,7 @@ impl Request {
             return Err(format!(
                 "{} answered {status}, expected {want}: {}",
                 self.shown_url,
-                tail(&String::from_utf8_lossy(&body[..body.len().min(300)]), 300)
+                cut(&self.redact.redact(&String::from_utf8_lossy(&body)), 300)
             ));
         }
         Ok(Response {
@@ -102,16 +106,54 @@ impl Request {
     }
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+/// The first `limit` bytes of a text, on a character boundary.
+fn cut(text: &str, limit: usize) -> &str {
+    let text = text.trim();
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+async fn read_limited(response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    read_capped(response).await.map(|(body, _)| body)
+}
+
+/// Reads at most [`bytes_body::MAX`] bytes of a body, and whether there was more (the rest is
+/// not read: the connection is dropped).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = bytes_body::MAX.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room <= chunk.len() {
-            break;
+        if room < chunk.len() {
+            return Ok((body, true));
         }
     }
-    Ok(body)
+    Ok((body, false))
+}
+
+/// The redirect policy of probes and notifications: follow a redirect only within the same
+/// origin (scheme, host and port), at most 10; a redirect elsewhere is not followed and its 3xx
+/// is the answer, so plan headers (secrets) and bodies never reach another origin.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if same && attempt.previous().len() <= 10 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }
 
 /// A request error as one readable line, with the secret-free URL.

@@ -310,6 +310,8 @@ fn worker_client() -> Result<reqwest::Client, String> {
         .user_agent(concat!("ion-plan/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)
+        // Like the `http://` path: a 3xx is the target's answer, and headers stay with it.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
@@ -518,13 +520,30 @@ impl PlainConnection {
             .map_err(|_| "request")?;
         let response = sender.send_request(request).await.map_err(|_| "request")?;
         let status = response.status().as_u16();
-        // Read the body so the connection can be reused, and so latency includes it.
-        response.into_body().collect().await.map_err(|_| "body")?;
+        // Read the body so the connection can be reused, and so latency includes it; a body past
+        // the cap drops the connection (the caller forgets the sender on an error).
+        let mut body = response.into_body();
+        let mut read = 0;
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame.map_err(|_| "body")?.data_ref() {
+                read += data.len();
+                if read > MAX_BODY {
+                    return Err(BODY_TOO_LARGE);
+                }
+            }
+        }
         Ok(status)
     }
 }
 
-/// One request; the error is its kind (`timeout`, `connect`, `body`, `request`).
+/// The most of a response body a request reads: a health check answers a few bytes, and an
+/// endless body must not hold a worker (nor its memory) for ever.
+pub const MAX_BODY: usize = crate::probe::http::bytes_body::MAX;
+/// The error kind of a request whose body went past [`MAX_BODY`].
+pub const BODY_TOO_LARGE: &str = "body_too_large";
+
+/// One request; the error is its kind (`timeout`, `connect`, `body`, `body_too_large`,
+/// `request`).
 async fn send(
     client: &reqwest::Client,
     target: &Target,
@@ -541,11 +560,20 @@ async fn send(
     }
     let response = request.send().await.map_err(|e| kind(&e))?;
     let status = response.status().as_u16();
-    // Read the body so the connection can be reused, and so latency includes it.
-    response
-        .bytes()
+    // Read the body so the connection can be reused, and so latency includes it; a body past the
+    // cap is dropped with its connection.
+    let mut response = response;
+    let mut read = 0;
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| if e.is_timeout() { "timeout" } else { "body" })?;
+        .map_err(|e| if e.is_timeout() { "timeout" } else { "body" })?
+    {
+        read += chunk.len();
+        if read > MAX_BODY {
+            return Err(BODY_TOO_LARGE);
+        }
+    }
     Ok(status)
 }
 

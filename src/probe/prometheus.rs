@@ -2,12 +2,14 @@
 //! An empty vector or NaN is no data; several series is an error that names them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::probe::http::describe;
+use crate::engine::redact::Redactor;
+use crate::probe::http::{bytes_body, describe, read_capped};
 use crate::probe::{Reading, Sample, tail};
 
 #[derive(Debug, Clone)]
@@ -20,6 +22,8 @@ pub struct PrometheusProbe {
     /// Metric name → query.
     pub queries: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Secrets to take out of answers before they are cut and shown.
+    pub redact: Arc<Redactor>,
 }
 
 impl PrometheusProbe {
@@ -56,13 +60,25 @@ impl PrometheusProbe {
             Err(error) => return Reading::Error(describe(&error, &shown)),
         };
         let status = response.status();
-        let body = match response.text().await {
-            Ok(body) => body,
+        let body = match read_capped(response).await {
+            Ok((_, true)) => {
+                return Reading::Error(format!(
+                    "{shown}: response over {} MiB",
+                    bytes_body::MAX >> 20
+                ));
+            }
+            Ok((body, false)) => String::from_utf8_lossy(&body).into_owned(),
             Err(error) => return Reading::Error(describe(&error, &shown)),
         };
         match serde_json::from_str::<Value>(&body) {
-            Ok(value) => parse_response(&value),
-            Err(_) => Reading::Error(format!("{shown} answered {status}: {}", tail(&body, 200))),
+            Ok(value) => match parse_response(&value) {
+                Reading::Error(error) => Reading::Error(self.redact.redact(&error)),
+                reading => reading,
+            },
+            Err(_) => Reading::Error(format!(
+                "{shown} answered {status}: {}",
+                tail(&self.redact.redact(&body), 200)
+            )),
         }
     }
 }

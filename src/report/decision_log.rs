@@ -242,8 +242,9 @@ fn reading(r: &Reading) -> String {
     }
 }
 
+/// Outside text in the report: escaped for Markdown, on one line (see `report::escape`).
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    crate::report::escape::markdown(text)
 }
 
 /// The log as Markdown.
@@ -279,8 +280,8 @@ pub fn markdown(log: &Log) -> String {
                 out,
                 "| {} | {} | {} | {} | {} |",
                 f.at.format("%Y-%m-%d %H:%M:%SZ"),
-                f.stage,
-                f.gate,
+                cell(&f.stage),
+                cell(&f.gate),
                 f.action,
                 cell(&f.reason)
             );
@@ -297,8 +298,8 @@ pub fn markdown(log: &Log) -> String {
                 out,
                 "| {} | {} | {} | approved |",
                 a.at.format("%Y-%m-%d %H:%M:%SZ"),
-                a.stage.as_deref().unwrap_or("-"),
-                a.by
+                cell(a.stage.as_deref().unwrap_or("-")),
+                cell(&a.by)
             );
         }
         for a in &log.aborts {
@@ -306,8 +307,8 @@ pub fn markdown(log: &Log) -> String {
                 out,
                 "| {} | {} | {} | aborted: {} |",
                 a.at.format("%Y-%m-%d %H:%M:%SZ"),
-                a.stage.as_deref().unwrap_or("-"),
-                a.by,
+                cell(a.stage.as_deref().unwrap_or("-")),
+                cell(&a.by),
                 cell(a.note.as_deref().unwrap_or(""))
             );
         }
@@ -326,8 +327,9 @@ pub fn markdown(log: &Log) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {place} | {} | {} | {result} |",
+            "| {} | {} | {} | {} | {result} |",
             s.at.format("%Y-%m-%d %H:%M:%SZ"),
+            cell(&place),
             cell(&s.name),
             s.attempt
         );
@@ -346,13 +348,13 @@ pub fn markdown(log: &Log) -> String {
                 .samples
                 .iter()
                 .map(|s| match &s.error {
-                    Some(e) => format!("{}: error: {}", s.probe, e),
+                    Some(e) => format!("{}: error: {}", cell(&s.probe), cell(e)),
                     None => format!(
                         "{}: {}",
-                        s.probe,
+                        cell(&s.probe),
                         s.metrics
                             .iter()
-                            .map(|(k, v)| format!("{k}={}", reading(v)))
+                            .map(|(k, v)| format!("{}={}", cell(k), cell(&reading(v))))
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
@@ -376,7 +378,12 @@ pub fn markdown(log: &Log) -> String {
                     } else {
                         String::new()
                     };
-                    format!("{}: `{}`{value} {mark}{streak}", e.gate, e.condition)
+                    // The condition is plan text, checked by its grammar: it reads as code.
+                    format!(
+                        "{}: `{}`{value} {mark}{streak}",
+                        cell(&e.gate),
+                        e.condition.replace('`', "'").replace('|', "\\|")
+                    )
                 })
                 .collect();
             let _ = writeln!(
@@ -387,8 +394,8 @@ pub fn markdown(log: &Log) -> String {
                 crate::plan::units::format_duration(std::time::Duration::from_secs_f64(
                     c.offset.max(0.0)
                 )),
-                cell(&samples.join("; ")),
-                cell(&evaluations.join("; "))
+                samples.join("; "),
+                evaluations.join("; ")
             );
         }
         out.push('\n');

@@ -163,6 +163,8 @@ fn truncate(line: &str) -> String {
 
 impl Sink for LiveView {
     fn record(&mut self, record: &Record) -> std::io::Result<()> {
+        // Outside text in the event (probe errors, output) is escaped for the terminal.
+        let record = &crate::report::escape::terminal_record(record);
         let status = match self.view.lock() {
             Ok(mut view) => {
                 view.apply(record);

@@ -44,7 +44,9 @@ impl<W: Write + Send> Sink for Progress<W> {
             Style::Plain => {
                 let start = *self.start.get_or_insert(record.at);
                 let since = (record.at - start).to_std().unwrap_or_default();
-                let line = describe(&record.event);
+                // Outside text in the event (probe errors, output) is escaped: one line, no
+                // control characters, no workflow command.
+                let line = describe(&crate::report::escape::terminal_record(record).event);
                 writeln!(
                     self.out,
                     "{} {:>8}  {line}",

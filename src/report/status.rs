@@ -258,6 +258,7 @@ fn round(d: std::time::Duration) -> std::time::Duration {
 fn stage_lines(out: &mut String, status: &Status) {
     match (&status.stage, status.traffic, &status.time_in_stage) {
         (Some(stage), Some(traffic), Some(time)) => {
+            let stage = crate::report::escape::terminal(stage);
             let _ = writeln!(out, "stage {stage}: {traffic}% traffic, for {time}");
         }
         (stage, traffic, _) => {
@@ -270,7 +271,11 @@ fn stage_lines(out: &mut String, status: &Status) {
             );
             match stage {
                 Some(stage) => {
-                    let _ = writeln!(out, "traffic: {traffic} (last stage: {stage})");
+                    let _ = writeln!(
+                        out,
+                        "traffic: {traffic} (last stage: {})",
+                        crate::report::escape::terminal(stage)
+                    );
                 }
                 None => {
                     let _ = writeln!(out, "traffic: {traffic}");
@@ -282,22 +287,24 @@ fn stage_lines(out: &mut String, status: &Status) {
 
 /// The status for people.
 pub fn text(status: &Status) -> String {
+    // Outside text (probe errors, reasons, names) on one line, without control characters.
+    let t = crate::report::escape::terminal;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "run {}: {}",
-        status.run_id,
+        t(&status.run_id),
         status.state.replace('_', " ")
     );
     if let Some(reason) = &status.reason {
-        let _ = writeln!(out, "  {reason}");
+        let _ = writeln!(out, "  {}", t(reason));
     }
     if let Some(runner) = &status.runner {
-        let _ = writeln!(out, "runner: {runner}");
+        let _ = writeln!(out, "runner: {}", crate::report::escape::terminal(runner));
     }
     stage_lines(&mut out, status);
     if !status.stages_completed.is_empty() {
-        let _ = writeln!(out, "completed: {}", status.stages_completed.join(", "));
+        let _ = writeln!(out, "completed: {}", t(&status.stages_completed.join(", ")));
     }
     if let Some(next) = &status.next {
         match next.at {
@@ -313,12 +320,12 @@ pub fn text(status: &Status) -> String {
                 let _ = writeln!(
                     out,
                     "next: {} at {}",
-                    next.action,
+                    t(&next.action),
                     at.format("%Y-%m-%d %H:%M:%SZ")
                 );
             }
             None => {
-                let _ = writeln!(out, "next: {}", next.action);
+                let _ = writeln!(out, "next: {}", t(&next.action));
             }
         }
     }
@@ -330,7 +337,7 @@ pub fn text(status: &Status) -> String {
         let _ = writeln!(
             out,
             "waiting for a person on {} since {} ({deadline})",
-            approval.stage,
+            t(&approval.stage),
             approval.requested.format("%Y-%m-%d %H:%M:%SZ")
         );
     }
@@ -338,8 +345,8 @@ pub fn text(status: &Status) -> String {
         let _ = writeln!(
             out,
             "pending request: {} by {} at {}",
-            request.request,
-            request.by,
+            t(&request.request),
+            t(&request.by),
             request.at.format("%Y-%m-%d %H:%M:%SZ")
         );
     }
@@ -360,7 +367,9 @@ pub fn text(status: &Status) -> String {
             let _ = writeln!(
                 out,
                 "  {:<8} {:<45} value {value:<10} threshold {threshold:<10} {}{streak}",
-                c.gate, c.condition, c.outcome
+                t(&c.gate),
+                t(&c.condition),
+                t(&c.outcome)
             );
         }
     }

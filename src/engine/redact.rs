@@ -1,0 +1,320 @@
+//! Secrets never leave (`docs/plan.md`, "Secrets"): every `env` value a plan uses and every
+//! value of a secret header is replaced by `***` in every string the runner prints, stores or
+//! sends — before any truncation, so that no tail of a secret survives a cut.
+//!
+//! Probes and steps redact outside text (bodies, stderr, output) before they cut it; the
+//! [`Redacting`] sink redacts every string of every event once more before the journal, the
+//! progress report and notifications see it.
+
+use std::sync::Arc;
+
+use crate::engine::Sink;
+use crate::engine::context::{Resolver, StageRef};
+use crate::journal::event::Record;
+use crate::plan::model::Plan;
+
+/// Shorter values are not treated as secrets: replacing `1` or `on` everywhere would garble
+/// every line and protect nothing.
+pub const MIN_SECRET_LEN: usize = 4;
+
+/// What stands for a secret.
+pub const MASK: &str = "***";
+
+/// Whether a header's value is a secret by its name: `Authorization`, `Cookie`, `*-Key`,
+/// `*-Token`, case-insensitive (and `Proxy-Authorization`, `Set-Cookie` alike).
+pub fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.ends_with("authorization")
+        || name.ends_with("cookie")
+        || name.ends_with("-key")
+        || name.ends_with("-token")
+}
+
+/// Replaces known secret values in text.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Every form of every secret, longest first (so a secret containing another goes whole).
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// A redactor for these secret values, in each form they may take in text: as given; for
+    /// `Bearer X`-style values also `X`; JSON-escaped and percent-encoded when those differ.
+    /// Values shorter than [`MIN_SECRET_LEN`] are ignored.
+    pub fn new<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Redactor {
+        let mut secrets = Vec::new();
+        let mut push = |form: String| {
+            if form.len() >= MIN_SECRET_LEN && !secrets.contains(&form) {
+                secrets.push(form);
+            }
+        };
+        for value in values {
+            let value = value.as_ref();
+            let mut bases = vec![value.to_owned()];
+            if let Some((scheme, credential)) = value.trim().split_once(char::is_whitespace)
+                && !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                bases.push(credential.trim().to_owned());
+            }
+            for base in bases {
+                if base.len() < MIN_SECRET_LEN {
+                    continue;
+                }
+                let json = serde_json::to_string(&base).unwrap_or_default();
+                let json = json
+                    .strip_prefix('"')
+                    .and_then(|j| j.strip_suffix('"'))
+                    .unwrap_or(&base)
+                    .to_owned();
+                let form: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
+                let percent = form.replace('+', "%20");
+                push(base);
+                push(json);
+                push(form);
+                push(percent);
+            }
+        }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor { secrets }
+    }
+
+    /// The secrets of a live run: every `env` value the plan uses, and the value of every secret
+    /// header (by name, see [`is_secret_header`], or listed in `secret_headers`) anywhere in the
+    /// plan, as filled for preflight and for every stage.
+    pub fn for_run(plan: &Plan, resolver: &Resolver) -> Redactor {
+        let mut values: Vec<String> = resolver.secrets().map(str::to_owned).collect();
+        let mut headers = Vec::new();
+        let tree = serde_json::to_value(plan).unwrap_or_default();
+        secret_headers(&tree, &mut headers);
+        let stages: Vec<Option<StageRef<'_>>> = std::iter::once(None)
+            .chain(plan.stages.iter().map(|s| {
+                Some(StageRef {
+                    name: &s.name,
+                    traffic: s.traffic,
+                })
+            }))
+            .collect();
+        for value in headers {
+            for stage in &stages {
+                if let Ok(filled) = resolver.fill(value, *stage) {
+                    values.push(filled.value);
+                }
+            }
+        }
+        Redactor::new(values)
+    }
+
+    /// For headers given outside a plan (`ion-plan probe`): the secret ones by name.
+    pub fn for_headers(headers: &[(String, String)]) -> Redactor {
+        Redactor::new(
+            headers
+                .iter()
+                .filter(|(name, _)| is_secret_header(name))
+                .map(|(_, value)| value),
+        )
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        out
+    }
+
+    /// Redacts every string (and object key) of a JSON value in place; whether any changed.
+    pub fn redact_json(&self, value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => {
+                let redacted = self.redact(text);
+                let changed = redacted != *text;
+                *text = redacted;
+                changed
+            }
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, item| self.redact_json(item) | changed),
+            serde_json::Value::Object(map) => {
+                let mut changed = false;
+                let entries = std::mem::take(map);
+                for (key, mut item) in entries {
+                    changed |= self.redact_json(&mut item);
+                    let redacted = self.redact(&key);
+                    changed |= redacted != key;
+                    map.insert(redacted, item);
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+
+    /// A record with every string redacted; the record itself when nothing had to change.
+    pub fn redact_record(&self, record: &Record) -> Record {
+        if self.secrets.is_empty() {
+            return record.clone();
+        }
+        let Ok(mut value) = serde_json::to_value(record) else {
+            return record.clone();
+        };
+        if !self.redact_json(&mut value) {
+            return record.clone();
+        }
+        // Records round-trip through JSON: the journal is read back the same way.
+        serde_json::from_value(value).unwrap_or_else(|_| record.clone())
+    }
+}
+
+/// The values of secret headers anywhere in a plan's tree: a `headers` map's entries whose
+/// name is a secret header's, or is listed in the `secret_headers` beside it.
+fn secret_headers<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::Array(items) => {
+            for item in items {
+                secret_headers(item, out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                if key == "headers"
+                    && let Some(headers) = item.as_object()
+                {
+                    let marked: Vec<&str> = map
+                        .get("secret_headers")
+                        .and_then(serde_json::Value::as_array)
+                        .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
+                        .unwrap_or_default();
+                    out.extend(
+                        headers
+                            .iter()
+                            .filter(|(name, _)| {
+                                is_secret_header(name)
+                                    || marked.iter().any(|m| m.eq_ignore_ascii_case(name))
+                            })
+                            .filter_map(|(_, v)| v.as_str()),
+                    );
+                }
+                secret_headers(item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The last line of defence: redacts every event before the sinks it wraps see it.
+pub struct Redacting {
+    redactor: Arc<Redactor>,
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl Redacting {
+    pub fn new(redactor: Arc<Redactor>, sinks: Vec<Box<dyn Sink>>) -> Redacting {
+        Redacting { redactor, sinks }
+    }
+}
+
+impl Sink for Redacting {
+    fn record(&mut self, record: &Record) -> std::io::Result<()> {
+        let record = self.redactor.redact_record(record);
+        for sink in &mut self.sinks {
+            sink.record(&record)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        for sink in &mut self.sinks {
+            sink.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_headers_by_name() {
+        for name in [
+            "Authorization",
+            "authorization",
+            "Cookie",
+            "X-Api-Key",
+            "x-auth-token",
+            "Proxy-Authorization",
+        ] {
+            assert!(is_secret_header(name), "{name}");
+        }
+        for name in ["Content-Type", "Accept", "X-Keyboard", "Tokenizer"] {
+            assert!(!is_secret_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_form_of_a_secret_goes() {
+        let redactor = Redactor::new(["Bearer s3cr\"et/value+1", "ab"]);
+        assert_eq!(
+            redactor.redact("auth: Bearer s3cr\"et/value+1."),
+            "auth: ***."
+        );
+        // The credential alone, as a server may echo it.
+        assert_eq!(redactor.redact("token s3cr\"et/value+1"), "token ***");
+        // JSON-escaped and percent-encoded.
+        assert_eq!(
+            redactor.redact(r#"{"t":"s3cr\"et/value+1"}"#),
+            r#"{"t":"***"}"#
+        );
+        assert_eq!(redactor.redact("?t=s3cr%22et%2Fvalue%2B1"), "?t=***");
+        // Too short to be a secret.
+        assert_eq!(redactor.redact("abc"), "abc");
+    }
+
+    #[test]
+    fn a_plan_s_secret_headers_are_filled_for_preflight_and_every_stage() {
+        let plan: Plan = serde_saphyr::from_str(
+            r#"
+version: 1
+name: p
+probes:
+  app:
+    http:
+      url: http://127.0.0.1:1/
+      headers:
+        X-Auth-Token: "tok-${{ stage.name }}-tail"
+        X-Trace: "trace-${{ stage.name }}"
+        X-Session: "sess-value"
+      secret_headers: [x-session]
+stages:
+  - { name: first, traffic: 10, bake: 1m }
+  - { name: second, traffic: 100, bake: 1m }
+notify:
+  - url: http://127.0.0.1:1/hook
+    headers: { Cookie: "id=cookie-value" }
+"#,
+        )
+        .unwrap();
+        let resolver = Resolver::without_secrets(&plan, "run");
+        let redactor = Redactor::for_run(&plan, &resolver);
+        assert_eq!(
+            redactor.redact("tok-first-tail tok-second-tail sess-value id=cookie-value"),
+            "*** *** *** ***"
+        );
+        // Not a secret header: left alone.
+        assert_eq!(redactor.redact("trace-first"), "trace-first");
+    }
+
+    #[test]
+    fn json_strings_and_keys_are_redacted() {
+        let redactor = Redactor::new(["hunter22"]);
+        let mut value = serde_json::json!({"a": ["x hunter22"], "hunter22": 1, "n": 2});
+        assert!(redactor.redact_json(&mut value));
+        assert_eq!(value, serde_json::json!({"a": ["x ***"], "***": 1, "n": 2}));
+        assert!(!redactor.redact_json(&mut value));
+    }
+}
