@@ -188,7 +188,6 @@ pub fn latest(
 mod tests {
     use super::*;
     use crate::journal::event::Event;
-    use chrono::Utc;
 
     fn journal(records: usize) -> Vec<u8> {
         // One instant throughout, so two calls give the same bytes.
