@@ -622,3 +622,31 @@ fn without_user_a_request_is_signed_by_the_uid_name() {
     assert_eq!(entry["by"], me.as_str());
     assert_ne!(entry["by"], "unknown");
 }
+
+#[test]
+fn a_command_probe_that_times_out_takes_its_grandchildren_with_it() {
+    let plan = "\
+version: 1
+name: probe
+probes:
+  slow:
+    command: [sh, -c, \"(sleep 1; echo late >> late.txt) & sleep 30\"]
+    timeout: 300ms
+preflight:
+  - { name: slow answers, probe: slow }
+stages:
+  - { name: only, traffic: 100, bake: 0s }
+";
+    let (dir, path) = setup(plan);
+    let output = ion_plan()
+        .args(["run", "--kill-grace", "2s"])
+        .arg(&path)
+        .run();
+    assert_eq!(output.code, 3, "{}", output.stderr);
+    assert!(output.stdout.contains("timed out"), "{}", output.stdout);
+    std::thread::sleep(Duration::from_millis(1300));
+    assert!(
+        !dir.path().join("late.txt").exists(),
+        "the probe's grandchild outlived it"
+    );
+}
