@@ -45,6 +45,11 @@ impl CommandProbe {
         if let Some(group) = &group {
             crate::process::Group::end(group).await;
         }
+        if crate::process::shutting_down() {
+            // The runner is going down and ended the program: that is no sample of the
+            // service, and must not count as a probe error after a resume.
+            std::future::pending::<()>().await;
+        }
         match result {
             Ok(Ok(sample)) => sample,
             Ok(Err(error)) => Sample::failed(&self.name, error),
