@@ -1,4 +1,4 @@
-//! Process exit codes: the contract scripts and CI jobs rely on (design.md §5).
+//! Process exit codes: the contract scripts and CI jobs rely on (README, "Exit codes").
 
 /// Success: the plan is valid, or the run completed.
 pub const SUCCESS: u8 = 0;

@@ -1,4 +1,4 @@
-//! The decision semantics of design.md §3, each pinned by a scenario run of the real binary on
+//! The decision rules (README, "Running plans"), each pinned by a scenario run of the real binary on
 //! simulated time: every rule has a test that fails if the rule changes.
 
 mod common;

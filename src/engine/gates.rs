@@ -1,4 +1,5 @@
-//! Gate evaluation: the decision semantics of design.md §3 as a state machine fed by samples.
+//! Gate evaluation: the decision rules (README, "Running plans"; `docs/plan.md`, "Gates") as a
+//! state machine fed by samples.
 //!
 //! - `consecutive: N` fails a condition on the N-th violation in a row; a pass resets the streak;
 //!   an error neither resets nor extends it.

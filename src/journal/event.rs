@@ -54,7 +54,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The process exit code for this outcome (design.md §5).
+    /// The process exit code for this outcome (README, "Exit codes").
     pub fn exit_code(self) -> u8 {
         use crate::exit_code;
         match self {
