@@ -650,3 +650,33 @@ stages:
         "the probe's grandchild outlived it"
     );
 }
+
+#[test]
+fn an_abort_between_two_attempts_of_a_step_stops_the_retries() {
+    let plan = "\
+version: 1
+name: retry
+stages:
+  - name: only
+    traffic: 100
+    bake: 0s
+    steps: [{ run: [sh, -c, \"echo attempt >> attempts.txt; exit 1\"], retries: 3 }]
+rollback:
+  - run: [./log.sh, rollback]
+";
+    let (dir, path) = setup(plan);
+    let mut runner = spawn(&path, &[]);
+    wait_for("the first attempt", || {
+        journal_has(dir.path(), "step_finished")
+    });
+    let abort = ion_plan()
+        .args(["abort", "--reason", "stop it"])
+        .arg(&path)
+        .run();
+    assert_eq!(abort.code, 0, "{}", abort.stderr);
+    assert_eq!(runner.0.wait().unwrap().code(), Some(3));
+    assert_eq!(lines(&dir.path().join("attempts.txt")), ["attempt"]);
+    assert_eq!(log(dir.path()), ["rollback"]);
+    let ended = status(&path);
+    assert_eq!(ended["state"], "aborted", "{ended}");
+}

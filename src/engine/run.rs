@@ -102,6 +102,8 @@ pub struct Engine<'p> {
     options: Options,
     /// The journal's state when this runner took the run up.
     resume: Option<RunState>,
+    /// An abort taken between two attempts of a step: what the step's caller does instead.
+    aborting: Option<Flow>,
 }
 
 /// The default cadence of checks while a stage waits for a person, when it has neither `every`
@@ -140,6 +142,7 @@ impl<'p> Engine<'p> {
             checks: resume.as_ref().map_or(0, |r| r.checks),
             options,
             resume,
+            aborting: None,
         })
     }
 
@@ -300,6 +303,9 @@ impl<'p> Engine<'p> {
                 };
                 self.step(&step, context).await?.err()
             };
+            if let Some(flow) = self.aborting.take() {
+                return Ok(flow);
+            }
             match failure {
                 None => self.emit(Event::PreflightPassed {
                     name: item.name.clone(),
@@ -401,6 +407,15 @@ impl<'p> Engine<'p> {
                     Duration::from_secs(1 << (attempt - 2).min(6)).min(Duration::from_mins(1));
                 let until = self.now() + chrono::Duration::from_std(backoff).unwrap_or_default();
                 self.parts.clock.sleep_until(until).await;
+                // An abort that came in meanwhile comes first: no further attempt.
+                if context.phase != Phase::Rollback
+                    && let Some(flow) = self.abort_first()?
+                {
+                    self.aborting = Some(flow);
+                    return Ok(Err(format!(
+                        "step `{name}` aborted before attempt {attempt}"
+                    )));
+                }
             }
             let started = std::time::Instant::now();
             let result = self
@@ -546,10 +561,10 @@ impl<'p> Engine<'p> {
             {
                 Ok(()) => {}
                 Err(reason) => {
-                    return Ok(Flow::Rollback {
+                    return Ok(self.aborting.take().unwrap_or(Flow::Rollback {
                         reason,
                         outcome: Outcome::RolledBack,
-                    });
+                    }));
                 }
             }
         }
