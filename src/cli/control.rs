@@ -101,7 +101,7 @@ fn record(
     let now = Utc::now();
     let entry = Entry {
         id: inbox::new_id(now),
-        run: run.run_id.clone(),
+        run_id: run.run_id.clone(),
         at: now,
         by,
         request,

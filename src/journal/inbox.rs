@@ -39,7 +39,7 @@ pub struct Entry {
     /// The run the request is for. Requests written before runs were named carry none and are
     /// taken by no run.
     #[serde(default)]
-    pub run: String,
+    pub run_id: String,
     pub at: DateTime<Utc>,
     pub by: String,
     pub request: Request,
@@ -132,7 +132,7 @@ impl Inbox {
     pub fn pending(&self) -> Vec<Entry> {
         read(&self.path)
             .into_iter()
-            .filter(|e| e.run == self.run && !self.taken.contains(&e.id))
+            .filter(|e| e.run_id == self.run && !self.taken.contains(&e.id))
             .collect()
     }
 
@@ -171,7 +171,7 @@ mod tests {
     fn entry(id: &str, run: &str, request: Request) -> Entry {
         Entry {
             id: id.into(),
-            run: run.into(),
+            run_id: run.into(),
             at: Utc::now(),
             by: "me".into(),
             request,
