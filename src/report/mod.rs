@@ -2,6 +2,7 @@
 
 pub mod decision_log;
 pub mod diagnostics;
+pub mod excerpt;
 pub mod live;
 pub mod progress;
 pub mod status;
