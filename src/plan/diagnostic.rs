@@ -103,6 +103,8 @@ codes! {
     ProbeNotRun = "probe-not-run",
     /// A check offset beyond the stage's bake.
     OffsetBeyondBake = "offset-beyond-bake",
+    /// A stage that would run more checks than a run may hold (`every: 1ms` over a long bake).
+    TooManyChecks = "too-many-checks",
     /// A relative script path that does not exist beside the plan.
     MissingScript = "missing-script",
     /// `consecutive` or `within` out of range.

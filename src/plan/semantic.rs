@@ -630,6 +630,34 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        let count = check_count(bake, checks);
+        if count > MAX_CHECKS {
+            let every_pointer = match (inherited, checks.every.is_some()) {
+                (true, true) => "/defaults/checks/every".to_owned(),
+                (true, false) => "/defaults/checks/at".to_owned(),
+                (false, true) => format!("{pointer}/checks/every"),
+                (false, false) => format!("{pointer}/checks/at"),
+            };
+            // The shortest interval that keeps the bake under the limit, in whole seconds.
+            let shortest = Duration::from_secs(bake.as_secs().div_ceil(MAX_CHECKS as u64).max(1));
+            self.push(
+                Diagnostic::error(
+                    Code::TooManyChecks,
+                    every_pointer,
+                    format!(
+                        "stage `{}` would run {} checks in its bake of {}; the limit is {} checks a stage, because every check is a sample in the journal and an entry in memory",
+                        stage.name,
+                        grouped(count),
+                        format_duration(bake),
+                        grouped(MAX_CHECKS)
+                    ),
+                )
+                .with_help(format!(
+                    "use a longer `every` (at least {} for this bake)",
+                    format_duration(shortest)
+                )),
+            );
+        }
         if let Some(every) = checks.every
             && every.as_duration().is_zero()
         {
@@ -862,6 +890,22 @@ fn conflict(pointer: &str, key: &str, other: &str, message: &str) -> Diagnostic 
     .with_help(format!("remove `{key}` or `{other}`"))
 }
 
+/// The most checks one stage may run: a day checked every second is 86,400.
+pub const MAX_CHECKS: usize = 100_000;
+
+/// A count with thousands separators: `2,592,000,000`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// How many checks a stage runs in its bake: `at` offsets, `every` ticks, and the final check
 /// at the bake's end when none is scheduled there.
 pub fn check_count(bake: Duration, checks: &crate::plan::model::Checks) -> usize {
@@ -1010,6 +1054,15 @@ mod tests {
                 .collect(),
             probes: vec!["p".into()],
         }
+    }
+
+    #[test]
+    fn a_30_day_bake_checked_every_millisecond_is_counted_not_listed() {
+        let bake = Duration::from_hours(30 * 24);
+        assert_eq!(check_count(bake, &checks(Some("1ms"), &[])), 2_592_000_000);
+        assert_eq!(grouped(2_592_000_000), "2,592,000,000");
+        assert_eq!(grouped(100_000), "100,000");
+        assert_eq!(grouped(7), "7");
     }
 
     #[test]
