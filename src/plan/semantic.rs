@@ -971,14 +971,20 @@ fn interpolations(plan: &Plan, document: &Value, out: &mut Vec<Diagnostic>) {
                 );
             }
             Value::String(text) if text.contains("${{") => {
-                string_interpolations(&pointer, text, &vars, out);
+                string_interpolations(&pointer, text, plan, &vars, out);
             }
             _ => {}
         }
     }
 }
 
-fn string_interpolations(pointer: &str, text: &str, vars: &[String], out: &mut Vec<Diagnostic>) {
+fn string_interpolations(
+    pointer: &str,
+    text: &str,
+    plan: &Plan,
+    vars: &[String],
+    out: &mut Vec<Diagnostic>,
+) {
     let placeholders = match interpolate::placeholders(text) {
         Ok(placeholders) => placeholders,
         Err(error) => {
@@ -1022,7 +1028,7 @@ fn string_interpolations(pointer: &str, text: &str, vars: &[String], out: &mut V
             continue;
         }
         if let Reference::Var(name) = reference
-            && !vars.contains(name)
+            && !plan.vars.contains_key(name)
         {
             let mut d = Diagnostic::error(
                 Code::UnknownVar,

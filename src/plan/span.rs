@@ -115,10 +115,15 @@ impl LineIndex {
         start..end
     }
 
+    /// 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
+    }
+
     /// 1-based line and column of a byte offset; columns count characters, as editors do.
     pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
         let offset = offset.min(text.len());
-        let line = self.starts.partition_point(|&start| start <= offset) - 1;
+        let line = self.line_of(offset) - 1;
         let start = self.starts[line];
         let column = if self.ascii[line] {
             offset - start

@@ -57,6 +57,7 @@ pub fn validate_file(path: &Path, checks: Checks) -> Result<Report, ReadError> {
 
 /// Validates plan text; `source.path` decides where relative script paths are looked for.
 pub fn validate_source(source: Source, checks: Checks) -> Report {
+    crate::plan::schema::reset_suggestion_budget();
     let document = match load::parse(&source) {
         Ok(document) => document,
         Err(diagnostic) => return finish(source, vec![diagnostic], None),
@@ -89,6 +90,7 @@ pub fn validate_scenario(
     path: &Path,
     plan: &Plan,
 ) -> Result<(Report, Option<crate::plan::scenario::Scenario>), ReadError> {
+    crate::plan::schema::reset_suggestion_budget();
     let source = match load::read(path)? {
         Loaded::Text(source) => source,
         Loaded::Invalid(source, diagnostic) => {

@@ -1,5 +1,5 @@
 //! The few lines of a plan that one finding shows, cut out once so that printing a finding costs
-//! the size of its snippet, not of the file (`docs/plan.md`, "Bounded everywhere"): miette scans
+//! the size of its snippet, not of the file (`docs/plan.md`, "Limits"): miette scans
 //! its source from the start for every snippet, and pads with a width that must fit in a `u16`.
 
 use miette::{MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
@@ -8,9 +8,9 @@ use crate::plan::diagnostic::Located;
 use crate::plan::load::Source;
 use crate::plan::span::ByteSpan;
 
-/// Characters of a line shown before the finding's column when the line is cut.
+/// Bytes of a line shown before the finding when the line is cut.
 const BEFORE: usize = 40;
-/// Characters of a line shown in all when it is cut.
+/// Bytes of a line shown in all when it is cut.
 const WIDTH: usize = 120;
 /// A span over more lines than this is shown on its first line only.
 const MAX_SPAN_LINES: usize = 20;
@@ -36,22 +36,26 @@ impl Excerpt {
         let lines = &source.lines;
         let start = located.span.offset.min(text.len());
         let end = (start + located.span.len).min(text.len());
-        let (first, _) = lines.line_col(text, start);
-        let (last, _) = lines.line_col(text, end.saturating_sub(1).max(start));
+        let first = lines.line_of(start);
+        let last = lines.line_of(end.saturating_sub(1).max(start));
         let context_start = first.saturating_sub(1).max(1);
         let context_end = (last + 1).min(lines.len());
-        let cut = (context_start..=context_end)
-            .any(|line| text[lines.line_range(text, line)].chars().count() > WIDTH);
+        // Lines are measured in bytes so that a finding costs the size of its snippet even on a
+        // megabyte-long line; a short line of wide characters is measured exactly.
+        let long = |line: usize| {
+            let range = lines.line_range(text, line);
+            range.len() > 4 * WIDTH || (range.len() > WIDTH && text[range].chars().count() > WIDTH)
+        };
+        let cut = (context_start..=context_end).any(long);
         let single = cut || last - first > MAX_SPAN_LINES;
         let (context_end, last) = if single {
             ((first + 1).min(lines.len()), first)
         } else {
             (context_end, last)
         };
-        // The window of characters kept on every line, placed around the finding's column.
-        let column = located.column - 1;
+        // The window kept on every line, in bytes from the line's start, around the finding.
         let from = if cut {
-            column.saturating_sub(BEFORE)
+            (start - lines.line_range(text, first).start).saturating_sub(BEFORE)
         } else {
             0
         };
@@ -97,13 +101,11 @@ impl Excerpt {
     }
 }
 
-/// The part of `line` from character `from` on, at most `WIDTH` characters, and its byte start.
+/// The part of `line` from byte `from` on, at most `WIDTH` bytes (both moved back to a character
+/// boundary), and its byte start.
 fn window(line: &str, from: usize) -> (&str, usize) {
-    let mut indices = line.char_indices().map(|(i, _)| i).skip(from);
-    let Some(start) = indices.next() else {
-        return ("", line.len());
-    };
-    let end = indices.nth(WIDTH - 2).unwrap_or(line.len());
+    let start = line.floor_char_boundary(from.min(line.len()));
+    let end = line.floor_char_boundary((start + WIDTH).min(line.len()));
     (&line[start..end], start)
 }
 
