@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,6 +15,7 @@ use crate::plan::model::{Argv, Condition, Gate, GateAt, Plan, Probe, ProbeKind, 
 use crate::plan::schema::did_you_mean;
 use crate::plan::span::join;
 use crate::plan::units::{PlanDuration, format_duration};
+use crate::plan::window::{Window, WindowError};
 
 /// Every semantic problem of a plan. `base` is the plan's folder when the filesystem may be
 /// consulted (scripts beside the plan, programs on PATH).
@@ -76,27 +76,10 @@ impl<'a> Checker<'a> {
                 .with_help("write e.g. `2025-10-22T14:00:00Z` (a date, `T`, a time and a zone)"),
             );
         }
-        if let Some(window) = &schedule.window {
-            let fields = window.split_whitespace().count();
-            if fields != 5 {
-                self.push(
-                    Diagnostic::error(
-                        Code::BadWindow,
-                        "/schedule/window",
-                        format!("`{window}` has {fields} fields; a crontab window has 5 (minute hour day-of-month month day-of-week)"),
-                    )
-                    .with_help("e.g. `* 13-17 * * Mon-Thu`: any minute from 13:00 to 17:59, Monday to Thursday"),
-                );
-            } else if let Err(error) = croner::Cron::from_str(window) {
-                self.push(Diagnostic::error(
-                    Code::BadWindow,
-                    "/schedule/window",
-                    format!(
-                        "`{window}` is not a valid crontab window: {}",
-                        error.to_string().to_lowercase().trim_end_matches('.')
-                    ),
-                ));
-            }
+        if let Some(window) = &schedule.window
+            && let Err(error) = Window::parse(window)
+        {
+            self.push(window_error(window, &error));
         }
         if let Some(zone) = &schedule.timezone
             && zone.parse::<chrono_tz::Tz>().is_err()
@@ -876,6 +859,44 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Why `schedule.window` is refused, in a diagnostic.
+fn window_error(window: &str, error: &WindowError) -> Diagnostic {
+    const POINTER: &str = "/schedule/window";
+    const EXAMPLE: &str =
+        "e.g. `* 13-17 * * Mon-Thu`: any minute from 13:00 to 17:59, Monday to Thursday";
+    match error {
+        WindowError::Fields(fields) => Diagnostic::error(
+            Code::BadWindow,
+            POINTER,
+            format!("`{window}` has {fields} fields; a crontab window has 5 (minute hour day-of-month month day-of-week)"),
+        )
+        .with_help(EXAMPLE),
+        WindowError::Extension { text, field } => Diagnostic::error(
+            Code::BadWindow,
+            POINTER,
+            format!("`{window}` is not standard crontab: {text} in the {field} field is a croner extension"),
+        )
+        .with_help("a window is a standard 5-field crontab: numbers, names (`Mon`, `Jan`), `*`, ranges `1-5`, lists `1,3` and steps `*/2`"),
+        WindowError::Invalid(message) => Diagnostic::error(
+            Code::BadWindow,
+            POINTER,
+            format!("`{window}` is not a valid crontab window: {message}"),
+        ),
+        WindowError::NeverOpens => {
+            let fields: Vec<&str> = window.split_whitespace().collect();
+            Diagnostic::error(
+                Code::BadWindow,
+                POINTER,
+                format!(
+                    "the window `{window}` never opens: no date in 8 years has day of month `{}` in month `{}`",
+                    fields[2], fields[3]
+                ),
+            )
+            .with_help("a stage would wait for it forever; `0 0 29 2 *` (29 February) is fine, it opens in leap years")
         }
     }
 }
