@@ -155,6 +155,7 @@ pub fn parse(source: &Source) -> Result<Document, Diagnostic> {
 
 fn yaml_error(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
     let raw = yaml_message(error);
+    let about_a_tab = raw.contains("a tab") || raw.starts_with("tabs ");
     let (code, message) = if raw.contains("duplicate mapping key") {
         let key = raw
             .split(": ")
@@ -207,9 +208,12 @@ fn yaml_error(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
     } else {
         (Code::YamlSyntax, raw)
     };
-    let offset = error
+    let mut offset = error
         .location()
         .map_or(0, |location| byte_offset(source, location));
+    if about_a_tab {
+        offset = tab_near(source, offset).unwrap_or(offset);
+    }
     let mut diagnostic =
         Diagnostic::error(code, "", message).with_target(Target::Span(ByteSpan::new(offset, 0)));
     if source.text[..offset.min(source.text.len())]
@@ -221,6 +225,24 @@ fn yaml_error(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
         diagnostic = diagnostic.with_help("YAML indentation must use spaces, not tabs");
     }
     diagnostic
+}
+
+/// The tab a tab error is about: the parser reports it where it stopped — just after the tab,
+/// or at the scalar on the line above when the tab indents the next line.
+fn tab_near(source: &Source, offset: usize) -> Option<usize> {
+    let text = &source.text;
+    let offset = offset.min(text.len());
+    let before = text[..offset]
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| *c == ' ' || *c == '\t')
+        .filter(|(_, c)| *c == '\t')
+        .last()
+        .map(|(i, _)| i);
+    before.or_else(|| {
+        let tab = offset + text[offset..].find('\t')?;
+        (source.lines.line_of(tab) <= source.lines.line_of(offset) + 1).then_some(tab)
+    })
 }
 
 /// serde-saphyr's message, without its own snippet and location (ours come separately).
