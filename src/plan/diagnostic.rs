@@ -121,6 +121,8 @@ codes! {
     UnreachableStreak = "unreachable-streak",
     /// The last stage does not reach 100% traffic (warning).
     PartialRollout = "partial-rollout",
+    /// A secret (`${{ env.NAME }}`) on a command line, where `ps` shows it (warning).
+    SecretInArgv = "secret-in-argv",
 }
 
 impl fmt::Display for Code {

@@ -38,6 +38,7 @@ pub fn check(plan: &Plan, document: &Value, base: Option<&Path>) -> Vec<Diagnost
     checker.preflight();
     checker.stages();
     checker.unused();
+    checker.secrets_in_argv();
     interpolations(plan, document, &mut checker.out);
     if let Some(base) = base {
         checker.argvs(base);
@@ -825,6 +826,53 @@ impl<'a> Checker<'a> {
             }
         }
         argvs
+    }
+
+    /// A secret interpolated into a command line is visible to every local user (`ps`, and
+    /// `/proc/PID/cmdline`) for as long as the program runs; an environment variable is not.
+    fn secrets_in_argv(&mut self) {
+        for (pointer, argv) in self.all_argvs() {
+            let probe = pointer.ends_with("/command");
+            for (k, item) in argv.iter().enumerate() {
+                let Ok(placeholders) = interpolate::placeholders(&item.0) else {
+                    continue; // Reported by `interpolations`.
+                };
+                for placeholder in placeholders {
+                    let Reference::Env(name) = &placeholder.reference else {
+                        continue;
+                    };
+                    let program = argv.first().map_or("./deploy.sh", |p| p.0.as_str());
+                    let owner = if pointer.starts_with("/preflight") {
+                        "this preflight check's"
+                    } else {
+                        "this step's"
+                    };
+                    let help = if probe {
+                        format!(
+                            "command probes have no `env:` map; the program inherits the runner's environment, so let it read `{name}` from there instead of its argv"
+                        )
+                    } else {
+                        format!(
+                            "pass it through {owner} `env:` map and let the program read it from its environment:\n  run: [{program}, …]   # reads ${name}\n  env: {{ {name}: \"${{{{ env.{name} }}}}\" }}"
+                        )
+                    };
+                    self.push(
+                        Diagnostic::warning(
+                            Code::SecretInArgv,
+                            format!("{pointer}/{k}"),
+                            format!(
+                                "`${{{{ env.{name} }}}}` is a secret on a command line, where every local user can read it (`ps`)"
+                            ),
+                        )
+                        .with_target(Target::Within {
+                            start: placeholder.start,
+                            len: placeholder.len,
+                        })
+                        .with_help(help),
+                    );
+                }
+            }
+        }
     }
 
     /// Relative script paths must exist beside the plan (the seed's missing-script incident);
