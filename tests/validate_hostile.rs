@@ -185,3 +185,26 @@ fn twenty_four_thousand_findings_are_all_printed() {
             .contains(&format!("invalid ({n} errors, 0 warnings)"))
     );
 }
+
+#[test]
+fn a_dry_run_checked_every_millisecond_for_30_days_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN.replacen(
+        "    bake: 10m\n    checks: { every: 1m, probes: [load] }\n    gates: [guard]\n  - name: full\n    traffic: 100\n    bake: 10m\n    checks: { every: 1m,",
+        "    bake: 10m\n    checks: { every: 1m, probes: [load] }\n    gates: [guard]\n  - name: full\n    traffic: 100\n    bake: 30d\n    checks: { every: 1ms,",
+        1,
+    );
+    let path = write(dir.path(), "plan.yaml", plan);
+    let output = ion_plan()
+        .args(["run", "--dry-run"])
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .run();
+    assert_no_panic(&output);
+    assert_eq!(output.code, 2, "{}{}", output.stdout, output.stderr);
+    let text = format!("{}{}", output.stdout, output.stderr);
+    assert!(text.contains("too-many-checks"), "{text}");
+    assert!(text.contains("2,592,000,000 checks"), "{text}");
+    assert!(text.contains("the limit is 100,000"), "{text}");
+}
