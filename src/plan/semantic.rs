@@ -92,7 +92,7 @@ impl<'a> Checker<'a> {
             let mut d = Diagnostic::error(
                 Code::BadTimezone,
                 "/schedule/timezone",
-                format!("`{zone}` is not an IANA time zone"),
+                format!("`{}` is not an IANA time zone", clip(zone)),
             );
             d = d.with_help(match did_you_mean(zone, &names) {
                 Some(best) => format!("did you mean `{best}`?"),
@@ -911,11 +911,22 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// A value quoted in a message, cut short when it is long: the snippet shows where it stands.
+fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 80;
+    if text.len() <= MAX {
+        return text.into();
+    }
+    format!("{}…", &text[..text.floor_char_boundary(MAX)]).into()
+}
+
 /// Why `schedule.window` is refused, in a diagnostic.
 fn window_error(window: &str, error: &WindowError) -> Diagnostic {
     const POINTER: &str = "/schedule/window";
     const EXAMPLE: &str =
         "e.g. `* 13-17 * * Mon-Thu`: any minute from 13:00 to 17:59, Monday to Thursday";
+    let parts: Vec<&str> = window.split_whitespace().collect();
+    let window = &*clip(window);
     match error {
         WindowError::Fields(fields) => Diagnostic::error(
             Code::BadWindow,
@@ -935,13 +946,13 @@ fn window_error(window: &str, error: &WindowError) -> Diagnostic {
             format!("`{window}` is not a valid crontab window: {message}"),
         ),
         WindowError::NeverOpens => {
-            let fields: Vec<&str> = window.split_whitespace().collect();
             Diagnostic::error(
                 Code::BadWindow,
                 POINTER,
                 format!(
                     "the window `{window}` never opens: no date in 8 years has day of month `{}` in month `{}`",
-                    fields[2], fields[3]
+                    clip(parts[2]),
+                    clip(parts[3])
                 ),
             )
             .with_help("a stage would wait for it forever; `0 0 29 2 *` (29 February) is fine, it opens in leap years")
