@@ -282,6 +282,59 @@ fn warnings_fail_only_under_strict() {
 }
 
 #[test]
+fn a_secret_on_a_command_line_warns_and_fails_under_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "deploy.sh", "#!/bin/sh\n");
+    write(dir.path(), "token.sh", "#!/bin/sh\necho '{}'\n");
+    let plan = MINIMAL_PLAN
+        .replace(
+            "probes:\n",
+            "probes:\n  token:\n    command: [./token.sh, \"${{ env.PROBE_TOKEN }}\"]\n",
+        )
+        .replace(
+            "checks: { every: 1m, probes: [load] }\n    gates: [guard]\n  - name: full",
+            "checks: { every: 1m, probes: [load, token] }\n    gates: [guard]\n  - name: full",
+        )
+        + "preflight:\n  - name: login\n    run: [./deploy.sh, \"--password=${{ env.PASSWORD }}\"]\n"
+        + "rollback:\n  - run: [./deploy.sh, \"${{ env.DEPLOY_TOKEN }}\"]\n"
+        + "  - run: [./deploy.sh]\n    env: { DEPLOY_TOKEN: \"${{ env.DEPLOY_TOKEN }}\" }\n";
+    let path = write(dir.path(), "plan.yaml", plan);
+    let (code, report) = validate_json(&path);
+    assert_eq!(code, 0, "{report}");
+    let found: Vec<(String, u64, u64, String)> = report["files"][0]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                d["line"].as_u64().unwrap(),
+                d["column"].as_u64().unwrap(),
+                d["help"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let secrets: Vec<_> = found.iter().filter(|d| d.0 == "secret-in-argv").collect();
+    // The probe, the preflight run and the first rollback step; not the one using `env:`.
+    assert_eq!(
+        secrets.iter().map(|d| (d.1, d.2)).collect::<Vec<_>>(),
+        [(5, 28), (28, 36), (30, 25)],
+        "{found:?}"
+    );
+    assert!(secrets[0].3.contains("command probes have no `env:` map"));
+    assert!(
+        secrets[2]
+            .3
+            .contains("env: { DEPLOY_TOKEN: \"${{ env.DEPLOY_TOKEN }}\" }"),
+        "{}",
+        secrets[2].3
+    );
+    let output = ion_plan().args(["validate", "--strict"]).arg(&path).run();
+    assert_eq!(output.code, 2, "{}", output.stdout);
+    assert!(output.stdout.contains("secret-in-argv"));
+}
+
+#[test]
 fn a_streak_longer_than_the_stage_warns() {
     let dir = tempfile::tempdir().unwrap();
     let plan = MINIMAL_PLAN.replace("consecutive: 2", "consecutive: 20");

@@ -77,6 +77,7 @@ fn there_are_enough_fixtures_to_cover_every_check() {
                     "unused",
                     "unreachable-streak",
                     "partial-rollout",
+                    "secret-in-argv",
                 ]
                 .contains(c)
         })

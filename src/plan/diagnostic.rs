@@ -103,6 +103,8 @@ codes! {
     ProbeNotRun = "probe-not-run",
     /// A check offset beyond the stage's bake.
     OffsetBeyondBake = "offset-beyond-bake",
+    /// A stage that would run more checks than a run may hold (`every: 1ms` over a long bake).
+    TooManyChecks = "too-many-checks",
     /// A relative script path that does not exist beside the plan.
     MissingScript = "missing-script",
     /// `consecutive` or `within` out of range.
@@ -119,6 +121,8 @@ codes! {
     UnreachableStreak = "unreachable-streak",
     /// The last stage does not reach 100% traffic (warning).
     PartialRollout = "partial-rollout",
+    /// A secret (`${{ env.NAME }}`) on a command line, where `ps` shows it (warning).
+    SecretInArgv = "secret-in-argv",
 }
 
 impl fmt::Display for Code {

@@ -1,6 +1,7 @@
 //! Reading a plan file: bounded bytes → UTF-8 → YAML (serde-saphyr, with spans) → a JSON value
 //! for the schema, and a map from JSON Pointer back to the YAML source.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -155,6 +156,7 @@ pub fn parse(source: &Source) -> Result<Document, Diagnostic> {
 
 fn yaml_error(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
     let raw = yaml_message(error);
+    let about_a_tab = raw.contains("a tab") || raw.starts_with("tabs ");
     let (code, message) = if raw.contains("duplicate mapping key") {
         let key = raw
             .split(": ")
@@ -207,9 +209,12 @@ fn yaml_error(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
     } else {
         (Code::YamlSyntax, raw)
     };
-    let offset = error
+    let mut offset = error
         .location()
         .map_or(0, |location| byte_offset(source, location));
+    if about_a_tab {
+        offset = tab_near(source, offset).unwrap_or(offset);
+    }
     let mut diagnostic =
         Diagnostic::error(code, "", message).with_target(Target::Span(ByteSpan::new(offset, 0)));
     if source.text[..offset.min(source.text.len())]
@@ -221,6 +226,24 @@ fn yaml_error(source: &Source, error: &serde_saphyr::Error) -> Diagnostic {
         diagnostic = diagnostic.with_help("YAML indentation must use spaces, not tabs");
     }
     diagnostic
+}
+
+/// The tab a tab error is about: the parser reports it where it stopped — just after the tab,
+/// or at the scalar on the line above when the tab indents the next line.
+fn tab_near(source: &Source, offset: usize) -> Option<usize> {
+    let text = &source.text;
+    let offset = offset.min(text.len());
+    let before = text[..offset]
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| *c == ' ' || *c == '\t')
+        .filter(|(_, c)| *c == '\t')
+        .last()
+        .map(|(i, _)| i);
+    before.or_else(|| {
+        let tab = offset + text[offset..].find('\t')?;
+        (source.lines.line_of(tab) <= source.lines.line_of(offset) + 1).then_some(tab)
+    })
 }
 
 /// serde-saphyr's message, without its own snippet and location (ours come separately).
@@ -286,6 +309,7 @@ fn to_json(
         ),
         Raw::Map(entries) => {
             let mut object = Map::new();
+            let mut first_spans: HashMap<String, ByteSpan> = HashMap::new();
             for (key_node, value) in entries {
                 let key_span = byte_span(source, key_node.location);
                 let name = match key_node.value {
@@ -304,6 +328,10 @@ fn to_json(
                         .with_target(Target::Span(key_span)));
                     }
                 };
+                if let Some(first) = first_spans.get(&name) {
+                    return Err(duplicate_key(source, &pointer, &name, *first, key_span));
+                }
+                first_spans.insert(name.clone(), key_span);
                 let child = join(&pointer, &name);
                 let value = to_json(value, child, Some(key_span), map, source)?;
                 object.insert(name, value);
@@ -311,6 +339,37 @@ fn to_json(
             Value::Object(object)
         }
     })
+}
+
+/// Two keys of one mapping that YAML reads as the same value (`~`, `null` and `Null` are all
+/// null; `1` and `0x1` are one number): serde-saphyr compares keys as written, so the second would
+/// silently replace the first.
+fn duplicate_key(
+    source: &Source,
+    pointer: &str,
+    name: &str,
+    first: ByteSpan,
+    second: ByteSpan,
+) -> Diagnostic {
+    let written = |span: ByteSpan| {
+        source
+            .text
+            .get(span.offset..span.offset + span.len)
+            .unwrap_or(name)
+            .to_owned()
+    };
+    let (line, _) = source.lines.line_col(&source.text, first.offset);
+    let (first_text, second_text) = (written(first), written(second));
+    let message = if first_text == second_text {
+        format!("duplicate key `{name}`: a key may appear once in a mapping (first on line {line})")
+    } else {
+        format!(
+            "duplicate key `{name}`: `{second_text}` and `{first_text}` (line {line}) are the same key once YAML reads them"
+        )
+    };
+    Diagnostic::error(Code::DuplicateKey, pointer, message)
+        .with_target(Target::Span(second))
+        .with_help("give each key its own name; quote a key (`\"null\"`) to keep it a string")
 }
 
 /// A YAML node and where it stands.

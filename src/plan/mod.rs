@@ -17,3 +17,4 @@ pub mod semantic;
 pub mod span;
 pub mod units;
 pub mod validate;
+pub mod window;

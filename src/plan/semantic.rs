@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,6 +15,7 @@ use crate::plan::model::{Argv, Condition, Gate, GateAt, Plan, Probe, ProbeKind, 
 use crate::plan::schema::did_you_mean;
 use crate::plan::span::join;
 use crate::plan::units::{PlanDuration, format_duration};
+use crate::plan::window::{Window, WindowError};
 
 /// Every semantic problem of a plan. `base` is the plan's folder when the filesystem may be
 /// consulted (scripts beside the plan, programs on PATH).
@@ -38,6 +38,7 @@ pub fn check(plan: &Plan, document: &Value, base: Option<&Path>) -> Vec<Diagnost
     checker.preflight();
     checker.stages();
     checker.unused();
+    checker.secrets_in_argv();
     interpolations(plan, document, &mut checker.out);
     crate::plan::secret_headers::check(document, &mut checker.out);
     if let Some(base) = base {
@@ -77,27 +78,10 @@ impl<'a> Checker<'a> {
                 .with_help("write e.g. `2025-10-22T14:00:00Z` (a date, `T`, a time and a zone)"),
             );
         }
-        if let Some(window) = &schedule.window {
-            let fields = window.split_whitespace().count();
-            if fields != 5 {
-                self.push(
-                    Diagnostic::error(
-                        Code::BadWindow,
-                        "/schedule/window",
-                        format!("`{window}` has {fields} fields; a crontab window has 5 (minute hour day-of-month month day-of-week)"),
-                    )
-                    .with_help("e.g. `* 13-17 * * Mon-Thu`: any minute from 13:00 to 17:59, Monday to Thursday"),
-                );
-            } else if let Err(error) = croner::Cron::from_str(window) {
-                self.push(Diagnostic::error(
-                    Code::BadWindow,
-                    "/schedule/window",
-                    format!(
-                        "`{window}` is not a valid crontab window: {}",
-                        error.to_string().to_lowercase().trim_end_matches('.')
-                    ),
-                ));
-            }
+        if let Some(window) = &schedule.window
+            && let Err(error) = Window::parse(window)
+        {
+            self.push(window_error(window, &error));
         }
         if let Some(zone) = &schedule.timezone
             && zone.parse::<chrono_tz::Tz>().is_err()
@@ -109,7 +93,7 @@ impl<'a> Checker<'a> {
             let mut d = Diagnostic::error(
                 Code::BadTimezone,
                 "/schedule/timezone",
-                format!("`{zone}` is not an IANA time zone"),
+                format!("`{}` is not an IANA time zone", clip(zone)),
             );
             d = d.with_help(match did_you_mean(zone, &names) {
                 Some(best) => format!("did you mean `{best}`?"),
@@ -631,6 +615,34 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        let count = check_count(bake, checks);
+        if count > MAX_CHECKS {
+            let every_pointer = match (inherited, checks.every.is_some()) {
+                (true, true) => "/defaults/checks/every".to_owned(),
+                (true, false) => "/defaults/checks/at".to_owned(),
+                (false, true) => format!("{pointer}/checks/every"),
+                (false, false) => format!("{pointer}/checks/at"),
+            };
+            // The shortest interval that keeps the bake under the limit, in whole seconds.
+            let shortest = Duration::from_secs(bake.as_secs().div_ceil(MAX_CHECKS as u64).max(1));
+            self.push(
+                Diagnostic::error(
+                    Code::TooManyChecks,
+                    every_pointer,
+                    format!(
+                        "stage `{}` would run {} checks in its bake of {}; the limit is {} checks a stage, because every check is a sample in the journal and an entry in memory",
+                        stage.name,
+                        grouped(count),
+                        format_duration(bake),
+                        grouped(MAX_CHECKS)
+                    ),
+                )
+                .with_help(format!(
+                    "use a longer `every` (at least {} for this bake)",
+                    format_duration(shortest)
+                )),
+            );
+        }
         if let Some(every) = checks.every
             && every.as_duration().is_zero()
         {
@@ -817,6 +829,53 @@ impl<'a> Checker<'a> {
         argvs
     }
 
+    /// A secret interpolated into a command line is visible to every local user (`ps`, and
+    /// `/proc/PID/cmdline`) for as long as the program runs; an environment variable is not.
+    fn secrets_in_argv(&mut self) {
+        for (pointer, argv) in self.all_argvs() {
+            let probe = pointer.ends_with("/command");
+            for (k, item) in argv.iter().enumerate() {
+                let Ok(placeholders) = interpolate::placeholders(&item.0) else {
+                    continue; // Reported by `interpolations`.
+                };
+                for placeholder in placeholders {
+                    let Reference::Env(name) = &placeholder.reference else {
+                        continue;
+                    };
+                    let program = argv.first().map_or("./deploy.sh", |p| p.0.as_str());
+                    let owner = if pointer.starts_with("/preflight") {
+                        "this preflight check's"
+                    } else {
+                        "this step's"
+                    };
+                    let help = if probe {
+                        format!(
+                            "command probes have no `env:` map; the program inherits the runner's environment, so let it read `{name}` from there instead of its argv"
+                        )
+                    } else {
+                        format!(
+                            "pass it through {owner} `env:` map and let the program read it from its environment:\n  run: [{program}, …]   # reads ${name}\n  env: {{ {name}: \"${{{{ env.{name} }}}}\" }}"
+                        )
+                    };
+                    self.push(
+                        Diagnostic::warning(
+                            Code::SecretInArgv,
+                            format!("{pointer}/{k}"),
+                            format!(
+                                "`${{{{ env.{name} }}}}` is a secret on a command line, where every local user can read it (`ps`)"
+                            ),
+                        )
+                        .with_target(Target::Within {
+                            start: placeholder.start,
+                            len: placeholder.len,
+                        })
+                        .with_help(help),
+                    );
+                }
+            }
+        }
+    }
+
     /// Relative script paths must exist beside the plan (the seed's missing-script incident);
     /// programs should be on PATH.
     fn argvs(&mut self, base: &Path) {
@@ -853,6 +912,55 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// A value quoted in a message, cut short when it is long: the snippet shows where it stands.
+fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 80;
+    if text.len() <= MAX {
+        return text.into();
+    }
+    format!("{}…", &text[..text.floor_char_boundary(MAX)]).into()
+}
+
+/// Why `schedule.window` is refused, in a diagnostic.
+fn window_error(window: &str, error: &WindowError) -> Diagnostic {
+    const POINTER: &str = "/schedule/window";
+    const EXAMPLE: &str =
+        "e.g. `* 13-17 * * Mon-Thu`: any minute from 13:00 to 17:59, Monday to Thursday";
+    let parts: Vec<&str> = window.split_whitespace().collect();
+    let window = &*clip(window);
+    match error {
+        WindowError::Fields(fields) => Diagnostic::error(
+            Code::BadWindow,
+            POINTER,
+            format!("`{window}` has {fields} fields; a crontab window has 5 (minute hour day-of-month month day-of-week)"),
+        )
+        .with_help(EXAMPLE),
+        WindowError::Extension { text, field } => Diagnostic::error(
+            Code::BadWindow,
+            POINTER,
+            format!("`{window}` is not standard crontab: {text} in the {field} field is a croner extension"),
+        )
+        .with_help("a window is a standard 5-field crontab: numbers, names (`Mon`, `Jan`), `*`, ranges `1-5`, lists `1,3` and steps `*/2`"),
+        WindowError::Invalid(message) => Diagnostic::error(
+            Code::BadWindow,
+            POINTER,
+            format!("`{window}` is not a valid crontab window: {message}"),
+        ),
+        WindowError::NeverOpens => {
+            Diagnostic::error(
+                Code::BadWindow,
+                POINTER,
+                format!(
+                    "the window `{window}` never opens: no date in 8 years has day of month `{}` in month `{}`",
+                    clip(parts[2]),
+                    clip(parts[3])
+                ),
+            )
+            .with_help("a stage would wait for it forever; `0 0 29 2 *` (29 February) is fine, it opens in leap years")
+        }
+    }
+}
+
 fn conflict(pointer: &str, key: &str, other: &str, message: &str) -> Diagnostic {
     Diagnostic::error(
         Code::Conflict,
@@ -861,6 +969,22 @@ fn conflict(pointer: &str, key: &str, other: &str, message: &str) -> Diagnostic 
     )
     .at_key()
     .with_help(format!("remove `{key}` or `{other}`"))
+}
+
+/// The most checks one stage may run: a day checked every second is 86,400.
+pub const MAX_CHECKS: usize = 100_000;
+
+/// A count with thousands separators: `2,592,000,000`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// How many checks a stage runs in its bake: `at` offsets, `every` ticks, and the final check
@@ -928,14 +1052,20 @@ fn interpolations(plan: &Plan, document: &Value, out: &mut Vec<Diagnostic>) {
                 );
             }
             Value::String(text) if text.contains("${{") => {
-                string_interpolations(&pointer, text, &vars, out);
+                string_interpolations(&pointer, text, plan, &vars, out);
             }
             _ => {}
         }
     }
 }
 
-fn string_interpolations(pointer: &str, text: &str, vars: &[String], out: &mut Vec<Diagnostic>) {
+fn string_interpolations(
+    pointer: &str,
+    text: &str,
+    plan: &Plan,
+    vars: &[String],
+    out: &mut Vec<Diagnostic>,
+) {
     let placeholders = match interpolate::placeholders(text) {
         Ok(placeholders) => placeholders,
         Err(error) => {
@@ -979,7 +1109,7 @@ fn string_interpolations(pointer: &str, text: &str, vars: &[String], out: &mut V
             continue;
         }
         if let Reference::Var(name) = reference
-            && !vars.contains(name)
+            && !plan.vars.contains_key(name)
         {
             let mut d = Diagnostic::error(
                 Code::UnknownVar,
@@ -1011,6 +1141,15 @@ mod tests {
                 .collect(),
             probes: vec!["p".into()],
         }
+    }
+
+    #[test]
+    fn a_30_day_bake_checked_every_millisecond_is_counted_not_listed() {
+        let bake = Duration::from_hours(30 * 24);
+        assert_eq!(check_count(bake, &checks(Some("1ms"), &[])), 2_592_000_000);
+        assert_eq!(grouped(2_592_000_000), "2,592,000,000");
+        assert_eq!(grouped(100_000), "100,000");
+        assert_eq!(grouped(7), "7");
     }
 
     #[test]

@@ -60,28 +60,77 @@ impl SourceMap {
     }
 }
 
-/// Byte offset → 1-based line and column (in characters), for a text.
+/// Byte offset → 1-based line and column (in characters), for a text. Lines break at `\n`, at
+/// `\r\n` and at a lone `\r` (old Mac files), as YAML and miette count them.
 #[derive(Debug, Clone)]
 pub struct LineIndex {
     starts: Vec<usize>,
+    /// Whether each line is ASCII, so that its columns are byte counts (a long line is not
+    /// counted character by character for each of its findings).
+    ascii: Vec<bool>,
 }
 
 impl LineIndex {
     pub fn new(text: &str) -> Self {
-        let starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        let bytes = text.as_bytes();
+        let mut starts = vec![0];
+        for (i, &byte) in bytes.iter().enumerate() {
+            if byte == b'\n' || (byte == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+                starts.push(i + 1);
+            }
+        }
+        let ascii = starts
+            .iter()
+            .enumerate()
+            .map(|(line, &start)| {
+                let end = starts.get(line + 1).copied().unwrap_or(text.len());
+                bytes[start..end].is_ascii()
+            })
             .collect();
-        Self { starts }
+        Self { starts, ascii }
+    }
+
+    /// How many lines the text has (a final line break starts an empty last line).
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Always false: even an empty text has one (empty) line.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The byte range of a 1-based line, without its line break.
+    pub fn line_range(&self, text: &str, line: usize) -> std::ops::Range<usize> {
+        let index = line.clamp(1, self.starts.len()) - 1;
+        let start = self.starts[index];
+        let mut end = self.starts.get(index + 1).copied().unwrap_or(text.len());
+        let bytes = text.as_bytes();
+        if end > start && index + 1 < self.starts.len() {
+            end -= 1; // `\n` or a lone `\r`
+            if bytes[end] == b'\n' && end > start && bytes[end - 1] == b'\r' {
+                end -= 1;
+            }
+        }
+        start..end
+    }
+
+    /// 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
     }
 
     /// 1-based line and column of a byte offset; columns count characters, as editors do.
     pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
         let offset = offset.min(text.len());
-        let line = self.starts.partition_point(|&start| start <= offset) - 1;
+        let line = self.line_of(offset) - 1;
         let start = self.starts[line];
-        let column = text
-            .get(start..offset)
-            .map_or(offset - start, |prefix| prefix.chars().count());
+        let column = if self.ascii[line] {
+            offset - start
+        } else {
+            text.get(start..offset)
+                .map_or(offset - start, |prefix| prefix.chars().count())
+        };
         (line + 1, column + 1)
     }
 
@@ -120,6 +169,21 @@ mod tests {
         // 'x' is after "bé: ", 4 characters but 5 bytes.
         assert_eq!(index.line_col(text, 10), (2, 5));
         assert_eq!(index.offset(text, 2, 5), 10);
+    }
+
+    #[test]
+    fn a_lone_cr_and_crlf_each_break_a_line_once() {
+        let text = "a: 1\rb: 2\r\nc: 3\nd";
+        let index = LineIndex::new(text);
+        assert_eq!(index.len(), 4);
+        assert_eq!(index.line_col(text, 5), (2, 1));
+        assert_eq!(index.line_col(text, 8), (2, 4));
+        assert_eq!(index.line_col(text, 11), (3, 1));
+        assert_eq!(index.line_col(text, 16), (4, 1));
+        assert_eq!(index.line_range(text, 1), 0..4);
+        assert_eq!(index.line_range(text, 2), 5..9);
+        assert_eq!(index.line_range(text, 3), 11..15);
+        assert_eq!(index.line_range(text, 4), 16..17);
     }
 
     #[test]

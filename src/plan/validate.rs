@@ -102,6 +102,7 @@ fn override_vars(value: &mut Value, overrides: &[(String, String)]) -> Vec<Diagn
 }
 
 pub fn validate_source_with(source: Source, checks: Checks, vars: &[(String, String)]) -> Report {
+    crate::plan::schema::reset_suggestion_budget();
     let mut document = match load::parse(&source) {
         Ok(document) => document,
         Err(diagnostic) => return finish(source, vec![diagnostic], None),
@@ -136,6 +137,7 @@ pub fn validate_scenario(
     path: &Path,
     plan: &Plan,
 ) -> Result<(Report, Option<crate::plan::scenario::Scenario>), ReadError> {
+    crate::plan::schema::reset_suggestion_budget();
     let source = match load::read(path)? {
         Loaded::Text(source) => source,
         Loaded::Invalid(source, diagnostic) => {

@@ -3,12 +3,13 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan};
 use serde::Serialize;
 
 use crate::plan::diagnostic::{Located, Severity};
 use crate::plan::load::ReadError;
 use crate::plan::validate::Report;
+use crate::report::excerpt::Excerpt;
 
 /// Output formats of `validate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,11 +54,11 @@ pub fn render(outcomes: &[FileOutcome], format: Format, strict: bool, color: boo
     }
 }
 
-/// A located diagnostic as miette renders it.
+/// A located diagnostic as miette renders it, with only the lines it shows.
 #[derive(Debug)]
 struct Rendered<'a> {
     located: &'a Located,
-    source: NamedSource<String>,
+    source: Excerpt,
 }
 
 impl std::fmt::Display for Rendered<'_> {
@@ -93,7 +94,7 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = self.located.span;
+        let span = self.source.span;
         Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
             Some("here".to_owned()),
             span,
@@ -125,7 +126,7 @@ fn human(outcomes: &[FileOutcome], strict: bool, color: bool) -> String {
                 for located in &report.diagnostics {
                     let rendered = Rendered {
                         located,
-                        source: NamedSource::new(&name, report.source.text.clone()),
+                        source: Excerpt::new(name.clone(), &report.source, located),
                     };
                     let _ = handler.render_report(&mut out, &rendered);
                     out.push('\n');

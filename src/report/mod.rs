@@ -3,6 +3,7 @@
 pub mod decision_log;
 pub mod diagnostics;
 pub mod escape;
+pub mod excerpt;
 pub mod live;
 pub mod progress;
 pub mod status;
