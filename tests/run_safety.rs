@@ -16,7 +16,7 @@ use common::{Output, ion_plan, script, write};
 const TOKEN: &str = "tok-0123456789abcdefghijklmnopqr";
 /// A literal secret header value in the plan.
 const API_KEY: &str = "key-ZYXWVUTSRQPONMLKJIHGFEDC";
-/// A literal value of a header the plan marks secret (`secret_headers`).
+/// A literal value of a header the plan marks `secret: true`.
 const SESSION: &str = "sess-marked-secret-0987654321";
 
 /// Answers 500 with the request's `Authorization` and `X-Api-Key` placed so that both a cut at
@@ -96,8 +96,7 @@ probes:
   session:
     http:
       url: {session}
-      headers: {{ X-Session: {SESSION} }}
-      secret_headers: [x-session]
+      headers: {{ X-Session: {{ value: {SESSION}, secret: true }} }}
 gates:
   go:
     at: end

@@ -87,7 +87,7 @@ impl Live {
         &self,
         method: Option<Method>,
         url: &str,
-        headers: &std::collections::BTreeMap<String, String>,
+        headers: &std::collections::BTreeMap<String, crate::plan::model::HeaderValue>,
         body: Option<&str>,
         timeout: Duration,
         expect_status: Option<u16>,
@@ -96,7 +96,7 @@ impl Live {
         let (url, shown_url) = self.fill(url, stage)?;
         let headers = headers
             .iter()
-            .map(|(name, value)| Ok((name.clone(), self.fill(value, stage)?.0)))
+            .map(|(name, value)| Ok((name.clone(), self.fill(&value.value, stage)?.0)))
             .collect::<Result<Vec<_>, String>>()?;
         let body = body.map(|b| self.fill(b, stage).map(|f| f.0)).transpose()?;
         Ok(Request {
@@ -173,7 +173,7 @@ impl Live {
                     headers: prometheus
                         .headers
                         .iter()
-                        .map(|(k, v)| Ok((k.clone(), self.fill(v, stage)?.0)))
+                        .map(|(k, v)| Ok((k.clone(), self.fill(&v.value, stage)?.0)))
                         .collect::<Result<_, String>>()?,
                     queries: prometheus
                         .queries

@@ -137,7 +137,9 @@ impl Sink for Notifier {
             let headers: Vec<(String, String)> = target
                 .headers
                 .iter()
-                .filter_map(|(k, v)| Some((k.clone(), self.resolver.fill(v, None).ok()?.value)))
+                .filter_map(|(k, v)| {
+                    Some((k.clone(), self.resolver.fill(&v.value, None).ok()?.value))
+                })
                 .collect();
             let client = self.client.clone();
             let event = name.to_owned();

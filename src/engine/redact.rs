@@ -190,14 +190,19 @@ fn secret_headers<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
                         .and_then(serde_json::Value::as_array)
                         .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
                         .unwrap_or_default();
+                    // A value is a string, or `{value, secret: true}`.
+                    let marked_here = |v: &serde_json::Value| {
+                        v.get("secret").and_then(serde_json::Value::as_bool) == Some(true)
+                    };
                     out.extend(
                         headers
                             .iter()
-                            .filter(|(name, _)| {
+                            .filter(|(name, v)| {
                                 is_secret_header(name)
                                     || marked.iter().any(|m| m.eq_ignore_ascii_case(name))
+                                    || marked_here(v)
                             })
-                            .filter_map(|(_, v)| v.as_str()),
+                            .filter_map(|(_, v)| v.as_str().or_else(|| v.get("value")?.as_str())),
                     );
                 }
                 secret_headers(item, out);

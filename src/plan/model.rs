@@ -123,6 +123,85 @@ impl JsonSchema for VarValue {
     }
 }
 
+/// A header's value: a string, or `{value: STRING, secret: true}` for a value that is a
+/// secret (redacted everywhere as `***`, like `env` values and the values of `Authorization`,
+/// `Cookie`, `*-Key` and `*-Token` headers, which always are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderValue {
+    pub value: String,
+    pub secret: bool,
+}
+
+impl Serialize for HeaderValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        if !self.secret {
+            return serializer.serialize_str(&self.value);
+        }
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("value", &self.value)?;
+        map.serialize_entry("secret", &true)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeaderVisitor;
+        impl<'de> Visitor<'de> for HeaderVisitor {
+            type Value = HeaderValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, or a map `{value: STRING, secret: true}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderValue, E> {
+                Ok(HeaderValue {
+                    value: v.to_owned(),
+                    secret: false,
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<HeaderValue, A::Error> {
+                let mut value = None;
+                let mut secret = false;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "value" => value = Some(map.next_value::<String>()?),
+                        "secret" => secret = map.next_value::<bool>()?,
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["value", "secret"]));
+                        }
+                    }
+                }
+                let value = value.ok_or_else(|| de::Error::missing_field("value"))?;
+                Ok(HeaderValue { value, secret })
+            }
+        }
+        deserializer.deserialize_any(HeaderVisitor)
+    }
+}
+
+impl JsonSchema for HeaderValue {
+    fn schema_name() -> Cow<'static, str> {
+        "HeaderValue".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A header's value (may use `${{ env.NAME }}`), or `{value, secret: true}` to redact it everywhere as a secret.",
+            "anyOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "value": { "type": "string" },
+                        "secret": { "type": "boolean", "description": "Redact the value everywhere as `***`." }
+                    },
+                    "required": ["value"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
 /// When stages may start.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -223,7 +302,7 @@ pub struct HttpProbe {
     pub method: Option<Method>,
     /// Request headers; values may use `${{ env.NAME }}` and are redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValue>,
     /// Further headers whose values are secrets, by name, case-insensitive (beside
     /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -277,7 +356,7 @@ pub struct PrometheusProbe {
     pub queries: IndexMap<String, String>,
     /// Request headers (e.g. `Authorization`); redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValue>,
     /// Further headers whose values are secrets, by name, case-insensitive (beside
     /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -320,7 +399,7 @@ pub struct LoadProbe {
     pub method: Option<Method>,
     /// Request headers; redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValue>,
     /// Further headers whose values are secrets, by name, case-insensitive (beside
     /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -624,7 +703,7 @@ pub struct HttpStep {
     pub url: String,
     /// Request headers; redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValue>,
     /// Further headers whose values are secrets, by name, case-insensitive (beside
     /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -719,7 +798,7 @@ pub struct Notify {
     pub on: Vec<EventKind>,
     /// Request headers; redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValue>,
     /// Further headers whose values are secrets, by name, case-insensitive (beside
     /// `Authorization`, `Cookie`, `*-Key` and `*-Token`, which always are).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -230,7 +230,7 @@ impl LoadProbe {
         let headers = model
             .headers
             .iter()
-            .map(|(k, v)| Ok((k.clone(), fill(v)?.0)))
+            .map(|(k, v)| Ok((k.clone(), fill(&v.value)?.0)))
             .collect::<Result<_, String>>()?;
         let body = model
             .body
