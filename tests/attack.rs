@@ -584,3 +584,60 @@ fn validate_does_not_print_control_characters_from_the_plan() {
         );
     }
 }
+
+/// HIGH. SIGTERM (a deploy job cancelled, a node drained) or Ctrl-C while a command probe runs:
+/// the runner ends the probe's process group, and then *judges the probe's death by its own
+/// signal as the canary's error* — the check is journaled with the error, the gate fails, the
+/// run journals `rollback_started` and runs the rollback step before it exits; a resume then
+/// carries the rollback on. Stopping the runner rolled back a healthy canary.
+///
+/// Correct: as for steps, a probe that ends while the runner goes down yields nothing: no
+/// check, no gate, no rollback is journaled after the signal (the probe never returns, or its
+/// result is dropped); the run stays resumable where it was.
+#[test]
+fn stopping_the_runner_during_a_command_probe_does_not_roll_back() {
+    let (dir, path) = setup(
+        "\
+version: 1
+name: sig
+probes:
+  health:
+    command: [sh, -c, \"sleep 2; cat health.json\"]
+gates:
+  guard:
+    at: every_check
+    require: [health.error_rate <= 1%]
+    on_error: { consecutive: 1, then: rollback }
+stages:
+  - name: first
+    traffic: 10
+    bake: 1m
+    checks: { every: 200ms, probes: [health] }
+    gates: [guard]
+    steps: [{ run: [./log.sh, shift-10], idempotent: true }]
+rollback:
+  - run: [./log.sh, rollback]
+",
+    );
+    write(dir.path(), "health.json", r#"{"error_rate": 0.001}"#);
+    let state = dir.path().join(".ion-plan");
+    let mut runner = spawn_runner(dir.path(), &["run", path.to_str().unwrap()]);
+    // The second check's probe runs for two seconds: stop the runner inside it.
+    wait_for_journal(&state, "\"number\":2,", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    common::signal(&runner.0, "TERM");
+    let until = Instant::now() + Duration::from_secs(15);
+    while runner.0.try_wait().unwrap().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let journal = lines(&journals(&state).pop().unwrap()).join("\n");
+    assert_eq!(
+        lines(&dir.path().join("log.txt")),
+        ["shift-10"],
+        "stopping the runner rolled the canary back"
+    );
+    assert!(
+        !journal.contains("rollback_started") && !journal.contains("SIGTERM"),
+        "the runner's own signal was journaled as the canary's failure:\n{journal}"
+    );
+}
