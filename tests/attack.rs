@@ -641,3 +641,35 @@ rollback:
         "the runner's own signal was journaled as the canary's failure:\n{journal}"
     );
 }
+
+/// MEDIUM. A journal whose header is a complete line but not one this binary reads — written
+/// by a newer `ion-plan` (a CI image pinned to an older version, shared state written by
+/// another machine, §13), or with one damaged byte — is taken for "no run" (the rule meant for
+/// a header cut short by a full disk) and skipped with a warning. The run it holds is in
+/// progress at 10% traffic, but `status` says "no run yet" and `run --once` starts a new run
+/// from the first stage: the first stage's steps run again, and the real run is forgotten.
+///
+/// Correct: only a file without a complete first line is no run. A complete header of another
+/// format, or a damaged one, makes every command refuse the plan's state (exit 6) naming the
+/// file — as a damaged record does — and nothing is run.
+#[test]
+fn a_journal_of_another_format_is_not_taken_for_no_run() {
+    let (dir, path) = setup(WAITING);
+    assert_eq!(once(&path).code, 4);
+    assert_eq!(lines(&dir.path().join("log.txt")), ["shift-10"]);
+    let journal = journals(&dir.path().join(".ion-plan")).pop().unwrap();
+    let text =
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .replacen("\"format\":1", "\"format\":2", 1);
+    std::fs::write(&journal, text).unwrap();
+    let again = once(&path);
+    assert_eq!(
+        lines(&dir.path().join("log.txt")),
+        ["shift-10"],
+        "a new run started over a run in progress (exit {}):\n{}",
+        again.code,
+        again.stderr
+    );
+    assert_eq!(again.code, 6, "{}", again.stderr);
+}
