@@ -673,3 +673,32 @@ fn a_journal_of_another_format_is_not_taken_for_no_run() {
     );
     assert_eq!(again.code, 6, "{}", again.stderr);
 }
+
+/// MEDIUM. docs/state.md: `approve --stage S --ahead` "records a pre-approval that S takes when
+/// it asks for approval (not when a gate pauses it: a pause wants a person who has seen why)".
+/// But when S happens to be paused at that moment, `approve` drops `ahead` (S "is waiting")
+/// and records a plain approval — which resumes the pause. Someone pre-approving tomorrow's
+/// promotion silently overrides a failing gate they have not looked at.
+///
+/// Correct: `--ahead` never answers a pause: either it is refused while S is paused (exit 6,
+/// saying S is paused and why), or it is recorded as a pre-approval the pause does not take.
+#[test]
+fn a_pre_approval_does_not_resume_a_pause() {
+    let (dir, path) = setup(PAUSE_THEN_APPROVAL);
+    write(dir.path(), "health.json", r#"{"error_rate": 0.5}"#);
+    assert_eq!(once(&path).code, 4, "paused");
+    let ahead = ion_plan()
+        .args(["approve", "--stage", "first", "--ahead"])
+        .arg(&path)
+        .run();
+    if ahead.code != 0 {
+        return; // Refused: acceptable.
+    }
+    let after = once(&path);
+    let journal = lines(&journals(&dir.path().join(".ion-plan")).pop().unwrap()).join("\n");
+    assert!(
+        !journal.contains("\"resumed\""),
+        "a pre-approval (`--ahead`) resumed a paused stage:\n{}",
+        after.stdout
+    );
+}
