@@ -702,3 +702,51 @@ fn a_pre_approval_does_not_resume_a_pause() {
         after.stdout
     );
 }
+
+/// LOW. A journal whose record carries an instant near the end of time (a damaged or
+/// hand-edited journal, a clock gone mad): `status` and `run --once` panic
+/// (`DateTime + TimeDelta overflowed`, exit 101) when they add the bake to the stage's start.
+/// Design §8: a bad input gets a clear error and a non-zero exit, never a panic.
+///
+/// Correct: checked date arithmetic (`checked_add_signed`), and a record out of range is a
+/// damaged journal (exit 6, naming the line).
+#[test]
+fn a_journal_instant_at_the_end_of_time_does_not_panic() {
+    let (dir, path) = setup(
+        "\
+version: 1
+name: far
+stages:
+  - name: first
+    traffic: 10
+    bake: 10m
+  - name: all
+    traffic: 100
+    bake: 0s
+",
+    );
+    assert_eq!(once(&path).code, 5, "in progress");
+    let journal = journals(&dir.path().join(".ion-plan")).pop().unwrap();
+    let text: Vec<String> = lines(&journal)
+        .into_iter()
+        .map(|line| {
+            if line.contains("stage_started") {
+                let at = line.split("\"at\":\"").nth(1).unwrap();
+                let at = &at[..at.find('"').unwrap()];
+                line.replace(at, "+262142-12-31T23:59:59Z")
+            } else {
+                line
+            }
+        })
+        .collect();
+    std::fs::write(&journal, format!("{}\n", text.join("\n"))).unwrap();
+    for args in [&["status"][..], &["run", "--once"]] {
+        let output = ion_plan().args(args).arg(&path).run();
+        assert!(
+            output.code != 101 && !output.stderr.contains("panicked"),
+            "`{}` panics on an instant at the end of time:\n{}",
+            args.join(" "),
+            output.stderr
+        );
+    }
+}
