@@ -750,3 +750,54 @@ stages:
         );
     }
 }
+
+/// HIGH. Two plans in one folder, one named like the other plus `-` and a digit: `web.yaml`
+/// and `web-2.yaml` (or `deploy.yaml` and `deploy-2026-11.yaml`). They share `.ion-plan/`, and
+/// the journals of `web` are found by the prefix `web-` followed by a digit — which
+/// `web-2-RUNID.jsonl` matches. So, while `web` has no run of its own, `status web.yaml` shows
+/// web-2's run, `abort web.yaml` is accepted "for run <web-2's id>" (and lands in an inbox
+/// nobody reads), `run web.yaml` refuses to start ("the plan changed since run … started"),
+/// and `run web.yaml --restart` appends `superseded` to web-2's journal: the other plan's
+/// rollout is ended, and its next `run --once` starts it again from the first stage.
+///
+/// Correct: a plan's journals are exactly `STEM-RUNID.jsonl` where RUNID has the run id's
+/// shape (`YYYYMMDDTHHMMSSmmmZ-xxxx`), and the header's `plan` is checked too; another plan's
+/// journal is never read, written or superseded.
+#[test]
+fn a_plan_does_not_take_the_runs_of_a_plan_named_like_it() {
+    let dir = tempfile::tempdir().unwrap();
+    script(dir.path(), "log.sh", "echo \"$1\" >> log.txt");
+    let web2 = write(dir.path(), "web-2.yaml", WAITING);
+    let web = write(dir.path(), "web.yaml", format!("{WAITING}# web\n"));
+    assert_eq!(once(&web2).code, 4);
+
+    let abort = ion_plan()
+        .args(["abort", "--reason", "web has no run"])
+        .arg(&web)
+        .run();
+    assert_eq!(
+        abort.code, 6,
+        "`abort web.yaml` was taken for web-2's run: {}",
+        abort.stderr
+    );
+    let restart = ion_plan()
+        .args(["run", "--once", "--restart"])
+        .arg(&web)
+        .run();
+    let web2_journal = journals(&dir.path().join(".ion-plan"))
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("web-2-")
+        })
+        .unwrap();
+    let text = std::fs::read_to_string(&web2_journal).unwrap();
+    assert!(
+        !text.contains("superseded"),
+        "`run web.yaml --restart` superseded web-2's run:\n{}",
+        restart.stderr
+    );
+}
