@@ -801,3 +801,43 @@ fn a_plan_does_not_take_the_runs_of_a_plan_named_like_it() {
         restart.stderr
     );
 }
+
+/// MEDIUM. A command probe that leaves a process behind (the everyday
+/// `kubectl port-forward … & curl …` probe script, or any `cmd &`) answers at once, but the
+/// child keeps its stdout open, and the probe reads stdout to end-of-file before it looks at
+/// the exit: every check "times out", and the gate rolls a healthy canary back. (The same
+/// `take(1 MiB)` + `read_to_end` also turns a probe that prints over 1 MiB — to stdout or
+/// stderr — into a timeout instead of a clear "output too large".)
+///
+/// Correct: once the probe's program has exited, its reading is what it printed so far; what
+/// it left in its group is ended (as the code already intends) without waiting for EOF.
+#[test]
+fn a_command_probe_that_leaves_a_child_behind_is_read_when_it_exits() {
+    let (dir, path) = setup(
+        "\
+version: 1
+name: pf
+probes:
+  health:
+    command: [sh, -c, \"sleep 20 & echo '{\\\"error_rate\\\": 0.001}'\"]
+    timeout: 3s
+gates:
+  guard:
+    at: end
+    require: [health.error_rate <= 1%]
+stages:
+  - name: first
+    traffic: 10
+    bake: 0s
+    checks: { at: [0s], probes: [health] }
+    gates: [guard]
+",
+    );
+    let run = ion_plan().arg("run").arg(&path).run();
+    drop(dir);
+    assert_eq!(
+        run.code, 0,
+        "a probe that left a child behind timed out and rolled back:\n{}",
+        run.stdout
+    );
+}
