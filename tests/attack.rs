@@ -841,3 +841,43 @@ stages:
         run.stdout
     );
 }
+
+/// LOW-MEDIUM. The on-call engineer's ssh session drops (laptop lid, VPN) while a step runs:
+/// the runner gets SIGHUP, which it does not handle, and dies on the spot like a SIGKILL. The
+/// step's process group (a group of its own, so the hangup does not reach it) carries on
+/// unsupervised and takes effect after the runner is gone; nothing journals it.
+///
+/// Correct: SIGHUP is handled — either like SIGTERM (the groups are ended, the journal says
+/// how to resume) or ignored so that the run carries on (its output to a dead terminal is
+/// already tolerated). Never an effect that no runner watches.
+#[test]
+fn a_hangup_does_not_leave_a_step_running_unsupervised() {
+    let (dir, path) = setup(
+        "\
+version: 1
+name: hup
+stages:
+  - name: first
+    traffic: 10
+    bake: 0s
+    steps:
+      - run: [sh, -c, \"sleep 2; echo late >> log.txt\"]
+",
+    );
+    let state = dir.path().join(".ion-plan");
+    let mut runner = spawn_runner(dir.path(), &["run", path.to_str().unwrap()]);
+    wait_for_journal(&state, "step_started", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    common::signal(&runner.0, "HUP");
+    let until = Instant::now() + Duration::from_secs(15);
+    while runner.0.try_wait().unwrap().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3)); // the step would have ended by now
+    let late = lines(&dir.path().join("log.txt")).contains(&"late".to_owned());
+    let journal = lines(&journals(&state).pop().unwrap()).join("\n");
+    assert!(
+        !late || journal.contains("step_finished"),
+        "after SIGHUP the step took effect with no runner watching it:\n{journal}"
+    );
+}
