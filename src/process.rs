@@ -60,6 +60,47 @@ pub fn shutting_down() -> bool {
     SHUTTING_DOWN.load(Ordering::Relaxed)
 }
 
+/// A process group as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub pgid: u32,
+    /// The machine's boot id when it started.
+    pub boot: Option<String>,
+    /// When its leader started, in clock ticks since boot.
+    pub start: Option<u64>,
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`), and
+/// whether it is a zombie.
+fn started(pid: u32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); field 22 is at index 19.
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, fields.first() == Some(&"Z")))
+}
+
+/// When the leader of a group that this process just started began (for the journal).
+pub fn leader_start(pgid: u32) -> Option<u64> {
+    started(pgid).map(|(start, _)| start)
+}
+
+/// Whether a recorded group still runs: same boot, and either its leader is the very process
+/// that started it (same start time) or, the leader gone, members of the group remain. A group
+/// id taken since by another process (same number, another start) is not the recorded group.
+pub fn still_runs(record: &GroupRecord) -> bool {
+    let this_boot = boot_id();
+    if record.boot.is_some() && this_boot.is_some() && record.boot != this_boot {
+        return false;
+    }
+    let pgid = i32::try_from(record.pgid).unwrap_or(0);
+    match (started(record.pgid), record.start) {
+        (Some((now, _)), Some(then)) if now != then => false,
+        _ => alive(pgid),
+    }
+}
+
 /// This boot of the machine (Linux's `boot_id`): process groups of another boot are gone.
 pub fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -231,6 +272,25 @@ pub async fn end(pgid: i32, grace: Duration) {
     }
     signal(pgid, Sig::Kill);
     wait_gone(pgid, Duration::from_mins(1)).await;
+}
+
+/// `end`, blocking: SIGTERM, SIGKILL after the grace, back once nobody is left.
+pub fn end_blocking(pgid: i32) {
+    if !alive(pgid) {
+        return;
+    }
+    signal(pgid, Sig::Term);
+    let wait = |limit: Duration| {
+        let until = Instant::now() + limit;
+        while alive(pgid) && Instant::now() < until {
+            std::thread::sleep(POLL);
+        }
+    };
+    wait(grace());
+    if alive(pgid) {
+        signal(pgid, Sig::Kill);
+        wait(Duration::from_mins(1));
+    }
 }
 
 /// For the signal handler: the runner is going down. Ends every live group (SIGTERM, SIGKILL

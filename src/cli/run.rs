@@ -171,17 +171,29 @@ fn run_id(now: DateTime<Utc>) -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%3fZ"), salt & 0xffff)
 }
 
-/// A run id that sorts after `previous` (the newest run's), even within one millisecond.
+/// A run id that sorts after `previous` (the newest run's), even within one millisecond or
+/// when that run's clock was ahead.
 fn run_id_after(now: DateTime<Utc>, previous: Option<&str>) -> String {
-    let mut at = now;
-    loop {
-        let id = run_id(at);
-        let time = |id: &str| id.rsplit_once('-').map_or(id, |(t, _)| t).to_owned();
-        if previous.is_none_or(|p| time(&id) > time(p)) {
-            return id;
+    let previous = previous
+        .and_then(|id| id.rsplit_once('-'))
+        .and_then(|(time, _)| {
+            chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%3fZ")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%SZ"))
+                .ok()
+        })
+        .map(|t| t.and_utc());
+    let at = match previous {
+        Some(previous) if previous >= now => {
+            previous
+                + chrono::Duration::milliseconds(if previous.timestamp_subsec_millis() == 0 {
+                    1000
+                } else {
+                    1
+                })
         }
-        at += chrono::Duration::milliseconds(1);
-    }
+        _ => now,
+    };
+    run_id(at)
 }
 
 /// What a run needs, by mode.
@@ -408,20 +420,10 @@ fn open_run(
         if let Some(warning) = &replay.torn {
             eprintln!("warning: {warning}");
         }
-        let new_id = run_id_after(now, Some(&run.run_id));
-        if args.restart {
-            let mut old =
-                Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
-            old.append(now, Event::Superseded { by: new_id.clone() })
-                .map_err(io)?;
-            eprintln!(
-                "run {} left unfinished; its journal is kept: {}",
-                run.run_id,
-                replay.path.display()
-            );
-        } else if run.digest != digest {
-            return Err(conflict(stale_plan(args, plan, replay, run)));
-        } else {
+        if !args.restart {
+            if run.digest != digest {
+                return Err(conflict(stale_plan(args, plan, replay, run)));
+            }
             let journal =
                 Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
             // A journal whose run never started (cut short after its header) starts afresh.
@@ -435,9 +437,27 @@ fn open_run(
                 resume,
             });
         }
-        if args.retry_step || args.skip_step {
-            eprintln!("note: --retry-step and --skip-step apply only when resuming");
+        // A new run must not start its steps beside a step of the old one that still runs:
+        // wait for it as a resume would (at most until its timeout, then end it).
+        for (_, step) in run.interrupted_steps() {
+            if let Some(group) = step
+                .group
+                .as_ref()
+                .filter(|g| crate::process::still_runs(g))
+            {
+                wait_for_old_step(plan, run, step, group);
+            }
         }
+        let new_id = run_id_after(now, Some(&run.run_id));
+        let mut old =
+            Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(io)?;
+        old.append(now, Event::Superseded { by: new_id.clone() })
+            .map_err(io)?;
+        eprintln!(
+            "run {} left unfinished; its journal is kept: {}",
+            run.run_id,
+            replay.path.display()
+        );
         return new_run(args, digest, state, stem, new_id, now).map_err(io);
     }
     if args.retry_step || args.skip_step {
@@ -468,6 +488,43 @@ fn open_run(
     }
     let previous = latest.as_ref().map(|(_, run)| run.run_id.as_str());
     new_run(args, digest, state, stem, run_id_after(now, previous), now).map_err(io)
+}
+
+/// Waits for an interrupted step's process group that outlived its runner to end: at most until
+/// the step's timeout, counted from its recorded start; then ends it.
+fn wait_for_old_step(
+    plan: &Plan,
+    run: &RunState,
+    step: &crate::journal::state::StepStatus,
+    group: &crate::process::GroupRecord,
+) {
+    let timeout = run
+        .stage
+        .as_ref()
+        .and_then(|p| plan.stages.iter().find(|s| s.name == p.name))
+        .and_then(|stage| {
+            let steps = stage.effective_steps(plan.defaults.as_ref());
+            steps
+                .iter()
+                .find(|s| s.name.as_deref() == Some(step.name.as_str()))
+                .and_then(|s| s.timeout)
+        })
+        .map_or(crate::engine::live::STEP_TIMEOUT, |t| t.as_duration());
+    let ran = step
+        .started
+        .map(|t| (Utc::now() - t).to_std().unwrap_or_default())
+        .unwrap_or_default();
+    let until = std::time::Instant::now() + timeout.saturating_sub(ran);
+    eprintln!(
+        "step `{}` of run {} still runs (process group {}, its runner is gone): waiting for it to end before the new run starts",
+        step.name, run.run_id, group.pgid
+    );
+    while crate::process::still_runs(group) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if crate::process::still_runs(group) {
+        crate::process::end_blocking(i32::try_from(group.pgid).unwrap_or(0));
+    }
 }
 
 /// Why a run cannot resume on a changed plan, and what changed.

@@ -6,6 +6,14 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
+/// `t + d`, saturating at the end of time: instants come from journals, which may be damaged.
+pub fn after(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// A source of "now" and a way to wait.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

@@ -610,7 +610,7 @@ impl ControlSource for TerminalControl {
                 }
                 // Wake for the inbox every half second while there is one.
                 let until = if self.inbox.is_some() {
-                    deadline.min(now + chrono::Duration::from_std(INBOX_POLL).unwrap_or_default())
+                    deadline.min(crate::engine::clock::after(now, INBOX_POLL))
                 } else {
                     deadline
                 };

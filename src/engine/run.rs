@@ -405,7 +405,7 @@ impl<'p> Engine<'p> {
                 // Back off 1s, 2s, 4s… (at most a minute) between attempts.
                 let backoff =
                     Duration::from_secs(1 << (attempt - 2).min(6)).min(Duration::from_mins(1));
-                let until = self.now() + chrono::Duration::from_std(backoff).unwrap_or_default();
+                let until = crate::engine::clock::after(self.now(), backoff);
                 self.parts.clock.sleep_until(until).await;
                 // An abort that came in meanwhile comes first: no further attempt.
                 if context.phase != Phase::Rollback
@@ -703,6 +703,7 @@ impl<'p> Engine<'p> {
             attempt,
             pgid,
             boot: pgid.and_then(|_| process::boot_id()),
+            group_start: pgid.and_then(process::leader_start),
         })?;
         let _ = go_tx.send(());
         Ok(match early {
@@ -765,13 +766,11 @@ impl<'p> Engine<'p> {
         context: StepContext<'_>,
         recorded: &StepStatus,
     ) -> Result<(), EngineError> {
-        let Some((pgid, boot)) = &recorded.group else {
+        let Some(group) = &recorded.group else {
             return Ok(());
         };
-        let this_boot = process::boot_id();
-        let same_boot = boot.is_none() || this_boot.is_none() || boot == &this_boot;
-        let pgid = i32::try_from(*pgid).unwrap_or(0);
-        if self.info.mode != Mode::Live || !same_boot || !process::alive(pgid) {
+        let pgid = i32::try_from(group.pgid).unwrap_or(0);
+        if self.info.mode != Mode::Live || !process::still_runs(group) {
             return Ok(());
         }
         self.emit(Event::StepStillRunning {
@@ -789,10 +788,12 @@ impl<'p> Engine<'p> {
             .unwrap_or_default();
         let left = timeout.saturating_sub(ran);
         let until = std::time::Instant::now() + left;
-        while process::alive(pgid) && std::time::Instant::now() < until {
+        while process::still_runs(group) && std::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        process::end(pgid, process::grace()).await;
+        if process::still_runs(group) {
+            process::end(pgid, process::grace()).await;
+        }
         Ok(())
     }
 
@@ -1172,7 +1173,7 @@ impl<'p> Engine<'p> {
 }
 
 fn at(start: DateTime<Utc>, offset: Duration) -> DateTime<Utc> {
-    start + chrono::Duration::from_std(offset).unwrap_or(chrono::Duration::MAX)
+    crate::engine::clock::after(start, offset)
 }
 
 /// How often checks run while a stage waits for a person: `every`, else the smallest gap between

@@ -98,7 +98,7 @@ impl ScenarioControl {
     pub fn new(scenario: Arc<Scenario>, start: DateTime<Utc>) -> ScenarioControl {
         let mut pending = Vec::new();
         if let Some(abort) = &scenario.abort {
-            let at = start + chrono::Duration::from_std(abort.at.as_duration()).unwrap_or_default();
+            let at = crate::engine::clock::after(start, abort.at.as_duration());
             pending.push((
                 at,
                 Control::Abort {
@@ -145,7 +145,7 @@ impl ControlSource for ScenarioControl {
             super::super::plan::units::PlanDuration::as_duration,
         );
         self.pending.push((
-            at + chrono::Duration::from_std(after).unwrap_or_default(),
+            crate::engine::clock::after(at, after),
             Control::Approve {
                 by: script.by.unwrap_or_else(|| "scenario".to_owned()),
                 stage: Some(stage.to_owned()),

@@ -154,6 +154,10 @@ pub enum Event {
         /// The machine's boot id when it started: a group of another boot is gone.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         boot: Option<String>,
+        /// When the group's leader started (clock ticks since boot): a process with the same id
+        /// and another start is not this group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_start: Option<u64>,
     },
     StepFinished {
         phase: Phase,

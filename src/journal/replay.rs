@@ -132,10 +132,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Replay, ReplayError> {
 impl ReplayError {
     /// Whether the file is no run at all (no header), rather than a damaged one.
     pub fn is_no_run(&self) -> bool {
-        matches!(
-            self,
-            ReplayError::Empty { .. } | ReplayError::Corrupt { line: 1, .. }
-        )
+        // Only a missing header: a header of another format, or a damaged one, is a run this
+        // version cannot read, never a run to start over.
+        matches!(self, ReplayError::Empty { .. })
     }
 }
 
@@ -148,17 +147,33 @@ pub fn runs(state: &Path, stem: &str) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            // `STEM-RUNID.jsonl`, run ids starting with their date (not `STEM-other.jsonl`).
+            // Exactly `STEM-RUNID.jsonl`: not `STEM-2-RUNID.jsonl`, another plan's.
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
                 n.strip_prefix(&prefix)
-                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-                    && p.extension().is_some_and(|e| e == "jsonl")
-                    && !n.ends_with(".inbox.jsonl")
+                    .and_then(|rest| rest.strip_suffix(".jsonl"))
+                    .is_some_and(is_run_id)
             })
         })
         .collect();
     found.sort();
     found
+}
+
+/// Whether `text` has the shape of a run id: `YYYYMMDDTHHMMSS[mmm]Z-xxxx` (hex salt).
+pub fn is_run_id(text: &str) -> bool {
+    let Some((time, salt)) = text.split_once('-') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((date, clock)) = time.strip_suffix('Z').and_then(|t| t.split_once('T')) else {
+        return false;
+    };
+    date.len() == 8
+        && digits(date)
+        && (clock.len() == 6 || clock.len() == 9)
+        && digits(clock)
+        && salt.len() == 4
+        && salt.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The newest run of a plan, read and folded. A journal without a header (its start was cut

@@ -20,8 +20,8 @@ pub struct StepStatus {
     pub ok: Option<bool>,
     pub attempts: u32,
     pub skipped: bool,
-    /// The process group of the newest attempt, and the boot it ran in.
-    pub group: Option<(u32, Option<String>)>,
+    /// The process group of the newest attempt.
+    pub group: Option<crate::process::GroupRecord>,
 }
 
 impl StepStatus {
@@ -111,6 +111,16 @@ impl RunState {
         self.ended.is_none() && !self.superseded
     }
 
+    /// Steps that started and never finished, wherever they are (preflight, stage, rollback).
+    pub fn interrupted_steps(&self) -> impl Iterator<Item = (usize, &StepStatus)> {
+        self.preflight_steps
+            .iter()
+            .chain(self.stage.iter().flat_map(|s| s.steps.iter()))
+            .chain(self.rollback.iter().flat_map(|r| r.steps.iter()))
+            .filter(|(_, step)| step.interrupted())
+            .map(|(index, step)| (*index, step))
+    }
+
     /// The stage that waits for a person now (an approval asked for and not given, or a
     /// pause), if the run is unfinished and not rolling back.
     pub fn waiting_for_person(&self) -> Option<&str> {
@@ -185,13 +195,18 @@ impl RunState {
                 command,
                 pgid,
                 boot,
+                group_start,
                 ..
             } => {
                 if let Some(steps) = self.steps_for(*phase) {
                     let step = steps.entry(*index).or_default();
                     step.name.clone_from(name);
                     step.command.clone_from(command);
-                    step.group = pgid.map(|g| (g, boot.clone()));
+                    step.group = pgid.map(|pgid| crate::process::GroupRecord {
+                        pgid,
+                        boot: boot.clone(),
+                        start: *group_start,
+                    });
                     step.started = Some(record.at);
                     step.ok = None;
                     step.attempts += 1;

@@ -144,9 +144,8 @@ fn next_of(
             ));
         }
         let done = progress.checks.last().map(|c| c.offset);
-        let at = |offset: std::time::Duration| {
-            progress.started + chrono::Duration::from_std(offset).unwrap_or_default()
-        };
+        let at =
+            |offset: std::time::Duration| crate::engine::clock::after(progress.started, offset);
         return Some(match timeline::next_check(stage, defaults, done) {
             Some(offset) => (format!("check of `{}`", stage.name), Some(at(offset))),
             None => (
