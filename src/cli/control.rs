@@ -117,6 +117,7 @@ fn record(
         Request::Approve {
             stage: Some(stage),
             ahead: true,
+            ..
         } => format!("approval of stage `{stage}` ahead of its asking"),
         Request::Approve {
             stage: Some(stage), ..
@@ -187,11 +188,19 @@ pub fn approve(args: &ApproveArgs) -> u8 {
             }
         },
     };
-    let ahead = args.ahead && run.waiting_for_person() != Some(stage.as_str());
+    // An approval answers the wait open now (named by the journal event that opened it), so
+    // a second approval of a pause never answers the approval asked for after it. `--ahead`
+    // for a stage that waits for its approval now is that approval; for a paused stage it stays
+    // a pre-approval, which a pause does not take.
+    let wait = run
+        .current_wait()
+        .filter(|w| w.stage == stage && !(args.ahead && w.paused))
+        .map(|w| w.seq);
     let by = args.by.clone().unwrap_or_else(crate::engine::who);
     let request = Request::Approve {
         stage: Some(stage),
-        ahead,
+        ahead: wait.is_none(),
+        wait,
     };
     record(&state, &stem, &args.plan, &run, by, request)
 }

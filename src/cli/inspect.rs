@@ -87,7 +87,18 @@ pub fn status(args: &StatusArgs) -> u8 {
     };
     // Only this run's requests not taken yet; none once the run is over.
     let pending = if run.unfinished() {
-        Inbox::new(inbox::path(&state, &stem), &run.run_id, run.taken.clone()).pending()
+        let current = run.current_wait();
+        Inbox::new(inbox::path(&state, &stem), &run.run_id, run.taken.clone())
+            .pending()
+            .into_iter()
+            // An approval of a wait that is over will never be taken: not pending.
+            .filter(|e| match &e.request {
+                inbox::Request::Approve {
+                    wait: Some(seq), ..
+                } => current.is_some_and(|w| w.seq == *seq),
+                _ => true,
+            })
+            .collect()
     } else {
         Vec::new()
     };

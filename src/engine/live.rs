@@ -17,6 +17,7 @@ use crate::engine::context::{Resolver, StageRef};
 use crate::engine::redact::Redactor;
 use crate::engine::{
     Announce, CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
+    WaitFor,
 };
 use crate::journal::inbox::{self, Entry, Inbox};
 use crate::plan::model::{HttpStep, Method, Plan, ProbeKind, Step};
@@ -509,9 +510,9 @@ pub struct TerminalControl {
     receiver: Option<mpsc::UnboundedReceiver<Control>>,
     interactive: bool,
     inbox: Option<Inbox>,
-    /// The stage that waits for a person now, if one does (and whether a gate paused it): only
-    /// it takes approvals.
-    waiting: Option<(String, bool)>,
+    /// What waits for a person now, if anything (stage, paused, the wait's journal sequence
+    /// number): only it takes approvals.
+    waiting: Option<(String, bool, u64)>,
 }
 
 /// A request from the inbox as a decision for the engine.
@@ -600,7 +601,11 @@ impl ControlSource for TerminalControl {
     ) -> BoxFuture<'a, Option<Control>> {
         Box::pin(async move {
             loop {
-                let waiting = self.waiting.as_ref().map(|(s, p)| (s.as_str(), *p));
+                let waiting = self.waiting.as_ref().map(|(stage, paused, seq)| WaitFor {
+                    stage,
+                    paused: *paused,
+                    seq: *seq,
+                });
                 if let Some(entry) = self.inbox.as_mut().and_then(|i| i.take(waiting)) {
                     return Some(control_of(entry));
                 }
@@ -644,14 +649,18 @@ impl ControlSource for TerminalControl {
 
     fn poll(&mut self) -> Option<Control> {
         // An abort in the inbox comes before anything typed.
-        let waiting = self.waiting.as_ref().map(|(s, p)| (s.as_str(), *p));
+        let waiting = self.waiting.as_ref().map(|(stage, paused, seq)| WaitFor {
+            stage,
+            paused: *paused,
+            seq: *seq,
+        });
         if let Some(entry) = self.inbox.as_mut().and_then(|i| i.take(waiting)) {
             return Some(control_of(entry));
         }
         self.receiver.as_mut().and_then(|r| r.try_recv().ok())
     }
 
-    fn waiting(&mut self, stage: Option<&str>, paused: bool) {
-        self.waiting = stage.map(|s| (s.to_owned(), paused));
+    fn waiting(&mut self, wait: Option<WaitFor<'_>>) {
+        self.waiting = wait.map(|w| (w.stage.to_owned(), w.paused, w.seq));
     }
 }

@@ -154,11 +154,12 @@ pub trait ControlSource: Send {
     fn poll(&mut self) -> Option<Control> {
         None
     }
-    /// The stage that waits for a person now (`None`: none does), and whether it is paused by
-    /// a gate (a pause is not resumed by an approval given ahead). Only that stage takes
-    /// approvals; aborts are taken at any time.
-    fn waiting(&mut self, _stage: Option<&str>, _paused: bool) {}
+    /// What waits for a person now (`None`: nothing does). Only that wait takes approvals;
+    /// aborts are taken at any time.
+    fn waiting(&mut self, _wait: Option<WaitFor<'_>>) {}
 }
+
+pub use crate::journal::state::WaitFor;
 
 /// Who the person at this machine is: `$USER`, else the name of the process's user id, else
 /// the id itself (`uid 1000`).

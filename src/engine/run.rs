@@ -15,7 +15,7 @@ use crate::engine::schedule::StartRule;
 use crate::engine::timeline;
 use crate::engine::{
     Announce, CheckContext, Control, ControlSource, Sampler, Sink, StepContext, StepResult,
-    StepRunner,
+    StepRunner, WaitFor,
 };
 use crate::journal::event::{Event, Mode, Outcome, Phase, Record};
 use crate::journal::state::{RollbackProgress, RunState, StageProgress, StepStatus};
@@ -577,8 +577,9 @@ impl<'p> Engine<'p> {
             }
             if let Some((_, reason)) = &progress.paused {
                 self.parts.control.person_needed(&stage.name, self.now());
+                let wait = progress.paused_seq;
                 let flow = self
-                    .wait_for_person(stage, started, None, Action::Pause, reason.clone())
+                    .wait_for_person(stage, started, None, Action::Pause, reason.clone(), wait)
                     .await?;
                 if !matches!(flow, Flow::Next) {
                     return Ok(flow);
@@ -634,6 +635,7 @@ impl<'p> Engine<'p> {
             })?;
         }
         if let Some(approval) = stage.approval {
+            let mut wait = progress.map_or(0, |p| p.approval_seq);
             let deadline = if let Some((_, deadline)) = progress.and_then(|p| p.approval) {
                 self.parts.control.person_needed(&stage.name, self.now());
                 if progress.is_some_and(|p| p.bake_ended)
@@ -652,6 +654,7 @@ impl<'p> Engine<'p> {
                     stage: stage.name.clone(),
                     deadline,
                 })?;
+                wait = self.seq;
                 self.parts.control.person_needed(&stage.name, self.now());
                 deadline
             };
@@ -662,6 +665,7 @@ impl<'p> Engine<'p> {
                     deadline,
                     approval.on_timeout.unwrap_or(Action::Rollback),
                     format!("stage `{}` waits for approval", stage.name),
+                    wait,
                 )
                 .await?;
             if !matches!(flow, Flow::Next) {
@@ -987,6 +991,7 @@ impl<'p> Engine<'p> {
                 stage: stage.name.clone(),
                 reason: reason.clone(),
             })?;
+            let wait = self.seq;
             self.parts.control.person_needed(&stage.name, self.now());
             return Box::pin(self.wait_for_person(
                 stage,
@@ -994,6 +999,7 @@ impl<'p> Engine<'p> {
                 None,
                 Action::Pause,
                 format!("stage `{}` is paused: {reason}", stage.name),
+                wait,
             ))
             .await;
         }
@@ -1010,13 +1016,18 @@ impl<'p> Engine<'p> {
         deadline: Option<DateTime<Utc>>,
         on_timeout: Action,
         why: String,
+        wait: u64,
     ) -> Result<Flow, EngineError> {
         let paused = on_timeout == Action::Pause && deadline.is_none();
-        self.parts.control.waiting(Some(&stage.name), paused);
+        self.parts.control.waiting(Some(WaitFor {
+            stage: &stage.name,
+            paused,
+            seq: wait,
+        }));
         let flow = self
             .wait_for_person_inner(stage, started, deadline, on_timeout, why)
             .await;
-        self.parts.control.waiting(None, false);
+        self.parts.control.waiting(None);
         flow
     }
 

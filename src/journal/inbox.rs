@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::dir;
+use crate::journal::state::WaitFor;
 
 /// What a person asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,10 @@ pub enum Request {
         /// Given before the stage asked (`approve --stage S --ahead`).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         ahead: bool,
+        /// The wait it answers: the journal sequence number of the event that opened it
+        /// (`approval_requested` or `paused`). A later wait does not take it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<u64>,
     },
     Abort {
         reason: String,
@@ -50,14 +55,21 @@ impl Entry {
         matches!(self.request, Request::Abort { .. })
     }
 
-    /// Whether this is an approval that `stage` may take when it waits (`paused`: a gate
-    /// paused it, and an approval given ahead of time does not resume a pause).
-    pub fn approves(&self, stage: &str, paused: bool) -> bool {
+    /// Whether this is an approval that `wait` may take: given for that very wait, or (for a
+    /// stage's approval, not a pause) ahead of time for its stage.
+    pub fn approves(&self, wait: WaitFor<'_>) -> bool {
         match &self.request {
             Request::Approve {
                 stage: named,
                 ahead,
-            } => named.as_deref().is_none_or(|n| n == stage) && !(paused && *ahead),
+                wait: answered,
+            } => {
+                named.as_deref().is_none_or(|n| n == wait.stage)
+                    && match answered {
+                        Some(seq) => *seq == wait.seq,
+                        None => *ahead && !wait.paused,
+                    }
+            }
             Request::Abort { .. } => false,
         }
     }
@@ -136,18 +148,14 @@ impl Inbox {
             .collect()
     }
 
-    /// Takes the oldest waiting abort, else (when `waiting` names the stage that waits for a
-    /// person, and whether a gate paused it) the oldest approval of that stage. Anything else
-    /// stays in the inbox.
-    pub fn take(&mut self, waiting: Option<(&str, bool)>) -> Option<Entry> {
+    /// Takes the oldest waiting abort, else (when something waits for a person) the oldest
+    /// approval that answers that wait. Anything else stays in the inbox.
+    pub fn take(&mut self, waiting: Option<WaitFor<'_>>) -> Option<Entry> {
         let pending = self.pending();
         let entry = pending
             .iter()
             .find(|e| e.is_abort())
-            .or_else(|| {
-                waiting
-                    .and_then(|(stage, paused)| pending.iter().find(|e| e.approves(stage, paused)))
-            })?
+            .or_else(|| waiting.and_then(|wait| pending.iter().find(|e| e.approves(wait))))?
             .clone();
         self.taken.insert(entry.id.clone());
         Some(entry)
@@ -178,11 +186,20 @@ mod tests {
         }
     }
 
-    fn approve(stage: Option<&str>) -> Request {
+    fn approve(stage: Option<&str>, wait: u64) -> Request {
         Request::Approve {
             stage: stage.map(str::to_owned),
             ahead: false,
+            wait: Some(wait),
         }
+    }
+
+    fn wait(stage: &str, seq: u64) -> Option<WaitFor<'_>> {
+        Some(WaitFor {
+            stage,
+            paused: false,
+            seq,
+        })
     }
 
     #[test]
@@ -190,7 +207,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = path(&dir.path().join(".ion-plan"), "plan");
         for e in [
-            entry("a", "r1", approve(None)),
+            entry("a", "r1", approve(None, 1)),
             entry("b", "r1", Request::Abort { reason: "x".into() }),
             entry(
                 "c",
@@ -203,11 +220,11 @@ mod tests {
             append(&path, &e).unwrap();
         }
         let mut inbox = Inbox::new(path.clone(), "r1", HashSet::from(["a".to_owned()]));
-        assert_eq!(inbox.take(Some(("s", false))).unwrap().id, "b");
-        assert!(inbox.take(Some(("s", false))).is_none());
+        assert_eq!(inbox.take(wait("s", 1)).unwrap().id, "b");
+        assert!(inbox.take(wait("s", 1)).is_none());
         // Another run sees none of run r1's requests, and r1 none of r0's.
         let mut other = Inbox::new(path.clone(), "r2", HashSet::new());
-        assert!(other.take(Some(("s", false))).is_none());
+        assert!(other.take(wait("s", 1)).is_none());
         assert!(other.pending().is_empty());
         // A torn line is not read until it is complete.
         std::fs::OpenOptions::new()
@@ -224,8 +241,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = path(dir.path(), "plan");
         for e in [
-            entry("1", "r", approve(Some("canary-10"))),
-            entry("2", "r", approve(Some("canary-5"))),
+            entry("1", "r", approve(Some("canary-10"), 9)),
+            entry("2", "r", approve(Some("canary-5"), 4)),
+            entry("4", "r", approve(Some("canary-5"), 2)),
             entry("3", "r", Request::Abort { reason: "x".into() }),
         ] {
             append(&path, &e).unwrap();
@@ -233,9 +251,10 @@ mod tests {
         let mut inbox = Inbox::new(path, "r", HashSet::new());
         assert_eq!(inbox.take(None).unwrap().id, "3");
         assert!(inbox.take(None).is_none(), "no stage waits: no approval");
-        assert_eq!(inbox.take(Some(("canary-5", false))).unwrap().id, "2");
-        assert!(inbox.take(Some(("canary-5", false))).is_none());
-        assert_eq!(inbox.pending().len(), 1);
-        assert_eq!(inbox.take(Some(("canary-10", false))).unwrap().id, "1");
+        assert_eq!(inbox.take(wait("canary-5", 4)).unwrap().id, "2");
+        // An approval of an earlier wait (seq 2) is not taken by this one.
+        assert!(inbox.take(wait("canary-5", 4)).is_none());
+        assert_eq!(inbox.pending().len(), 2);
+        assert_eq!(inbox.take(wait("canary-10", 9)).unwrap().id, "1");
     }
 }

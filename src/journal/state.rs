@@ -10,6 +10,17 @@ use crate::journal::event::{Event, Outcome, Phase, Record};
 use crate::journal::replay::Replay;
 use crate::probe::Sample;
 
+/// A wait for a person: a stage's approval, or a pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitFor<'a> {
+    pub stage: &'a str,
+    /// A gate paused the stage (an approval given ahead of time does not resume a pause).
+    pub paused: bool,
+    /// The journal sequence number of the event that opened the wait (`approval_requested`
+    /// or `paused`): an approval given for an earlier wait is not taken by this one.
+    pub seq: u64,
+}
+
 /// One step's progress.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StepStatus {
@@ -61,6 +72,10 @@ pub struct StageProgress {
     pub paused: Option<(DateTime<Utc>, String)>,
     /// A person approved the stage.
     pub approved: bool,
+    /// The sequence numbers of the events that opened its waits (`approval_requested`,
+    /// the newest `paused`): requests name the wait they answer.
+    pub approval_seq: u64,
+    pub paused_seq: u64,
 }
 
 /// A rollback in progress.
@@ -124,12 +139,28 @@ impl RunState {
     /// The stage that waits for a person now (an approval asked for and not given, or a
     /// pause), if the run is unfinished and not rolling back.
     pub fn waiting_for_person(&self) -> Option<&str> {
+        self.current_wait().map(|w| w.stage)
+    }
+
+    /// What waits for a person now: a pause first (it holds the stage even while an approval
+    /// is asked for), then an approval not given yet.
+    pub fn current_wait(&self) -> Option<WaitFor<'_>> {
         if !self.unfinished() || self.rollback.is_some() || self.aborted {
             return None;
         }
         let stage = self.stage.as_ref()?;
-        let asks = stage.paused.is_some() || (stage.approval.is_some() && !stage.approved);
-        asks.then_some(stage.name.as_str())
+        if stage.paused.is_some() {
+            return Some(WaitFor {
+                stage: &stage.name,
+                paused: true,
+                seq: stage.paused_seq,
+            });
+        }
+        (stage.approval.is_some() && !stage.approved).then_some(WaitFor {
+            stage: &stage.name,
+            paused: false,
+            seq: stage.approval_seq,
+        })
     }
 
     pub fn fold(replay: &Replay) -> RunState {
@@ -186,6 +217,8 @@ impl RunState {
                     approval: None,
                     paused: None,
                     approved: false,
+                    approval_seq: 0,
+                    paused_seq: 0,
                 });
             }
             Event::StepStarted {
@@ -268,6 +301,7 @@ impl RunState {
             Event::ApprovalRequested { deadline, .. } => {
                 if let Some(stage) = &mut self.stage {
                     stage.approval = Some((record.at, *deadline));
+                    stage.approval_seq = record.seq;
                 }
             }
             Event::Approved { stage, by, request } => {
@@ -280,6 +314,7 @@ impl RunState {
             Event::Paused { reason, .. } => {
                 if let Some(stage) = &mut self.stage {
                     stage.paused = Some((record.at, reason.clone()));
+                    stage.paused_seq = record.seq;
                 }
             }
             Event::Resumed { stage, by, request } => {

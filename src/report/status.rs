@@ -238,6 +238,7 @@ pub fn build(
                     Request::Approve {
                         stage: Some(s),
                         ahead: true,
+                        ..
                     } => format!("approve `{s}` when it asks"),
                     Request::Approve { stage: Some(s), .. } => format!("approve `{s}`"),
                     Request::Approve { stage: None, .. } => "approve".to_owned(),
