@@ -509,7 +509,10 @@ fn wait_for_old_step(
                 .find(|s| s.name.as_deref() == Some(step.name.as_str()))
                 .and_then(|s| s.timeout)
         })
-        .map_or(crate::engine::live::STEP_TIMEOUT, |t| t.as_duration());
+        .map_or(
+            crate::engine::live::STEP_TIMEOUT,
+            crate::plan::units::PlanDuration::as_duration,
+        );
     let ran = step
         .started
         .map(|t| (Utc::now() - t).to_std().unwrap_or_default())

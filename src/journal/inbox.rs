@@ -194,12 +194,12 @@ mod tests {
         }
     }
 
-    fn wait(stage: &str, seq: u64) -> Option<WaitFor<'_>> {
-        Some(WaitFor {
+    fn wait(stage: &str, seq: u64) -> WaitFor<'_> {
+        WaitFor {
             stage,
             paused: false,
             seq,
-        })
+        }
     }
 
     #[test]
@@ -220,11 +220,11 @@ mod tests {
             append(&path, &e).unwrap();
         }
         let mut inbox = Inbox::new(path.clone(), "r1", HashSet::from(["a".to_owned()]));
-        assert_eq!(inbox.take(wait("s", 1)).unwrap().id, "b");
-        assert!(inbox.take(wait("s", 1)).is_none());
+        assert_eq!(inbox.take(Some(wait("s", 1))).unwrap().id, "b");
+        assert!(inbox.take(Some(wait("s", 1))).is_none());
         // Another run sees none of run r1's requests, and r1 none of r0's.
         let mut other = Inbox::new(path.clone(), "r2", HashSet::new());
-        assert!(other.take(wait("s", 1)).is_none());
+        assert!(other.take(Some(wait("s", 1))).is_none());
         assert!(other.pending().is_empty());
         // A torn line is not read until it is complete.
         std::fs::OpenOptions::new()
@@ -251,10 +251,10 @@ mod tests {
         let mut inbox = Inbox::new(path, "r", HashSet::new());
         assert_eq!(inbox.take(None).unwrap().id, "3");
         assert!(inbox.take(None).is_none(), "no stage waits: no approval");
-        assert_eq!(inbox.take(wait("canary-5", 4)).unwrap().id, "2");
+        assert_eq!(inbox.take(Some(wait("canary-5", 4))).unwrap().id, "2");
         // An approval of an earlier wait (seq 2) is not taken by this one.
-        assert!(inbox.take(wait("canary-5", 4)).is_none());
+        assert!(inbox.take(Some(wait("canary-5", 4))).is_none());
         assert_eq!(inbox.pending().len(), 2);
-        assert_eq!(inbox.take(wait("canary-10", 9)).unwrap().id, "1");
+        assert_eq!(inbox.take(Some(wait("canary-10", 9))).unwrap().id, "1");
     }
 }
