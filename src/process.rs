@@ -60,6 +60,129 @@ pub fn shutting_down() -> bool {
     SHUTTING_DOWN.load(Ordering::Relaxed)
 }
 
+/// What to keep of a stream a program prints.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep {
+    /// The first bytes (a probe's JSON), and a count of the rest.
+    Head(usize),
+    /// The last bytes (a step's output: its end says what went wrong).
+    Tail(usize),
+}
+
+/// What was kept of one stream, and how many bytes it had in all.
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    pub bytes: Vec<u8>,
+    pub total: u64,
+}
+
+impl Kept {
+    fn add(&mut self, chunk: &[u8], keep: Keep) {
+        self.total += chunk.len() as u64;
+        match keep {
+            Keep::Head(cap) => {
+                let room = cap.saturating_sub(self.bytes.len());
+                self.bytes
+                    .extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Keep::Tail(cap) => {
+                self.bytes.extend_from_slice(chunk);
+                if self.bytes.len() > cap * 2 {
+                    let cut = self.bytes.len() - cap;
+                    self.bytes.drain(..cut);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, keep: Keep) -> Kept {
+        if let Keep::Tail(cap) = keep
+            && self.bytes.len() > cap
+        {
+            let cut = self.bytes.len() - cap;
+            self.bytes.drain(..cut);
+        }
+        self
+    }
+
+    /// Whether bytes were left out.
+    pub fn cut(&self) -> bool {
+        self.total > self.bytes.len() as u64
+    }
+}
+
+/// Reads a program's stdout and stderr to their ends in the background, so that a program
+/// that prints a lot never blocks on a full pipe; keeps a bounded part of each.
+pub struct Collector {
+    tasks: Vec<(
+        tokio::task::JoinHandle<()>,
+        std::sync::Arc<Mutex<Kept>>,
+        Keep,
+    )>,
+}
+
+impl Collector {
+    pub fn start(
+        stdout: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        out: Keep,
+        err: Keep,
+    ) -> Collector {
+        fn spawn(
+            mut reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+            keep: Keep,
+        ) -> (
+            tokio::task::JoinHandle<()>,
+            std::sync::Arc<Mutex<Kept>>,
+            Keep,
+        ) {
+            let kept = std::sync::Arc::new(Mutex::new(Kept::default()));
+            let shared = std::sync::Arc::clone(&kept);
+            let task = tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut buffer = vec![0_u8; 64 * 1024];
+                while let Ok(n) = reader.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut kept) = shared.lock() {
+                        kept.add(&buffer[..n], keep);
+                    }
+                }
+            });
+            (task, kept, keep)
+        }
+        Collector {
+            tasks: vec![spawn(stdout, out), spawn(stderr, err)],
+        }
+    }
+
+    /// What the streams gave: each read to its end, or for at most `linger` more (a process
+    /// that left the group, such as a service started with `setsid`, may hold them open for
+    /// ever). Returns (stdout, stderr).
+    pub async fn finish(self, linger: Duration) -> (Kept, Kept) {
+        let until = tokio::time::Instant::now() + linger;
+        let mut kept = Vec::new();
+        for (mut task, shared, keep) in self.tasks {
+            if tokio::time::timeout_at(until, &mut task).await.is_err() {
+                task.abort();
+            }
+            let taken = shared
+                .lock()
+                .map(|mut k| std::mem::take(&mut *k))
+                .unwrap_or_default();
+            kept.push(taken.finish(keep));
+        }
+        let err = kept.pop().unwrap_or_default();
+        let out = kept.pop().unwrap_or_default();
+        (out, err)
+    }
+}
+
+/// How long the output of a program that has exited is still read (what a process outside
+/// its group, holding the pipes, prints after that is not waited for).
+pub const LINGER: Duration = Duration::from_millis(250);
+
 /// A process group as the journal records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {

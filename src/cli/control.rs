@@ -211,6 +211,12 @@ pub fn abort(args: &AbortArgs) -> u8 {
         Ok(run) => run,
         Err(code) => return code,
     };
+    if let Some(rollback) = &run.rollback {
+        return refuse(&format!(
+            "run {} is already rolling back ({}); an abort would change nothing",
+            run.run_id, rollback.reason
+        ));
+    }
     let by = args.by.clone().unwrap_or_else(crate::engine::who);
     let request = Request::Abort {
         reason: args.reason.clone(),

@@ -100,8 +100,13 @@ pub fn run(args: &Args) -> u8 {
             vars: Vec::new(),
             stopped_hint: Some("the demo does not resume: `ion-plan demo` starts anew".to_owned()),
         };
-        let code =
-            super::run::execute(&run_args, Arc::new(plan), super::run::digest(DEMO_PLAN)).await;
+        let code = super::run::execute(
+            &run_args,
+            Arc::new(plan),
+            super::run::digest(DEMO_PLAN),
+            DEMO_PLAN,
+        )
+        .await;
         service.stop();
         write_report(&run_args.plan, &state_dir);
         let verdict = match code {

@@ -107,7 +107,7 @@ pub fn run(args: &Args) -> u8 {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    runtime.block_on(execute(args, plan, digest))
+    runtime.block_on(execute(args, plan, digest, &report.source.text))
 }
 
 /// `sha256:HEX` of a plan's text: what a run records to notice a changed plan.
@@ -208,7 +208,8 @@ struct Setup {
     _lock: Option<RunLock>,
 }
 
-pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 {
+/// Runs `plan` (validated from `text`, whose digest with the `--var` overrides is `digest`).
+pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String, text: &str) -> u8 {
     let style = if args.json { Style::Json } else { Style::Plain };
     // A live run on a terminal gets the live view: event lines above a status line with
     // countdowns and streaks, redrawn every second.
@@ -228,7 +229,7 @@ pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String) -> u8 
     } else if args.dry_run {
         Ok(dry_run_setup(&plan, progress))
     } else {
-        live_setup(args, &plan, &digest, progress)
+        live_setup(args, &plan, (&digest, text), progress)
     };
     let setup = match setup {
         Ok(setup) => setup,
@@ -393,14 +394,18 @@ struct Opened {
     resume: Option<RunState>,
 }
 
+/// The plan a run starts from: its digest (with the `--var` overrides) and the text validated.
+type Started<'a> = (&'a str, &'a str);
+
 fn open_run(
     args: &Args,
     plan: &Plan,
-    digest: &str,
+    source: Started<'_>,
     state: &Path,
     stem: &str,
     now: DateTime<Utc>,
 ) -> Result<Opened, u8> {
+    let (digest, text) = source;
     let conflict = |message: String| {
         eprintln!("error: {message}");
         exit_code::STATE_CONFLICT
@@ -458,7 +463,7 @@ fn open_run(
             run.run_id,
             replay.path.display()
         );
-        return new_run(args, digest, state, stem, new_id, now).map_err(io);
+        return new_run(args, (digest, text), state, stem, new_id, now).map_err(io);
     }
     if args.retry_step || args.skip_step {
         return Err(conflict("there is no unfinished run to resume".to_owned()));
@@ -487,7 +492,15 @@ fn open_run(
         return Err(outcome.exit_code());
     }
     let previous = latest.as_ref().map(|(_, run)| run.run_id.as_str());
-    new_run(args, digest, state, stem, run_id_after(now, previous), now).map_err(io)
+    new_run(
+        args,
+        (digest, text),
+        state,
+        stem,
+        run_id_after(now, previous),
+        now,
+    )
+    .map_err(io)
 }
 
 /// Waits for an interrupted step's process group that outlived its runner to end: at most until
@@ -568,7 +581,7 @@ fn stale_plan(args: &Args, plan: &Plan, replay: &Replay, run: &RunState) -> Stri
 
 fn new_run(
     args: &Args,
-    digest: &str,
+    (digest, text): Started<'_>,
     state: &Path,
     stem: &str,
     run_id: String,
@@ -586,9 +599,11 @@ fn new_run(
     // Keep the plan the run starts from: a changed plan is then explained, not just refused.
     // Written first, so that a journal on disk always has its snapshot.
     let name = format!("{stem}-{run_id}.jsonl");
-    if let Ok(text) = std::fs::read(&args.plan) {
-        crate::journal::write_private(&state.join(&name).with_extension("plan.yaml"), &text)?;
-    }
+    // The text that was validated and digested, not the file as it may be by now.
+    crate::journal::write_private(
+        &state.join(&name).with_extension("plan.yaml"),
+        text.as_bytes(),
+    )?;
     let journal = Journal::create(state, &name, &header)?;
     Ok(Opened {
         journal,
@@ -603,15 +618,19 @@ fn on_signal(journal: SharedJournal, hint: String) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
+        let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
+        // A dropped terminal (SIGHUP) stops the run like SIGTERM: nothing the run started goes
+        // on without a runner watching it.
         let code = tokio::select! {
             _ = interrupt.recv() => 130,
             _ = terminate.recv() => 143,
+            _ = hangup.recv() => 129,
         };
         // Every step's and probe's process group goes first (SIGTERM, SIGKILL after the
         // grace): nothing the run started outlives it. The interrupted step stays unfinished in
@@ -628,7 +647,7 @@ fn on_signal(journal: SharedJournal, hint: String) {
 fn live_setup(
     args: &Args,
     plan: &Arc<Plan>,
-    digest: &str,
+    source: Started<'_>,
     progress: Box<dyn Sink>,
 ) -> Result<Setup, u8> {
     let clock = RealClock;
@@ -646,7 +665,7 @@ fn live_setup(
             LockError::Io { .. } => exit_code::RUNTIME_ERROR,
         }
     })?;
-    let mut opened = open_run(args, plan, digest, &state, &stem, clock.now())?;
+    let mut opened = open_run(args, plan, source, &state, &stem, clock.now())?;
     opened.journal.guard_with(&lock);
     let run_id = opened.run_id;
     let resolver = Resolver::from_environment(plan, &run_id).map_err(|error| {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::engine::clock::Clock;
@@ -368,42 +367,41 @@ impl Live {
                 let _ = gate.write_all(b"g").await;
             }
         }
-        let mut out = child.stdout.take().expect("piped").take(1 << 20);
-        let mut err = child.stderr.take().expect("piped").take(1 << 20);
+        // Both streams are read to their ends in the background (a program that prints a lot
+        // never blocks on a full pipe); the last 64 KiB of each are kept.
+        let output = process::Collector::start(
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+            process::Keep::Tail(64 * 1024),
+            process::Keep::Tail(64 * 1024),
+        );
         let deadline = tokio::time::Instant::now() + timeout;
-        let run = async {
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            let (_, _, status) = tokio::join!(
-                out.read_to_end(&mut stdout),
-                err.read_to_end(&mut stderr),
-                child.wait()
-            );
-            (status, stdout, stderr)
-        };
-        let finished = tokio::time::timeout_at(deadline, run).await;
+        let finished = tokio::time::timeout_at(deadline, child.wait()).await;
         // The leader is done; what it left in its group (a background job) is waited for up to
-        // the timeout, then ended with the rest.
+        // the timeout, then ended with the rest. A process that left the group (`setsid`) is not
+        // the step's, even if it holds the step's output open.
         let left_behind = finished.is_ok()
             && !group
                 .wait_gone(deadline.saturating_duration_since(tokio::time::Instant::now()))
                 .await;
         group.end().await;
+        let (stdout, stderr) = output.finish(process::LINGER).await;
         if process::shutting_down() {
             // The runner is going down: this attempt is not journaled as finished, so a
             // resume sees it interrupted and asks before running it again.
             std::future::pending::<()>().await;
         }
-        let (status, stdout, stderr) = match finished {
+        let status = match finished {
             Err(_) => {
                 return failed(format!(
                     "timed out after {} (killed with its process group)",
                     crate::plan::units::format_duration(timeout),
                 ));
             }
-            Ok((Err(e), _, _)) => return failed(format!("waiting for the program: {e}")),
-            Ok((Ok(status), stdout, stderr)) => (status, stdout, stderr),
+            Ok(Err(e)) => return failed(format!("waiting for the program: {e}")),
+            Ok(Ok(status)) => status,
         };
+        let (stdout, stderr) = (stdout.bytes, stderr.bytes);
         let mut detail = self.output_detail(status, &stdout, &stderr);
         if left_behind {
             let _ = write!(

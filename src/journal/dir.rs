@@ -93,17 +93,33 @@ pub fn private(options: &mut OpenOptions) {
     no_follow(options);
 }
 
-/// Makes `options` fail on a symlink in the file's place.
+/// Makes `options` fail on a symlink in the file's place, and never block on a FIFO planted
+/// there (which is then refused as not a regular file).
 pub fn no_follow(options: &mut OpenOptions) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(nix::libc::O_NOFOLLOW);
+        options.custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
     }
 }
 
-/// Opens a state file with `options`; a symlink in its place is an error that names it.
+/// Opens a state file with `options`; a symlink, a FIFO, a folder or anything else that is not
+/// a regular file in its place is an error that names it.
 pub fn open(options: &OpenOptions, path: &Path) -> std::io::Result<File> {
+    let file = open_any(options, path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` is not a regular file; files in the state folder are never anything else (remove it)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+fn open_any(options: &OpenOptions, path: &Path) -> std::io::Result<File> {
     options.open(path).map_err(|e| {
         let symlink = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         if symlink {

@@ -92,15 +92,17 @@ pub fn append(path: &Path, entry: &Entry) -> std::io::Result<()> {
     options.append(true).create(true);
     dir::private(&mut options);
     let mut file = dir::open(&options, path)?;
-    if file.metadata()?.len() > MAX_INBOX {
+    let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    // A runner reads the first `MAX_INBOX` bytes: a request that would end past them would be
+    // acknowledged and never taken.
+    if file.metadata()?.len() + line.len() as u64 > MAX_INBOX {
         return Err(std::io::Error::other(format!(
-            "the inbox `{}` is over {} MiB; move it aside",
+            "the inbox `{}` is full ({} MiB): the request was not recorded; move the inbox aside (its requests of ended runs are history) and try again",
             path.display(),
             MAX_INBOX >> 20
         )));
     }
-    let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
-    line.push(b'\n');
     file.write_all(&line)?;
     file.sync_data()
 }

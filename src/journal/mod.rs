@@ -204,9 +204,13 @@ impl Journal {
 pub struct SharedJournal(pub std::sync::Arc<std::sync::Mutex<Journal>>);
 
 /// Fault injection for the crash tests: with `ION_PLAN_CRASH_AFTER_EVENT=N` the process aborts
-/// right after event N is on disk, before the effect that follows it. Read once.
+/// right after event N is on disk, before the effect that follows it. Read once; only in debug
+/// builds (the tests'), never in a release binary.
 fn crash_after() -> Option<u64> {
     static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    if !cfg!(debug_assertions) {
+        return None;
+    }
     *AFTER.get_or_init(|| {
         std::env::var("ION_PLAN_CRASH_AFTER_EVENT")
             .ok()

@@ -5,13 +5,12 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-
 use crate::engine::redact::Redactor;
 use crate::probe::{Sample, readings_from_json, tail};
 
 /// The most a probe's stdout may print: a JSON object of a few numbers.
 const MAX_OUTPUT: u64 = 1024 * 1024;
+const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// A command probe with its argv already interpolated.
 #[derive(Debug, Clone)]
@@ -78,18 +77,26 @@ impl CommandProbe {
             .spawn()
             .map_err(|e| format!("cannot start `{}`: {e}", self.shown[0]))?;
         *group = Some(crate::process::Group::new(child.id().unwrap_or(0)));
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let mut out = child.stdout.take().expect("piped").take(MAX_OUTPUT);
-        let mut err = child.stderr.take().expect("piped").take(MAX_OUTPUT);
-        let (read_out, read_err, status) = tokio::join!(
-            out.read_to_end(&mut stdout),
-            err.read_to_end(&mut stderr),
-            child.wait()
+        // Read to the ends in the background (a chatty program never blocks on a full pipe),
+        // and when the program exits: a child it left behind (`kubectl port-forward &`) may
+        // hold its output open, and is ended with its group.
+        let output = crate::process::Collector::start(
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+            crate::process::Keep::Head(MAX_OUTPUT_BYTES),
+            crate::process::Keep::Tail(64 * 1024),
         );
-        read_out.map_err(|e| format!("reading stdout: {e}"))?;
-        read_err.map_err(|e| format!("reading stderr: {e}"))?;
+        let status = child.wait().await;
+        let (stdout, stderr) = output.finish(crate::process::LINGER).await;
         let status = status.map_err(|e| format!("waiting for the program: {e}"))?;
+        if stdout.cut() {
+            return Err(format!(
+                "`{}` printed {} bytes; a probe prints a JSON object of at most {MAX_OUTPUT} bytes",
+                self.shown.join(" "),
+                stdout.total
+            ));
+        }
+        let (stdout, stderr) = (stdout.bytes, stderr.bytes);
         if !status.success() {
             let stderr = self.redact.redact(&String::from_utf8_lossy(&stderr));
             return Err(format!(
