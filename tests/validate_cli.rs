@@ -421,3 +421,20 @@ fn the_committed_scenario_schema_is_what_the_binary_prints() {
         "schemas/scenario.schema.json is stale: run `cargo run -- schema --scenario > schemas/scenario.schema.json`"
     );
 }
+
+#[test]
+fn a_unit_apart_from_its_number_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN.replace("load.canary.error_rate <= 1%", "load.canary.p95 <= 250 ms");
+    let path = write(dir.path(), "plan.yaml", plan);
+    let (code, report) = validate_json(&path);
+    assert_eq!(code, 2);
+    let message = report["files"][0]["diagnostics"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("no space between a number and its unit: `250ms`"),
+        "{message}"
+    );
+}

@@ -289,6 +289,19 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
         other => return Err(expected("a threshold or a metric", other)),
     };
     if let Some(extra) = tokens.next() {
+        // `250 ms`: a unit apart from its number.
+        if let (Rhs::Quantity { start: at, .. }, (Token::Name(unit), start)) = (&rhs, extra)
+            && matches!(*unit, "ms" | "s" | "m" | "h" | "d" | "%")
+        {
+            let number = text[*at..*start].trim_end();
+            return Err(ParseError {
+                message: format!(
+                    "no space between a number and its unit: `{number}{unit}`, not `{number} {unit}`"
+                ),
+                start: *at,
+                len: start + unit.len() - at,
+            });
+        }
         return Err(expected("the end of the condition", Some(extra)));
     }
     Ok(Expr {
