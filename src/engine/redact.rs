@@ -48,7 +48,7 @@ pub struct Redactor {
 impl Redactor {
     /// A redactor for these secret values, in each form they may take in text: as given; for
     /// `Bearer X`-style values also `X`; JSON-escaped and percent-encoded when those differ;
-    /// base64-encoded (see [`base64_forms`]). Values shorter than [`MIN_SECRET_LEN`] are
+    /// base64-encoded (see `base64_forms`). Values shorter than [`MIN_SECRET_LEN`] are
     /// ignored.
     pub fn new<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Redactor {
         let mut secrets = Vec::new();
