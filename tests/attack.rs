@@ -404,7 +404,7 @@ stages:
     );
 }
 
-/// MEDIUM-HIGH. `run --restart` after the runner was killed with SIGKILL mid-step: the old run's step
+/// MEDIUM-HIGH. `run --restart` after a `SIGKILL` of the runner mid-step: the old run's step
 /// group is still running, and the new run starts the same (non-idempotent) step at once, so
 /// two deploys run concurrently. A plain resume waits for the old group (docs/state.md); a
 /// restart does not.

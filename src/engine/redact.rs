@@ -8,6 +8,9 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+
 use crate::engine::Sink;
 use crate::engine::context::{Resolver, StageRef};
 use crate::journal::event::Record;
@@ -19,6 +22,11 @@ pub const MIN_SECRET_LEN: usize = 4;
 
 /// What stands for a secret.
 pub const MASK: &str = "***";
+
+/// A base64 form of a secret is looked for only when the characters that depend on the
+/// secret's bytes alone are at least this many: a shorter run turns up by chance in longer
+/// base64 text.
+pub const MIN_BASE64_CORE: usize = 8;
 
 /// Whether a header's value is a secret by its name: `Authorization`, `Cookie`, `*-Key`,
 /// `*-Token`, case-insensitive (and `Proxy-Authorization`, `Set-Cookie` alike).
@@ -39,8 +47,9 @@ pub struct Redactor {
 
 impl Redactor {
     /// A redactor for these secret values, in each form they may take in text: as given; for
-    /// `Bearer X`-style values also `X`; JSON-escaped and percent-encoded when those differ.
-    /// Values shorter than [`MIN_SECRET_LEN`] are ignored.
+    /// `Bearer X`-style values also `X`; JSON-escaped and percent-encoded when those differ;
+    /// base64-encoded (see `base64_forms`). Values shorter than [`MIN_SECRET_LEN`] are
+    /// ignored.
     pub fn new<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Redactor {
         let mut secrets = Vec::new();
         let mut push = |form: String| {
@@ -71,6 +80,9 @@ impl Redactor {
                     .to_owned();
                 let form: String = url::form_urlencoded::byte_serialize(base.as_bytes()).collect();
                 let percent = form.replace('+', "%20");
+                for encoded in base64_forms(base.as_bytes()) {
+                    push(encoded);
+                }
                 push(base);
                 push(json);
                 push(form);
@@ -169,6 +181,35 @@ impl Redactor {
         // Records round-trip through JSON: the journal is read back the same way.
         serde_json::from_value(value).unwrap_or_else(|_| record.clone())
     }
+}
+
+/// The base64 forms of a secret, standard and URL-safe alphabet, as it may appear inside a
+/// larger encoded blob: for each of the three alignments (the secret starting at a byte offset
+/// 0, 1 or 2 mod 3), the characters that depend on the secret's bytes alone — without the
+/// leading ones shared with the bytes before it and the trailing one shared with the bytes
+/// after it — and, for a secret that ends the blob, those characters with the last one, with
+/// and without padding. None when those characters are fewer than [`MIN_BASE64_CORE`].
+fn base64_forms(secret: &[u8]) -> Vec<String> {
+    let mut forms = Vec::new();
+    for k in 0..3 {
+        // `k` zero bytes touch the first ⌈8k/6⌉ characters; every character after the last
+        // whole one (`bits / 6`) depends on what follows.
+        let bits = 8 * (k + secret.len());
+        let (first, whole) = ((8 * k).div_ceil(6), bits / 6);
+        if whole.saturating_sub(first) < MIN_BASE64_CORE {
+            continue;
+        }
+        let mut input = vec![0u8; k];
+        input.extend_from_slice(secret);
+        for engine in [STANDARD, URL_SAFE] {
+            let padded = engine.encode(&input);
+            let unpadded = padded.trim_end_matches('=');
+            forms.push(padded[first..whole].to_owned());
+            forms.push(unpadded[first..].to_owned());
+            forms.push(padded[first..].to_owned());
+        }
+    }
+    forms
 }
 
 /// The values of secret headers anywhere in a plan's tree: a `headers` map's entries whose
@@ -312,6 +353,74 @@ notify:
         );
         // Not a secret header: left alone.
         assert_eq!(redactor.redact("trace-first"), "trace-first");
+    }
+
+    #[test]
+    fn a_secret_base64_encoded_alone_is_redacted() {
+        let secret = "tok-0123456789abcdefghijklmnopqr";
+        let redactor = Redactor::new([secret]);
+        for engine in [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            let encoded = engine.encode(secret);
+            assert_eq!(redactor.redact(&format!("x {encoded} y")), "x *** y");
+        }
+        // A secret whose encoding uses `+` and `/`, in both alphabets.
+        let secret = "\u{fb}\u{ff}\u{be}>?secret-value";
+        let redactor = Redactor::new([secret]);
+        assert!(STANDARD.encode(secret).contains(['+', '/']));
+        for engine in [STANDARD, URL_SAFE] {
+            let encoded = engine.encode(secret);
+            assert_eq!(redactor.redact(&encoded), MASK, "{encoded}");
+        }
+    }
+
+    #[test]
+    fn a_secret_base64_encoded_inside_a_longer_text_is_redacted_at_each_alignment() {
+        let secret = "hunter2-hunter2-hunter2";
+        let redactor = Redactor::new([secret]);
+        for before in ["", "a", "ab", "abc", "{\"auth\":\""] {
+            for after in ["", "\"}", "x", "xy"] {
+                let text = format!("{before}{secret}{after}");
+                for engine in [STANDARD, URL_SAFE] {
+                    let encoded = engine.encode(&text);
+                    let redacted = redactor.redact(&encoded);
+                    assert!(redacted.contains(MASK), "{text:?}: {encoded} -> {redacted}");
+                    // What is left is at most the characters shared with the text around it.
+                    let left = redacted.len() - MASK.len();
+                    let around = engine.encode(before).len() + engine.encode(after).len() + 6;
+                    assert!(left <= around, "{text:?}: {encoded} -> {redacted}");
+                    // And nothing the secret alone decides is left: no run of it survives.
+                    let alone = STANDARD.encode(secret);
+                    assert!(!redacted.contains(&alone[..8]), "{redacted}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_secret_s_base64_core_is_not_looked_for() {
+        // 4 bytes: at most 5 characters depend on them alone.
+        assert!(base64_forms(b"abcd").is_empty());
+        // 6 bytes: 8 characters at offset 0, 7 at offsets 1 and 2.
+        let forms = base64_forms(b"abcdef");
+        assert!(forms.contains(&STANDARD.encode("abcdef")), "{forms:?}");
+        assert!(
+            forms.iter().all(|f| f.len() >= MIN_BASE64_CORE),
+            "{forms:?}"
+        );
+        let redactor = Redactor::new(["abcdef"]);
+        let at_one = STANDARD.encode("\0abcdef");
+        assert_eq!(redactor.redact(&at_one), at_one);
+        // 7 bytes: at least 8 characters at every alignment.
+        let redactor = Redactor::new(["abcdefg"]);
+        for before in ["", "\0", "\0\0"] {
+            let encoded = STANDARD.encode(format!("{before}abcdefg."));
+            assert!(redactor.redact(&encoded).contains(MASK), "{encoded}");
+        }
     }
 
     #[test]

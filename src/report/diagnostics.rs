@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::plan::diagnostic::{Located, Severity};
 use crate::plan::load::ReadError;
 use crate::plan::validate::Report;
+use crate::report::escape;
 use crate::report::excerpt::Excerpt;
 
 /// Output formats of `validate`.
@@ -54,16 +55,32 @@ pub fn render(outcomes: &[FileOutcome], format: Format, strict: bool, color: boo
     }
 }
 
-/// A located diagnostic as miette renders it, with only the lines it shows.
+/// A located diagnostic as miette renders it, with only the lines it shows. Its message and
+/// help quote plan text, which is outside text: they are escaped for a terminal
+/// ([`escape::terminal`]), and the snippet shows control characters as `\u{fffd}`
+/// ([`Excerpt`]).
 #[derive(Debug)]
 struct Rendered<'a> {
     located: &'a Located,
     source: Excerpt,
+    message: String,
+    help: Option<String>,
+}
+
+impl<'a> Rendered<'a> {
+    fn new(name: String, report: &Report, located: &'a Located) -> Rendered<'a> {
+        Rendered {
+            located,
+            source: Excerpt::new(name, &report.source, located),
+            message: escape::terminal(&located.diagnostic.message),
+            help: located.diagnostic.help.as_deref().map(escape::terminal),
+        }
+    }
 }
 
 impl std::fmt::Display for Rendered<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.located.diagnostic.message)
+        f.write_str(&self.message)
     }
 }
 
@@ -82,9 +99,7 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.located
-            .diagnostic
-            .help
+        self.help
             .as_ref()
             .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
     }
@@ -112,22 +127,17 @@ fn human(outcomes: &[FileOutcome], strict: bool, color: bool) -> String {
     let mut out = String::new();
     let mut invalid = 0;
     for outcome in outcomes {
-        let name = outcome.name();
+        // A file's name may come from a pull request too (`validate plans/*.yaml`).
+        let name = escape::terminal(&outcome.name());
         match outcome {
             FileOutcome::Unreadable(_, error) => {
-                let mut message = error.to_string();
-                if let Some(source) = std::error::Error::source(error) {
-                    let _ = write!(message, ": {source}");
-                }
+                let message = escape::terminal(&io_message(error));
                 let _ = writeln!(out, "  × {message}\n");
                 invalid += 1;
             }
             FileOutcome::Checked(report) => {
                 for located in &report.diagnostics {
-                    let rendered = Rendered {
-                        located,
-                        source: Excerpt::new(name.clone(), &report.source, located),
-                    };
+                    let rendered = Rendered::new(name.clone(), report, located);
                     let _ = handler.render_report(&mut out, &rendered);
                     out.push('\n');
                 }
@@ -231,7 +241,10 @@ fn io_message(error: &ReadError) -> String {
     }
 }
 
-/// GitHub workflow commands: data escapes `%`, CR and LF; properties also `:` and `,`.
+/// GitHub workflow commands: data escapes `%`, CR and LF; properties also `:` and `,`. Plan
+/// text (messages, help) and file names are escaped for a terminal first
+/// ([`escape::terminal`]): a CI log shows the annotation's text, and no ESC or other control
+/// character may reach it.
 fn github(outcomes: &[FileOutcome]) -> String {
     fn data(text: &str) -> String {
         text.replace('%', "%25")
@@ -243,21 +256,21 @@ fn github(outcomes: &[FileOutcome]) -> String {
     }
     let mut out = String::new();
     for outcome in outcomes {
-        let file = property(&outcome.name());
+        let file = property(&escape::terminal(&outcome.name()));
         match outcome {
             FileOutcome::Unreadable(_, error) => {
                 let _ = writeln!(
                     out,
                     "::error file={file},title=io::{}",
-                    data(&io_message(error))
+                    data(&escape::terminal(&io_message(error)))
                 );
             }
             FileOutcome::Checked(report) => {
                 for l in &report.diagnostics {
                     let d = &l.diagnostic;
-                    let mut message = d.message.clone();
+                    let mut message = escape::terminal(&d.message);
                     if let Some(help) = &d.help {
-                        let _ = write!(message, "\nhelp: {help}");
+                        let _ = write!(message, "\nhelp: {}", escape::terminal(help));
                     }
                     let _ = writeln!(
                         out,
@@ -273,4 +286,66 @@ fn github(outcomes: &[FileOutcome]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::load::Source;
+    use crate::plan::validate::{Checks, validate_source};
+
+    /// A stage name (quoted in the message) with ESC, CR, LF, `%` and a workflow command.
+    const QUOTED: &str = "version: 1\nname: x\nstages:\n  - name: \"a\\e[2J\\r\\n::error::b%0A,c:\"\n    traffic: 10\n    bake: 0s\n";
+    /// A source line with a raw ESC sequence, a C1 CSI and a bidi override.
+    const RAW: &str = "version: 1\nname: x\nstages:\n  - name: \"a\x1b[2J\u{9b}1m\u{202e}\"\n    traffic: 10\n    bake: 0s\n";
+
+    fn outcomes(text: &str) -> Vec<FileOutcome> {
+        let report = validate_source(
+            Source::new("p.yaml", text.to_owned()),
+            Checks { filesystem: false },
+        );
+        assert!(!report.diagnostics.is_empty());
+        vec![FileOutcome::Checked(Box::new(report))]
+    }
+
+    fn clean(out: &str) -> bool {
+        !out.chars()
+            .any(|c| c != '\n' && (c.is_control() || ('\u{2028}'..='\u{202e}').contains(&c)))
+    }
+
+    #[test]
+    fn human_output_escapes_plan_text_and_hides_control_characters_in_snippets() {
+        let out = render(&outcomes(QUOTED), Format::Human, false, false);
+        assert!(clean(&out), "{out:?}");
+        assert!(out.contains(r"a\x1b[2J\r\n::error::b%0A,c:"), "{out}");
+        let out = render(&outcomes(RAW), Format::Human, false, false);
+        assert!(clean(&out), "{out:?}");
+        assert!(out.contains("\"a\u{fffd}[2J\u{fffd}1m\u{fffd}\""), "{out}");
+    }
+
+    #[test]
+    fn github_output_is_one_line_per_finding_with_plan_text_escaped() {
+        for text in [QUOTED, RAW] {
+            let out = render(&outcomes(text), Format::Github, false, false);
+            assert!(clean(&out), "{out:?}");
+            assert_eq!(out.lines().count(), 1, "{out}");
+            assert!(out.starts_with("::error file=p.yaml,line=4,col="), "{out}");
+        }
+        // The `%` of the plan is `%25`, so `%0A` cannot become a line break.
+        let out = render(&outcomes(QUOTED), Format::Github, false, false);
+        assert!(out.contains(r"a\x1b[2J\r\n::error::b%250A,c:"), "{out}");
+    }
+
+    #[test]
+    fn json_output_keeps_plan_text_raw() {
+        let out = render(&outcomes(QUOTED), Format::Json, false, false);
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let message = value["files"][0]["diagnostics"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(
+            message.contains("a\x1b[2J\r\n::error::b%0A,c:"),
+            "{message:?}"
+        );
+    }
 }

@@ -1,6 +1,11 @@
 //! The few lines of a plan that one finding shows, cut out once so that printing a finding costs
 //! the size of its snippet, not of the file (`docs/plan.md`, "Limits"): miette scans
 //! its source from the start for every snippet, and pads with a width that must fit in a `u16`.
+//!
+//! A plan is outside text (`docs/plan.md`, "Outside text"): the excerpt shows each control
+//! character of a line (ESC, a lone CR is a line break already), and each Unicode line
+//! separator, bidi override or isolate, as one `\u{fffd}`, so that columns and the underline
+//! stay where they were. Tabs stay: miette expands them to spaces.
 
 use miette::{MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
@@ -69,22 +74,24 @@ impl Excerpt {
                 out.push('…');
             }
             let base = out.len();
-            out.push_str(kept);
+            out.extend(kept.chars().map(shown));
+            // Byte offsets in `kept` to offsets in `out`.
+            let at_in = |offset: usize| base + shown_len(&kept[..kept.floor_char_boundary(offset)]);
             if cut && kept_start + kept.len() < full.len() {
                 out.push('…');
             }
             let kept_range = range.start + kept_start..range.start + kept_start + kept.len();
             if line == first {
                 let at = start.clamp(kept_range.start, kept_range.end);
-                span.offset = base + at - kept_range.start;
+                span.offset = at_in(at - kept_range.start);
                 if line == last || single {
                     let stop = end.clamp(at, kept_range.end);
-                    span.len = stop - at;
+                    span.len = at_in(stop - kept_range.start) - span.offset;
                 }
             }
             if line == last && !single && line != first {
                 let stop = end.clamp(kept_range.start, kept_range.end);
-                span.len = base + stop - kept_range.start - span.offset;
+                span.len = at_in(stop - kept_range.start) - span.offset;
             }
             if line < context_end {
                 out.push('\n');
@@ -99,6 +106,23 @@ impl Excerpt {
             column: located.column,
         }
     }
+}
+
+/// Whether a character of a line is shown as `\u{fffd}`: a control character other than tab
+/// (C0, DEL, C1), a Unicode line or paragraph separator, a bidi override or isolate — the
+/// characters [`crate::report::escape::terminal`] escapes.
+fn hidden(c: char) -> bool {
+    (c.is_control() && c != '\t') || matches!(c, '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A character of a line as the excerpt shows it.
+fn shown(c: char) -> char {
+    if hidden(c) { '\u{fffd}' } else { c }
+}
+
+/// The length in bytes of `text` as the excerpt shows it.
+fn shown_len(text: &str) -> usize {
+    text.chars().map(|c| shown(c).len_utf8()).sum()
 }
 
 /// The part of `line` from byte `from` on, at most `WIDTH` bytes (both moved back to a character
@@ -171,5 +195,33 @@ mod tests {
         assert!(excerpt.text.contains("…"), "{}", excerpt.text);
         assert!(excerpt.text.contains("x, x, bad]"), "{}", excerpt.text);
         assert_eq!(excerpt.first_line, 1);
+    }
+
+    #[test]
+    fn control_characters_are_shown_one_for_one() {
+        let text = "a: 1\nb: \"x\x1b[2J\u{9b}\u{202e}\tbad\"\nc: 3\n";
+        let source = Source::new("p.yaml", text.to_owned());
+        let offset = source.text.find("bad").unwrap();
+        let excerpt = Excerpt::new("p.yaml".into(), &source, &located(&source, offset, 3));
+        assert_eq!(
+            excerpt.text,
+            "a: 1\nb: \"x\u{fffd}[2J\u{fffd}\u{fffd}\tbad\"\nc: 3"
+        );
+        assert_eq!(
+            &excerpt.text[excerpt.span.offset..][..excerpt.span.len],
+            "bad"
+        );
+        // Across lines, the span ends where it did.
+        let start = source.text.find('x').unwrap();
+        let end = source.text.find("c:").unwrap() + 1;
+        let excerpt = Excerpt::new(
+            "p.yaml".into(),
+            &source,
+            &located(&source, start, end - start),
+        );
+        assert_eq!(
+            &excerpt.text[excerpt.span.offset..][..excerpt.span.len],
+            "x\u{fffd}[2J\u{fffd}\u{fffd}\tbad\"\nc"
+        );
     }
 }
