@@ -1,7 +1,7 @@
 //! Adversarial tests: the on-call engineer at 14:00 on deployment day, and an attacker. Each test
-//! here reproduces a problem found in the runner and FAILS on the code it was written against;
-//! its comment says what a correct behaviour would be. Real processes, no mocks; each test ends
-//! within 30 s (every wait is bounded).
+//! reproduces a problem an attack on the runner found (it failed before the fix); its comment
+//! says what went wrong and what the runner does instead. Real processes, no mocks; each test
+//! ends within 30 s (every wait is bounded). See docs/state.md for the rules they pin.
 
 mod common;
 
