@@ -199,7 +199,21 @@ fn approving_a_stage_that_is_not_waiting_is_refused_and_ahead_is_kept_for_it() {
 fn an_abort_comes_before_a_pending_approval_in_once() {
     let server = stats_server();
     let (dir, path) = setup(&plan(&server, "    bake: 0s\n    approval: {}", ""));
-    assert_eq!(once(&path).code, 4);
+    let waiting = once(&path);
+    assert_eq!(waiting.code, 4);
+    // Outside a terminal it says how to answer, and where the report is.
+    let approve_hint = format!("`ion-plan approve {}`", path.display());
+    assert!(waiting.stderr.contains(&approve_hint), "{}", waiting.stderr);
+    assert!(
+        waiting.stderr.contains("then `ion-plan run --once"),
+        "{}",
+        waiting.stderr
+    );
+    assert!(
+        waiting.stderr.contains("report: ion-plan report"),
+        "{}",
+        waiting.stderr
+    );
     assert_eq!(ion_plan().arg("approve").arg(&path).run().code, 0);
     let abort = ion_plan()
         .args(["abort", "--reason", "stop"])

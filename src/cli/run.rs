@@ -79,7 +79,11 @@ pub struct Args {
 impl Args {
     fn stopped_hint(&self) -> String {
         self.stopped_hint.clone().unwrap_or_else(|| {
-            format!("the run is resumable: ion-plan run {}", self.plan.display())
+            format!(
+                "the run is resumable: ion-plan run {}{}",
+                if self.once { "--once " } else { "" },
+                self.plan.display()
+            )
         })
     }
 }
@@ -259,10 +263,22 @@ pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String, text: 
     }
     if let Some(path) = &setup.journal {
         eprintln!("journal: {}", path.display());
+        if args.stopped_hint.is_none() {
+            eprintln!(
+                "report: ion-plan report {} --format md",
+                args.plan.display()
+            );
+        }
     }
     match result {
         Ok(outcome) => {
-            if !outcome.is_final() && setup.mode == Mode::Live {
+            if outcome == crate::journal::event::Outcome::Waiting && setup.mode == Mode::Live {
+                eprintln!(
+                    "the run is resumable, and waits for a person: `ion-plan approve {plan}` (or `ion-plan abort {plan} --reason TEXT`) from any shell, then `ion-plan run {once}{plan}` again",
+                    plan = args.plan.display(),
+                    once = if args.once { "--once " } else { "" }
+                );
+            } else if !outcome.is_final() && setup.mode == Mode::Live {
                 eprintln!("{}", args.stopped_hint());
             }
             outcome.exit_code()
@@ -702,7 +718,10 @@ fn live_setup(
             clock: Arc::new(clock),
             sampler: Arc::clone(&live) as _,
             steps: live as _,
-            control: Box::new(TerminalControl::with_inbox(Some(inbox))),
+            control: Box::new(TerminalControl::with_inbox(
+                Some(inbox),
+                (!args.once).then(|| args.plan.display().to_string()),
+            )),
             // Every event is redacted once more before any sink sees it.
             sinks: vec![Box::new(crate::engine::redact::Redacting::new(
                 redact,

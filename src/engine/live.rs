@@ -511,6 +511,8 @@ pub struct TerminalControl {
     /// What waits for a person now, if anything (stage, paused, the wait's journal sequence
     /// number): only it takes approvals.
     waiting: Option<(String, bool, u64)>,
+    /// The plan's path as given, for the hint printed when nobody types at a terminal.
+    plan: Option<String>,
 }
 
 /// A request from the inbox as a decision for the engine.
@@ -533,10 +535,11 @@ fn control_of(entry: Entry) -> Control {
 const INBOX_POLL: Duration = Duration::from_millis(500);
 
 impl TerminalControl {
-    /// Decisions from the terminal and, if given, the inbox.
-    pub fn with_inbox(inbox: Option<Inbox>) -> TerminalControl {
+    /// Decisions from the terminal and, if given, the inbox of the plan at `plan`.
+    pub fn with_inbox(inbox: Option<Inbox>, plan: Option<String>) -> TerminalControl {
         TerminalControl {
             inbox,
+            plan,
             ..TerminalControl::new()
         }
     }
@@ -581,6 +584,7 @@ impl TerminalControl {
             interactive,
             inbox: None,
             waiting: None,
+            plan: None,
         }
     }
 }
@@ -637,6 +641,11 @@ impl ControlSource for TerminalControl {
         if self.interactive {
             eprintln!(
                 "stage `{stage}` waits for you: type `approve`, or `abort REASON` (or use `ion-plan approve` elsewhere)"
+            );
+        } else if let Some(plan) = &self.plan {
+            // No terminal to type into (a CI log, a pipe): say how to answer from elsewhere.
+            eprintln!(
+                "stage `{stage}` waits for a person: `ion-plan approve {plan}` (or `ion-plan abort {plan} --reason TEXT`) from another shell"
             );
         }
     }
