@@ -39,7 +39,10 @@ PY
 }
 
 echo "machine: $(nproc) cores; $($bin --version); check-jsonschema $(check-jsonschema --version | awk '{print $NF}')"
-first=$(ls "$work"/plan-*.yaml | head -n 1)
+# The first plan by glob (no `ls | head`: under pipefail, head's early exit kills ls with SIGPIPE
+# and the script with it, silently, once there are many files).
+plans_made=("$work"/plan-*.yaml)
+first=${plans_made[0]}
 run one-plan "${warmup[@]}" \
   -n ion-plan "$bin validate $first" \
   -n check-jsonschema "check-jsonschema --schemafile $schema $first"
