@@ -1,5 +1,7 @@
 //! Every invalid fixture under `tests/fixtures/invalid/` is rejected with the diagnostics its
-//! `# expect: CODE [LINE:COL]` header lines name, and no other error.
+//! `# expect: CODE [LINE:COL]` header lines name, and no other error. A fixture under `multi/`
+//! has mistakes in several layers at once; it gets exactly one finding per `# expect:` line, so a
+//! finding another one's fix would remove (a cascade) fails it.
 
 mod common;
 
@@ -15,7 +17,7 @@ struct Expectation {
 
 fn fixtures() -> Vec<(PathBuf, Vec<Expectation>)> {
     let mut out = Vec::new();
-    for layer in ["yaml", "schema", "semantic"] {
+    for layer in ["yaml", "schema", "semantic", "multi"] {
         let dir = root().join("tests/fixtures/invalid").join(layer);
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -114,6 +116,17 @@ fn every_invalid_fixture_fails_with_its_diagnostics() {
             .collect();
         if errors != expected {
             failures.push(format!("{name}: errors {errors:?}, expected {expected:?}"));
+        }
+        if name.contains("/multi/") && diagnostics.len() != expectations.len() {
+            let got: Vec<String> = diagnostics
+                .iter()
+                .map(|d| format!("{} {}:{}", d["code"], d["line"], d["column"]))
+                .collect();
+            failures.push(format!(
+                "{name}: {} findings, expected {}: {got:?}",
+                diagnostics.len(),
+                expectations.len()
+            ));
         }
         for expectation in expectations {
             let found = diagnostics.iter().any(|d| {

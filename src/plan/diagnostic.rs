@@ -154,6 +154,10 @@ pub struct Diagnostic {
     pub pointer: String,
     pub help: Option<String>,
     pub target: Target,
+    /// Other nodes the finding reads (a probe's definition, the previous stage's traffic): when
+    /// validation had to repair one of them, the finding is not reported (see `plan::repair`).
+    /// (A boxed slice: it keeps `Diagnostic` small enough to travel in `Result`s.)
+    pub depends: Box<[String]>,
 }
 
 impl Diagnostic {
@@ -165,6 +169,7 @@ impl Diagnostic {
             pointer: pointer.into(),
             help: None,
             target: Target::Value,
+            depends: Box::default(),
         }
     }
 
@@ -185,6 +190,20 @@ impl Diagnostic {
     pub fn with_target(mut self, target: Target) -> Self {
         self.target = target;
         self
+    }
+
+    /// Records another node the finding depends on.
+    #[must_use]
+    pub fn depending_on(mut self, pointer: impl Into<String>) -> Self {
+        self.add_depends([pointer.into()]);
+        self
+    }
+
+    /// Records other nodes the finding depends on.
+    pub fn add_depends(&mut self, pointers: impl IntoIterator<Item = String>) {
+        let mut all = std::mem::take(&mut self.depends).into_vec();
+        all.extend(pointers);
+        self.depends = all.into_boxed_slice();
     }
 
     #[must_use]

@@ -1,7 +1,8 @@
 //! The plan: its model, how it is read from YAML, and how it is validated.
 //!
 //! Flow: [`load`] (bytes → YAML → JSON with spans) → [`schema`] (JSON Schema) → [`semantic`]
-//! (meaning), orchestrated by [`validate`]; [`diagnostic`] is what each layer reports.
+//! (meaning), orchestrated by [`validate`]; [`diagnostic`] is what each layer reports, and
+//! [`repair`] lets the meaning checks run past schema errors.
 
 pub mod diagnostic;
 pub mod diff;
@@ -10,6 +11,7 @@ pub mod interpolate;
 pub mod load;
 pub mod metrics;
 pub mod model;
+pub mod repair;
 pub mod scenario;
 pub mod schema;
 pub mod secret_headers;

@@ -127,8 +127,8 @@ pub fn scenario_schema_text() -> String {
 
 /// A schema and its compiled validator, built once per process.
 pub struct PlanSchema {
-    schema: Value,
-    validator: Validator,
+    pub(crate) schema: Value,
+    pub(crate) validator: Validator,
 }
 
 impl PlanSchema {
@@ -429,12 +429,12 @@ impl PlanSchema {
     }
 
     /// The schema object a keyword location points into (its parent).
-    fn schema_at(&self, keyword_path: &str) -> Option<&Value> {
+    pub(crate) fn schema_at(&self, keyword_path: &str) -> Option<&Value> {
         let parent = keyword_path.rsplit_once('/').map_or("", |(p, _)| p);
         self.schema.pointer(parent)
     }
 
-    fn known_properties(&self, keyword_path: &str) -> Vec<String> {
+    pub(crate) fn known_properties(&self, keyword_path: &str) -> Vec<String> {
         self.schema_at(keyword_path)
             .and_then(|s| s.get("properties"))
             .and_then(Value::as_object)
@@ -443,7 +443,7 @@ impl PlanSchema {
     }
 
     /// The keys of a `dependentRequired` keyword that need `name`.
-    fn dependents(&self, keyword_path: &str, name: &str) -> Vec<String> {
+    pub(crate) fn dependents(&self, keyword_path: &str, name: &str) -> Vec<String> {
         self.schema
             .pointer(keyword_path)
             .and_then(Value::as_object)
@@ -460,7 +460,7 @@ impl PlanSchema {
             .unwrap_or_default()
     }
 
-    fn one_of_required(&self, keyword_path: &str) -> Vec<String> {
+    pub(crate) fn one_of_required(&self, keyword_path: &str) -> Vec<String> {
         let Some(branches) = self.schema.pointer(keyword_path).and_then(Value::as_array) else {
             return Vec::new();
         };

@@ -140,6 +140,15 @@ impl<'a> Checker<'a> {
     /// A URL must parse once `vars` are filled; parts from `env`, `stage` or `run` stand in as
     /// placeholders.
     fn url(&mut self, pointer: &str, url: &str) {
+        let before = self.out.len();
+        self.url_parses(pointer, url);
+        // The URL was filled from `vars`: a mended var makes its finding moot.
+        for d in &mut self.out[before..] {
+            d.add_depends(["/vars".to_owned()]);
+        }
+    }
+
+    fn url_parses(&mut self, pointer: &str, url: &str) {
         let Ok(filled) = interpolate::fill(url, |reference| match reference {
             Reference::Var(name) => self.plan.vars.get(name).map(|v| v.0.clone()),
             Reference::Env(_) => None,
@@ -228,6 +237,10 @@ impl<'a> Checker<'a> {
                     ),
                 )
                 .at_key()
+                .depending_on(format!(
+                    "{}/at",
+                    pointer.split("/require/").next().unwrap_or_default()
+                ))
                 .with_help("move the condition to an `at: every_check` gate, or drop the streak"),
             );
         }
@@ -296,7 +309,11 @@ impl<'a> Checker<'a> {
                             metric.name
                         ),
                     )
-                    .with_target(within),
+                    .with_target(within)
+                    .depending_on(format!(
+                        "{}/probe",
+                        text_pointer.split("/require/").next().unwrap_or_default()
+                    )),
                 );
                 ok = false;
                 continue;
@@ -310,10 +327,9 @@ impl<'a> Checker<'a> {
                         metric.name
                     ),
                 )
-                .with_target(within);
-                if let Some(best) = did_you_mean(probe, &self.probe_names) {
-                    d = d.with_help(format!("did you mean `{best}`?"));
-                }
+                .with_target(within)
+                .depending_on(join("/probes", probe));
+                d.help = Some(self.probe_help(probe));
                 self.push(d);
                 ok = false;
                 continue;
@@ -341,6 +357,7 @@ impl<'a> Checker<'a> {
                         format!("probe `{probe}` cannot produce `{}`", metric.name),
                     )
                     .with_target(within)
+                    .depending_on(join("/probes", probe))
                     .with_help(help),
                 );
                 ok = false;
@@ -351,6 +368,21 @@ impl<'a> Checker<'a> {
 
     /// Whether the threshold's unit fits the metric (reported when not).
     fn units_agree(
+        &mut self,
+        text_pointer: &str,
+        text: &str,
+        expr: &Expr,
+        units: &[MetricUnit],
+    ) -> bool {
+        let before = self.out.len();
+        let agree = self.units_agree_reported(text_pointer, text, expr, units);
+        for d in &mut self.out[before..] {
+            d.add_depends(expr.metrics().map(|m| join("/probes", m.probe())));
+        }
+        agree
+    }
+
+    fn units_agree_reported(
         &mut self,
         text_pointer: &str,
         text: &str,
@@ -420,6 +452,7 @@ impl<'a> Checker<'a> {
                             item.name
                         ),
                     )
+                    .depending_on(format!("/preflight/{first}/name"))
                     .with_help("give each preflight check its own name: reports refer to it"),
                 );
             }
@@ -460,7 +493,8 @@ impl<'a> Checker<'a> {
                             format!("{pointer}/with"),
                             format!("`with` overrides load settings, but probe `{probe_name}` is not a load probe"),
                         )
-                        .at_key(),
+                        .at_key()
+                        .depending_on(join("/probes", probe_name)),
                     ),
                 }
             }
@@ -475,17 +509,25 @@ impl<'a> Checker<'a> {
     }
 
     fn unknown_probe(&mut self, pointer: &str, name: &str) {
-        let mut d = Diagnostic::error(
-            Code::UnknownProbe,
-            pointer,
-            format!("probe `{name}` is not defined in `probes`"),
+        let help = self.probe_help(name);
+        self.push(
+            Diagnostic::error(
+                Code::UnknownProbe,
+                pointer,
+                format!("probe `{name}` is not defined in `probes`"),
+            )
+            .depending_on(join("/probes", name))
+            .with_help(help),
         );
-        d = d.with_help(match did_you_mean(name, &self.probe_names) {
+    }
+
+    /// What to write instead of a probe name that does not exist.
+    fn probe_help(&self, name: &str) -> String {
+        match did_you_mean(name, &self.probe_names) {
             Some(best) => format!("did you mean `{best}`?"),
             None if self.probe_names.is_empty() => "define it under `probes`".to_owned(),
             None => format!("defined probes: {}", self.probe_names.join(", ")),
-        });
-        self.push(d);
+        }
     }
 
     fn stages(&mut self) {
@@ -514,6 +556,7 @@ impl<'a> Checker<'a> {
                             stage.name
                         ),
                     )
+                    .depending_on(format!("/stages/{first}/name"))
                     .with_help(
                         "stage names must be unique: the journal and `approve --stage` use them",
                     ),
@@ -534,6 +577,7 @@ impl<'a> Checker<'a> {
                             i - 1
                         ),
                     )
+                    .depending_on(format!("/stages/{}/traffic", i - 1))
                     .with_help("to hold a share longer, lengthen the earlier stage's `bake`"),
                 );
             }
@@ -544,8 +588,22 @@ impl<'a> Checker<'a> {
             if let Some(gates) = &stage.gates {
                 self.check_gates(&format!("{pointer}/gates"), gates);
             }
+            let before = self.out.len();
             self.stage_timing(&pointer, stage);
             self.stage_gates(&pointer, stage);
+            // Both read the stage's bake, approval and (maybe inherited) checks.
+            let checks = if stage.checks.is_some() {
+                format!("{pointer}/checks")
+            } else {
+                "/defaults/checks".to_owned()
+            };
+            for d in &mut self.out[before..] {
+                d.add_depends([
+                    format!("{pointer}/bake"),
+                    format!("{pointer}/approval"),
+                    checks.clone(),
+                ]);
+            }
         }
         if let Some(last) = plan.stages.last()
             && last.traffic < 100.0
@@ -579,7 +637,8 @@ impl<'a> Checker<'a> {
                     Code::UnknownGate,
                     format!("{pointer}/{j}"),
                     format!("gate `{name}` is not defined in `gates`"),
-                );
+                )
+                .depending_on(join("/gates", name));
                 if let Some(best) = did_you_mean(name, &self.gate_names) {
                     d = d.with_help(format!("did you mean `{best}`?"));
                 }
@@ -702,6 +761,8 @@ impl<'a> Checker<'a> {
                             stage.name
                         ),
                     )
+                    .depending_on(join("/gates", gate_name))
+                    .depending_on(join("/probes", &probe))
                     .with_help(format!("add `{probe}` to the stage's `checks.probes`")),
                 );
             }
@@ -728,6 +789,7 @@ impl<'a> Checker<'a> {
                                 format_duration(stage.bake.as_duration())
                             ),
                         )
+                        .depending_on(format!("/gates/{gate_name}/at"))
                         .with_help("check more often in that stage, or lower the streak"),
                     );
                 }
@@ -758,7 +820,10 @@ impl<'a> Checker<'a> {
                         join("/probes", name),
                         format!("probe `{name}` is never run by a check or preflight"),
                     )
-                    .at_key(),
+                    .at_key()
+                    .depending_on("/stages")
+                    .depending_on("/defaults")
+                    .depending_on("/preflight"),
                 );
             }
         }
@@ -771,6 +836,8 @@ impl<'a> Checker<'a> {
                         format!("gate `{name}` is not used by any stage"),
                     )
                     .at_key()
+                    .depending_on("/stages")
+                    .depending_on("/defaults")
                     .with_help("list it in a stage's `gates` or in `defaults.gates`"),
                 );
             }
@@ -1116,7 +1183,8 @@ fn string_interpolations(
                 pointer,
                 format!("`vars.{name}` is not defined in `vars`"),
             )
-            .with_target(within);
+            .with_target(within)
+            .depending_on(join("/vars", name));
             d = d.with_help(match did_you_mean(name, vars) {
                 Some(best) => format!("did you mean `vars.{best}`?"),
                 None => format!("add `{name}: …` under `vars`"),

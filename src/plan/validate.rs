@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::plan::diagnostic::{Code, Diagnostic, Located, Severity};
 use crate::plan::load::{self, Loaded, ReadError, Source};
 use crate::plan::model::Plan;
+use crate::plan::repair::Repaired;
 use crate::plan::schema::PlanSchema;
 use crate::plan::semantic;
 
@@ -108,23 +109,31 @@ pub fn validate_source_with(source: Source, checks: Checks, vars: &[(String, Str
         Err(diagnostic) => return finish(source, vec![diagnostic], None),
     };
     let overridden = override_vars(&mut document.value, vars);
-    let mut diagnostics = PlanSchema::get().check(&document.value);
-    diagnostics.extend(overridden);
+    let schema = PlanSchema::get();
+    let mut diagnostics = schema.check(&document.value);
+    let base = plan_dir(&source.path);
+    let filesystem = checks.filesystem.then_some(base.as_path());
     let mut plan = None;
     if diagnostics.is_empty() {
         match typed(document.value.clone()) {
             Ok(typed) => {
-                let base = plan_dir(&source.path);
-                diagnostics.extend(semantic::check(
-                    &typed,
-                    &document.value,
-                    checks.filesystem.then_some(base.as_path()),
-                ));
+                diagnostics.extend(semantic::check(&typed, &document.value, filesystem));
                 plan = Some(typed);
             }
             Err(diagnostic) => diagnostics.push(diagnostic),
         }
+    } else if let Some(repaired) = Repaired::new(schema, &document.value)
+        && let Ok(typed) = typed(repaired.value.clone())
+    {
+        // The meaning of what the schema did not reject; the plan itself stays `None`: a
+        // repaired plan is never run.
+        diagnostics.extend(
+            semantic::check(&typed, &repaired.value, filesystem)
+                .into_iter()
+                .filter(|d| !repaired.depends_on_repair(d)),
+        );
     }
+    diagnostics.extend(overridden);
     let located = diagnostics
         .into_iter()
         .map(|d| d.locate(&source.text, &document.map, &source.lines))
