@@ -139,3 +139,120 @@ fn plans_round_trip_through_the_model() {
         assert_eq!(serde_json::to_value(&again).unwrap(), value);
     }
 }
+
+/// A valid plan with no warnings either, for [`MISTAKES`] to break.
+const BASE: &str = "version: 1
+name: fixture
+probes:
+  load:
+    load:
+      targets: { canary: \"http://127.0.0.1:9/c\", legacy: \"http://127.0.0.1:9/l\" }
+  app:
+    http:
+      url: http://127.0.0.1:9/stats.json
+      metrics: { memory: /memory/used_ratio }
+gates:
+  guard:
+    at: every_check
+    require:
+      - check: load.canary.p95 <= 1s
+        consecutive: 2
+      - app.memory <= 85%
+    on_fail: rollback
+stages:
+  - name: half
+    traffic: 50
+    bake: 10m
+    checks: { every: 1m, probes: [load, app] }
+    gates: [guard]
+  - name: more
+    traffic: 60
+    bake: 10m
+    checks: { every: 1m, probes: [load, app] }
+    gates: [guard]
+  - name: full
+    traffic: 100
+    bake: 10m
+    checks: { every: 1m, probes: [load, app] }
+    gates: [guard]
+";
+
+/// Independent mistakes in every layer, each one edit of one line of [`BASE`] (so positions
+/// stay put): the `n`-th occurrence of a text, and what it becomes.
+const MISTAKES: &[(&str, usize, &str)] = &[
+    ("on_fail:", 0, "on_fial:"),               // unknown-key
+    ("bake: 10m", 0, "bake: 5mins"),           // bad-duration
+    ("load.canary.p95", 0, "load.canary.p96"), // unknown-metric
+    ("traffic: 60", 0, "traffic: 20"),         // traffic-order
+    ("at: every_check", 0, "at: evry_check"),  // bad-value
+    (
+        "url: http://127.0.0.1:9/stats",
+        0,
+        "url: ftp://127.0.0.1:9/stats",
+    ), // bad-url
+    ("traffic: 100", 0, "traffic: 101"),       // range
+    ("version: 1", 0, "version: 2"),           // range
+    ("probes: [load, app]", 2, "probes: [load, ap]"), // unknown-probe
+    ("bake: 10m", 2, "bakee: 10m"),            // unknown-key and required
+    ("name: more", 0, "name: half"),           // duplicate-name
+];
+
+fn with_mistakes(chosen: &[&(&str, usize, &str)]) -> String {
+    let mut edits: Vec<(usize, &str, &str)> = chosen
+        .iter()
+        .map(|(find, nth, replace)| {
+            let at = BASE
+                .match_indices(find)
+                .nth(*nth)
+                .unwrap_or_else(|| panic!("`{find}` #{nth} in the base plan"))
+                .0;
+            (at, *find, *replace)
+        })
+        .collect();
+    // From the end, so each edit finds the base text where it was.
+    edits.sort_unstable_by_key(|(at, ..)| std::cmp::Reverse(*at));
+    let mut text = BASE.to_owned();
+    for (at, find, replace) in edits {
+        text.replace_range(at..at + find.len(), replace);
+    }
+    text
+}
+
+/// Each finding's place and code (a message may quote a value another mistake changed, as
+/// traffic-order quotes the stage's name).
+fn findings(text: &str) -> std::collections::BTreeSet<(usize, usize, String)> {
+    let report = validate_bytes(text.as_bytes().to_vec()).unwrap();
+    assert_located(&report);
+    report
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, d.column, d.diagnostic.code.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_base_plan_is_clean_and_each_mistake_is_found() {
+    assert!(findings(BASE).is_empty(), "{:?}", findings(BASE));
+    for mistake in MISTAKES {
+        assert!(
+            !findings(&with_mistakes(&[mistake])).is_empty(),
+            "{mistake:?} is not found"
+        );
+    }
+}
+
+proptest! {
+    /// README: `validate` reports every problem in one run. Mistakes in different layers (schema
+    /// and meaning) do not hide each other, and none adds findings of its own to another's.
+    #[test]
+    fn independent_mistakes_are_reported_together(
+        chosen in prop::sample::subsequence(MISTAKES.iter().collect::<Vec<_>>(), 2..=3),
+    ) {
+        let together = findings(&with_mistakes(&chosen));
+        let each: std::collections::BTreeSet<_> = chosen
+            .iter()
+            .flat_map(|mistake| findings(&with_mistakes(&[*mistake])))
+            .collect();
+        prop_assert_eq!(together, each);
+    }
+}
