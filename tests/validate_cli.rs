@@ -438,3 +438,19 @@ fn a_unit_apart_from_its_number_is_named_as_such() {
         "{message}"
     );
 }
+
+#[test]
+fn a_misspelt_probe_in_a_condition_is_reported_once_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN.replace("check: load.canary", "check: lod.canary");
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", plan));
+    assert_eq!(code, 2);
+    // Both stages use the gate; the name is wrong in one place, so it is said once.
+    assert_eq!(codes(&report), ["unknown-probe"]);
+    let finding = &report["files"][0]["diagnostics"][0];
+    assert_eq!(finding["help"], "did you mean `load`?");
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(11), Some(16))
+    );
+}

@@ -49,3 +49,13 @@ fn crontab_with_a_seconds_field() {
 fn tabs_for_indentation() {
     insta::assert_snapshot!(human("yaml/tab-indentation"));
 }
+
+#[test]
+fn probe_the_plan_does_not_define() {
+    insta::assert_snapshot!(human("semantic/unknown-probe-in-condition"));
+}
+
+#[test]
+fn mistakes_in_two_layers_at_once() {
+    insta::assert_snapshot!(human("multi/four-mistakes"));
+}
