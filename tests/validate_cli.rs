@@ -454,3 +454,38 @@ fn a_misspelt_probe_in_a_condition_is_reported_once_with_a_suggestion() {
         (Some(11), Some(16))
     );
 }
+
+/// `docs/plan.md` says what the schema requires of stages and gates, and lists the values of
+/// `approval.on_timeout` (the schema and `validate` are the judges; the page must agree).
+#[test]
+fn the_format_page_names_required_keys_and_on_timeout_values() {
+    let docs = std::fs::read_to_string(root().join("docs/plan.md")).unwrap();
+    let section = |heading: &str| {
+        let start = docs.find(&format!("\n## {heading}\n")).unwrap();
+        let rest = &docs[start + 1..];
+        rest[..rest[3..].find("\n## ").map_or(rest.len(), |end| end + 3)].to_owned()
+    };
+    let schema = ion_plan::plan::schema::plan_schema();
+    for (def, heading) in [("Stage", "Stages"), ("Gate", "Gates")] {
+        let text = section(heading);
+        let required = schema["$defs"][def]["required"].as_array().unwrap();
+        assert!(!required.is_empty());
+        for key in required {
+            let row = format!("| `{}` | required", key.as_str().unwrap());
+            assert!(text.contains(&row), "{heading}: no row `{row}`");
+        }
+    }
+    let stages = section("Stages");
+    let approval = stages
+        .lines()
+        .find(|l| l.starts_with("| `approval` |"))
+        .unwrap();
+    let actions = schema["$defs"]["Action"]["enum"].as_array().unwrap();
+    for action in actions {
+        let value = format!("`{}`", action.as_str().unwrap());
+        assert!(
+            approval.contains(&value),
+            "on_timeout value {value} missing"
+        );
+    }
+}
