@@ -420,6 +420,27 @@ fn preflight_failure_moves_no_traffic() {
     assert_eq!(r.code, 3);
     assert!(r.find("stage_started").is_empty());
     assert!(r.find("step_started").is_empty());
+    // The check is named once, plainly: no gate name nested in backticks inside another.
+    let ended = r.find("run_ended")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        ended.starts_with("preflight check `app is healthy` failed: "),
+        "{ended}"
+    );
+    assert!(
+        !ended.contains("``") && !ended.contains("gate `"),
+        "{ended}"
+    );
+    let failed = r.find("preflight_failed")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !failed.contains("``") && !failed.contains("gate `"),
+        "{failed}"
+    );
 }
 
 #[test]

@@ -318,7 +318,7 @@ impl<'p> Engine<'p> {
                     return Ok(Flow::End {
                         outcome: Outcome::PreflightFailed,
                         reason: format!(
-                            "preflight `{}` failed: {reason}; no traffic moved",
+                            "preflight check `{}` failed: {reason}; no traffic moved",
                             item.name
                         ),
                     });
@@ -384,9 +384,21 @@ impl<'p> Engine<'p> {
                 evaluation,
             })?;
         }
+        // The gate is this check itself, and the caller names it: keep only what went wrong, so
+        // the message does not read ``gate `preflight `NAME`` did not pass``.
+        let title = format!("gate `{}` ", gate.name);
         Ok(match verdict {
             Verdict::Pass => None,
-            Verdict::Failed { reason, .. } | Verdict::Errors { reason, .. } => Some(reason),
+            Verdict::Failed { reason, .. } => Some(
+                reason
+                    .strip_prefix(&format!("{title}did not pass: "))
+                    .map_or_else(|| reason.clone(), str::to_owned),
+            ),
+            Verdict::Errors { reason, .. } => Some(
+                reason
+                    .strip_prefix(&title)
+                    .map_or_else(|| reason.clone(), str::to_owned),
+            ),
         })
     }
 
