@@ -553,3 +553,33 @@ fn every_bundled_plan_dry_runs_to_the_end_and_the_demo_regression_rolls_back() {
         assert_eq!(evaluation["evaluation"]["streak"]["count"], 2);
     }
 }
+
+#[test]
+fn a_scenario_with_a_schema_error_still_has_its_names_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "version: 1\nmetrics:\n  canary.eror_rate: 1%\nfail_step: [canary-5]\napprovals:\n  canary-6: { after: 1 minute }\n",
+    );
+    let output = ion_plan()
+        .args(["run", "plans/phase4.yaml", "--scenario"])
+        .arg(&scenario)
+        .current_dir(root())
+        .run();
+    assert_eq!(output.code, 2);
+    // The misspelt key and the bad duration (schema) and the names (meaning), in one run; the
+    // approval's stage is still judged, its mended `after` is not judged again.
+    for expected in [
+        "did you mean `fail_steps`?",
+        "`1 minute`",
+        "did you mean `canary.error_rate`?",
+        "did you mean `canary-5`?",
+    ] {
+        assert!(
+            output.stderr.contains(expected),
+            "{expected}: {}",
+            output.stderr
+        );
+    }
+}

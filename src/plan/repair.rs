@@ -69,21 +69,21 @@ impl Repaired {
         self.pointers.iter().any(|r| inside(pointer, r))
     }
 
-    /// The rule: a meaning finding depends on a mended node when its own pointer, or one of the
-    /// nodes it says it reads ([`Diagnostic::depends`]: a probe's or gate's definition by name,
-    /// the previous stage's traffic, the stage's bake …), is at, inside or above a mended
-    /// pointer. Inside: the finding is about the replaced value itself. Above: it reads a whole
-    /// node of which a part was replaced (a metric of probe `p` when `/probes/p/http/metrics`
-    /// was mended). A misspelt key also marks the key it was probably meant to be (`probess`
-    /// marks `/probes`), so a typo in `probes` does not also report every reference to a probe.
+    /// The rule: a meaning finding depends on a mended node when
+    /// - its own pointer is at or inside a mended one (it is about the replaced value itself), or
+    /// - a node it says it reads ([`Diagnostic::depends`]: a probe's or gate's definition by name,
+    ///   the previous stage's traffic, the stage's bake and checks …) is at, inside or above a
+    ///   mended one (above: it reads a whole node of which a part was replaced, as a metric of
+    ///   probe `p` reads `/probes/p` when `/probes/p/http/metrics` was mended).
+    ///
+    /// A misspelt key also marks the key it was probably meant to be (`probess` marks
+    /// `/probes`), so a typo in `probes` does not also report every reference to a probe; a name
+    /// the schema refuses marks its whole map, as a reference may mean that name, renamed.
     pub fn depends_on_repair(&self, finding: &Diagnostic) -> bool {
-        std::iter::once(&finding.pointer)
-            .chain(&finding.depends)
-            .any(|d| {
-                self.pointers
-                    .iter()
-                    .any(|r| inside(d, r) || (inside(r, d) && !d.is_empty()))
-            })
+        self.pointers.iter().any(|r| {
+            inside(&finding.pointer, r)
+                || finding.depends.iter().any(|d| inside(d, r) || inside(r, d))
+        })
     }
 
     /// The edits that mend one violation.

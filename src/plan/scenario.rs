@@ -233,11 +233,14 @@ pub fn check_against(scenario: &Scenario, plan: &Plan) -> Vec<Diagnostic> {
         if let (Some(from), Some(until)) = (change.from, change.until)
             && from >= until
         {
-            out.push(Diagnostic::error(
-                Code::Range,
-                format!("{pointer}/until"),
-                format!("`until: {until}` must come after `from: {from}`"),
-            ));
+            out.push(
+                Diagnostic::error(
+                    Code::Range,
+                    format!("{pointer}/until"),
+                    format!("`until: {until}` must come after `from: {from}`"),
+                )
+                .depending_on(format!("{pointer}/from")),
+            );
         }
         check_metrics(
             plan,

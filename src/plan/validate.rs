@@ -157,7 +157,8 @@ pub fn validate_scenario(
         Ok(document) => document,
         Err(diagnostic) => return Ok((finish(source, vec![diagnostic], None), None)),
     };
-    let mut diagnostics = PlanSchema::scenario().check(&document.value);
+    let schema = PlanSchema::scenario();
+    let mut diagnostics = schema.check(&document.value);
     let mut scenario = None;
     if diagnostics.is_empty() {
         match serde_path_to_error::deserialize(document.value.clone()) {
@@ -167,6 +168,15 @@ pub fn validate_scenario(
             }
             Err(error) => diagnostics.push(Diagnostic::error(Code::Schema, "", error.to_string())),
         }
+    } else if let Some(repaired) = Repaired::new(schema, &document.value)
+        && let Ok(typed) = serde_json::from_value(repaired.value.clone())
+    {
+        // As for a plan: the rest of the scenario is still checked, never run.
+        diagnostics.extend(
+            crate::plan::scenario::check_against(&typed, plan)
+                .into_iter()
+                .filter(|d| !repaired.depends_on_repair(d)),
+        );
     }
     let located = diagnostics
         .into_iter()
