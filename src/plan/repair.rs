@@ -289,3 +289,68 @@ fn neutral(schema: &PlanSchema, node: &Value, depth: usize) -> Option<Value> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::diagnostic::Code;
+
+    fn repaired(pointers: &[&str]) -> Repaired {
+        Repaired {
+            value: Value::Null,
+            pointers: pointers.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_finding_depends_on_a_repair_at_or_inside_its_node_or_below_what_it_reads() {
+        let r = repaired(&["/stages/0/bake", "/probes/app/http/metrics"]);
+        let at = |pointer: &str| Diagnostic::error(Code::Range, pointer, "x");
+        assert!(r.depends_on_repair(&at("/stages/0/bake")));
+        // A finding about the stage as a whole is not about its bake…
+        assert!(!r.depends_on_repair(&at("/stages/0")));
+        // …unless it says it reads it, or reads something the repair is part of.
+        assert!(r.depends_on_repair(&at("/stages/0/checks/at/0").depending_on("/stages/0/bake")));
+        assert!(r.depends_on_repair(&at("/gates/g/require/0").depending_on("/probes/app")));
+        assert!(!r.depends_on_repair(&at("/gates/g/require/0").depending_on("/probes/load")));
+        // `/stages/0/bake` does not contain `/stages/0/bakery`.
+        assert!(!r.depends_on_repair(&at("/stages/0/bakery")));
+    }
+
+    #[test]
+    fn every_kind_of_schema_error_is_mended_into_a_plan_the_model_reads() {
+        let document = serde_json::json!({
+            "version": 2,
+            "probess": {},
+            "probes": {
+                "bad name": { "http": { "url": "http://x" } },
+                "p": { "http": { "ur": "http://x", "expect_status": 99 } },
+                "q": {},
+            },
+            "gates": { "g": { "at": "evry", "require": [{ "check": "p.x < 1", "within": {} }] } },
+            "preflight": [{ "name": "a", "env": { "A": "b" } }],
+            "stages": [
+                { "name": "s", "traffic": "5%", "bake": "5mins", "checks": { "at": [3], "probes": [] } },
+                { "name": "t", "traffic": 101 },
+            ],
+        });
+        let schema = PlanSchema::get();
+        let mended = Repaired::new(schema, &document).expect("mended");
+        let plan: Result<crate::plan::model::Plan, _> =
+            serde_json::from_value(mended.value.clone());
+        assert!(plan.is_ok(), "{plan:?}\n{:#}", mended.value);
+        for pointer in [
+            "/version",
+            "/probes",
+            "/stages/0/bake",
+            "/stages/1/bake",
+            "/gates/g/at",
+        ] {
+            assert!(
+                mended.pointers.iter().any(|p| p == pointer),
+                "{pointer} not among {:?}",
+                mended.pointers
+            );
+        }
+    }
+}
