@@ -6,6 +6,8 @@
 //! kept, and a meaning finding is reported only when it does not depend on one of them — see
 //! [`Repaired::depends_on_repair`] for the rule.
 
+use std::collections::BTreeSet;
+
 use jsonschema::ValidationError;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::{Map, Value};
@@ -24,8 +26,9 @@ const ROUNDS: usize = 3;
 #[derive(Debug)]
 pub struct Repaired {
     pub value: Value,
-    /// JSON Pointers of the mended nodes.
-    pub pointers: Vec<String>,
+    /// JSON Pointers of the mended nodes, sorted, so that a plan with thousands of them is
+    /// still judged quickly.
+    pub pointers: BTreeSet<String>,
 }
 
 impl Repaired {
@@ -34,7 +37,7 @@ impl Repaired {
     pub fn new(schema: &PlanSchema, document: &Value) -> Option<Repaired> {
         let mut repaired = Repaired {
             value: document.clone(),
-            pointers: Vec::new(),
+            pointers: BTreeSet::new(),
         };
         for _ in 0..ROUNDS {
             let errors: Vec<ValidationError<'static>> = schema
@@ -64,9 +67,22 @@ impl Repaired {
         None
     }
 
-    /// Whether a pointer is at or inside a mended node.
+    /// Whether a pointer is at or inside a mended node: it, or one of its ancestors, is one.
     fn covers(&self, pointer: &str) -> bool {
-        self.pointers.iter().any(|r| inside(pointer, r))
+        pointer
+            .match_indices('/')
+            .map(|(at, _)| &pointer[..at])
+            .chain([pointer])
+            .any(|ancestor| self.pointers.contains(ancestor))
+    }
+
+    /// Whether a mended node lies strictly inside `pointer`: between `POINTER/` and `POINTER0`
+    /// (`0` follows `/`) in the sorted set.
+    fn holds(&self, pointer: &str) -> bool {
+        self.pointers
+            .range(format!("{pointer}/")..format!("{pointer}0"))
+            .next()
+            .is_some()
     }
 
     /// The rule: a meaning finding depends on a mended node when
@@ -80,10 +96,11 @@ impl Repaired {
     /// `/probes`), so a typo in `probes` does not also report every reference to a probe; a name
     /// the schema refuses marks its whole map, as a reference may mean that name, renamed.
     pub fn depends_on_repair(&self, finding: &Diagnostic) -> bool {
-        self.pointers.iter().any(|r| {
-            inside(&finding.pointer, r)
-                || finding.depends.iter().any(|d| inside(d, r) || inside(r, d))
-        })
+        self.covers(&finding.pointer)
+            || finding
+                .depends
+                .iter()
+                .any(|d| self.covers(d) || self.holds(d))
     }
 
     /// The edits that mend one violation.
@@ -99,9 +116,9 @@ impl Repaired {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let known = schema.known_properties(schema_path);
                 for name in unexpected {
-                    self.pointers.push(join(&pointer, name));
+                    self.pointers.insert(join(&pointer, name));
                     if let Some(meant) = did_you_mean(name, &known) {
-                        self.pointers.push(join(&pointer, meant));
+                        self.pointers.insert(join(&pointer, meant));
                     }
                     edits.push(Edit::Remove(join(&pointer, name)));
                 }
@@ -110,7 +127,7 @@ impl Repaired {
                 // The entry is dropped, and with it every name of the map is in doubt: a
                 // reference to a name that does not exist may mean the dropped one, renamed.
                 let name = error.instance().as_str()?.to_owned();
-                self.pointers.push(pointer.clone());
+                self.pointers.insert(pointer.clone());
                 edits.push(Edit::Remove(join(&pointer, &name)));
             }
             ValidationErrorKind::Required { property } => {
@@ -119,7 +136,7 @@ impl Repaired {
                     let present = error.instance().as_object()?;
                     for by in schema.dependents(schema_path, name) {
                         if present.contains_key(&by) {
-                            self.pointers.push(join(&pointer, &by));
+                            self.pointers.insert(join(&pointer, &by));
                             edits.push(Edit::Remove(join(&pointer, &by)));
                         }
                     }
@@ -127,7 +144,7 @@ impl Repaired {
                     let object = schema.schema_at(schema_path)?;
                     let property = object.get("properties")?.get(name)?;
                     let neutral = neutral(schema, property, 0)?;
-                    self.pointers.push(join(&pointer, name));
+                    self.pointers.insert(join(&pointer, name));
                     edits.push(Edit::Insert(pointer, name.to_owned(), neutral));
                 }
             }
@@ -135,12 +152,12 @@ impl Repaired {
             | ValidationErrorKind::OneOfMultipleValid { .. }
                 if !schema.one_of_required(schema_path).is_empty() =>
             {
-                self.pointers.push(pointer);
+                self.pointers.insert(pointer);
             }
             _ => {
                 let node = schema.schema_at(schema_path)?;
                 let neutral = neutral(schema, node, 0)?;
-                self.pointers.push(pointer.clone());
+                self.pointers.insert(pointer.clone());
                 edits.push(Edit::Replace(pointer, neutral));
             }
         }
@@ -153,13 +170,6 @@ fn is_one_of(error: &ValidationError<'_>) -> bool {
         error.kind(),
         ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::OneOfMultipleValid { .. }
     )
-}
-
-/// Whether `pointer` is `ancestor` or lies inside it.
-fn inside(pointer: &str, ancestor: &str) -> bool {
-    pointer
-        .strip_prefix(ancestor)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 enum Edit {
