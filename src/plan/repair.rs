@@ -1,5 +1,5 @@
 //! A repaired copy of a plan the schema rejected, so that the meaning checks still run on the
-//! rest of it and `validate` reports every problem in one run (README, "Validate").
+//! rest of it and `validate` reports every problem in one run (README, "Validating plans").
 //!
 //! Each schema violation is mended: an unknown key is dropped, a bad value (or a missing required
 //! key) becomes a neutral valid value built from the schema. The pointers of the mended nodes are
