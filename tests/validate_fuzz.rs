@@ -147,6 +147,7 @@ probes:
   load:
     load:
       targets: { canary: \"http://127.0.0.1:9/c\", legacy: \"http://127.0.0.1:9/l\" }
+      concurrency: 2
   app:
     http:
       url: http://127.0.0.1:9/stats.json
@@ -180,21 +181,34 @@ stages:
 /// Independent mistakes in every layer, each one edit of one line of [`BASE`] (so positions
 /// stay put): the `n`-th occurrence of a text, and what it becomes.
 const MISTAKES: &[(&str, usize, &str)] = &[
-    ("on_fail:", 0, "on_fial:"),               // unknown-key
-    ("bake: 10m", 0, "bake: 5mins"),           // bad-duration
-    ("load.canary.p95", 0, "load.canary.p96"), // unknown-metric
-    ("traffic: 60", 0, "traffic: 20"),         // traffic-order
-    ("at: every_check", 0, "at: evry_check"),  // bad-value
+    // unknown-key
+    ("on_fail:", 0, "on_fial:"),
+    // bad-duration
+    ("bake: 10m", 0, "bake: 5mins"),
+    // unknown-metric
+    ("load.canary.p95", 0, "load.canary.p96"),
+    // traffic-order
+    ("traffic: 60", 0, "traffic: 20"),
+    // bad-value
+    ("at: every_check", 0, "at: evry_check"),
+    // bad-url
     (
         "url: http://127.0.0.1:9/stats",
         0,
         "url: ftp://127.0.0.1:9/stats",
-    ), // bad-url
-    ("traffic: 100", 0, "traffic: 101"),       // range
-    ("version: 1", 0, "version: 2"),           // range
-    ("probes: [load, app]", 2, "probes: [load, ap]"), // unknown-probe
-    ("bake: 10m", 2, "bakee: 10m"),            // unknown-key and required
-    ("name: more", 0, "name: half"),           // duplicate-name
+    ),
+    // range
+    ("traffic: 100", 0, "traffic: 101"),
+    // range
+    ("version: 1", 0, "version: 2"),
+    // unknown-probe
+    ("probes: [load, app]", 2, "probes: [load, ap]"),
+    // unknown-key and required
+    ("bake: 10m", 2, "bakee: 10m"),
+    // duplicate-name
+    ("name: more", 0, "name: half"),
+    // range, in the probe that the unknown metric reads: it does not hide that finding
+    ("concurrency: 2", 0, "concurrency: 0"),
 ];
 
 fn with_mistakes(chosen: &[&(&str, usize, &str)]) -> String {

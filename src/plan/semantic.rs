@@ -350,16 +350,15 @@ impl<'a> Checker<'a> {
                             .join(", ")
                     ),
                 };
-                self.push(
-                    Diagnostic::error(
-                        Code::UnknownMetric,
-                        text_pointer,
-                        format!("probe `{probe}` cannot produce `{}`", metric.name),
-                    )
-                    .with_target(within)
-                    .depending_on(join("/probes", probe))
-                    .with_help(help),
-                );
+                let mut d = Diagnostic::error(
+                    Code::UnknownMetric,
+                    text_pointer,
+                    format!("probe `{probe}` cannot produce `{}`", metric.name),
+                )
+                .with_target(within)
+                .with_help(help);
+                d.add_depends(self.catalog_nodes(probe));
+                self.push(d);
                 ok = false;
             }
         }
@@ -376,8 +375,12 @@ impl<'a> Checker<'a> {
     ) -> bool {
         let before = self.out.len();
         let agree = self.units_agree_reported(text_pointer, text, expr, units);
+        let nodes: Vec<String> = expr
+            .metrics()
+            .flat_map(|m| self.catalog_nodes(m.probe()))
+            .collect();
         for d in &mut self.out[before..] {
-            d.add_depends(expr.metrics().map(|m| join("/probes", m.probe())));
+            d.add_depends(nodes.iter().cloned());
         }
         agree
     }
@@ -519,6 +522,36 @@ impl<'a> Checker<'a> {
             .depending_on(join("/probes", name))
             .with_help(help),
         );
+    }
+
+    /// The nodes that decide which metrics a probe produces (see `Catalog::of`): its kind's
+    /// list of metrics, queries or targets, and the kind keys it does not set (a misspelt or
+    /// dropped kind would change them all). A repair elsewhere in the probe (a bad `timeout`,
+    /// `requests: 0`) leaves its metrics as they are.
+    fn catalog_nodes(&self, probe: &str) -> Vec<String> {
+        let pointer = join("/probes", probe);
+        let Some(model) = self.plan.probes.get(probe) else {
+            return vec![pointer];
+        };
+        let mut nodes: Vec<String> = match model.kind() {
+            Some(ProbeKind::Load(_)) => vec![format!("{pointer}/load/targets")],
+            Some(ProbeKind::Http(_)) => vec![format!("{pointer}/http/metrics")],
+            Some(ProbeKind::Prometheus(_)) => vec![format!("{pointer}/prometheus/queries")],
+            Some(ProbeKind::Command(_)) | None => return vec![pointer],
+        };
+        let set = [
+            ("command", model.command.is_some()),
+            ("http", model.http.is_some()),
+            ("prometheus", model.prometheus.is_some()),
+            ("load", model.load.is_some()),
+        ];
+        nodes.extend(
+            set.iter()
+                .filter(|(_, present)| !present)
+                .map(|(key, _)| format!("{pointer}/{key}")),
+        );
+        // A repair at the probe's own node (no kind, or two) is an ancestor of these: covered.
+        nodes
     }
 
     /// What to write instead of a probe name that does not exist.
