@@ -623,20 +623,12 @@ impl<'a> Checker<'a> {
             }
             let before = self.out.len();
             self.stage_timing(&pointer, stage);
-            self.stage_gates(&pointer, stage);
-            // Both read the stage's bake, approval and (maybe inherited) checks.
-            let checks = if stage.checks.is_some() {
-                format!("{pointer}/checks")
-            } else {
-                "/defaults/checks".to_owned()
-            };
+            // Offsets and counts read the stage's bake and (maybe inherited) checks.
+            let checks = checks_pointer(&pointer, stage);
             for d in &mut self.out[before..] {
-                d.add_depends([
-                    format!("{pointer}/bake"),
-                    format!("{pointer}/approval"),
-                    checks.clone(),
-                ]);
+                d.add_depends([format!("{pointer}/bake"), checks.clone()]);
             }
+            self.stage_gates(&pointer, stage);
         }
         if let Some(last) = plan.stages.last()
             && last.traffic < 100.0
@@ -796,6 +788,7 @@ impl<'a> Checker<'a> {
                     )
                     .depending_on(join("/gates", gate_name))
                     .depending_on(join("/probes", &probe))
+                    .depending_on(format!("{}/probes", checks_pointer(pointer, stage)))
                     .with_help(format!("add `{probe}` to the stage's `checks.probes`")),
                 );
             }
@@ -823,6 +816,9 @@ impl<'a> Checker<'a> {
                             ),
                         )
                         .depending_on(format!("/gates/{gate_name}/at"))
+                        .depending_on(format!("{pointer}/bake"))
+                        .depending_on(format!("{pointer}/approval"))
+                        .depending_on(checks_pointer(pointer, stage))
                         .with_help("check more often in that stage, or lower the streak"),
                     );
                 }
@@ -1009,6 +1005,15 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+    }
+}
+
+/// Where a stage's checks come from: its own `checks`, or `defaults.checks`.
+fn checks_pointer(stage_pointer: &str, stage: &Stage) -> String {
+    if stage.checks.is_some() {
+        format!("{stage_pointer}/checks")
+    } else {
+        "/defaults/checks".to_owned()
     }
 }
 
