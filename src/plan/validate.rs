@@ -133,7 +133,11 @@ pub fn validate_source_with(source: Source, checks: Checks, vars: &[(String, Str
                 .filter(|d| !repaired.depends_on_repair(d)),
         );
     }
-    diagnostics.extend(overridden);
+    if !overridden.is_empty() {
+        // A `--var` the plan does not have: the meaning is checked, but nothing runs.
+        plan = None;
+        diagnostics.extend(overridden);
+    }
     let located = diagnostics
         .into_iter()
         .map(|d| d.locate(&source.text, &document.map, &source.lines))
