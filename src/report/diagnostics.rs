@@ -295,9 +295,9 @@ mod tests {
     use crate::plan::validate::{Checks, validate_source};
 
     /// A stage name (quoted in the message) with ESC, CR, LF, `%` and a workflow command.
-    const QUOTED: &str = "version: 1\nname: x\nstages:\n  - name: \"a\\e[2J\\r\\n::error::b%0A,c:\"\n    traffic: 10\n    bake: 0s\n";
+    const QUOTED: &str = "version: 1\nname: x\nstages:\n  - name: \"a\\e[2J\\r\\n::error::b%0A,c:\"\n    traffic: 100\n    bake: 0s\n";
     /// A source line with a raw ESC sequence, a C1 CSI and a bidi override.
-    const RAW: &str = "version: 1\nname: x\nstages:\n  - name: \"a\x1b[2J\u{9b}1m\u{202e}\"\n    traffic: 10\n    bake: 0s\n";
+    const RAW: &str = "version: 1\nname: x\nstages:\n  - name: \"a\x1b[2J\u{9b}1m\u{202e}\"\n    traffic: 100\n    bake: 0s\n";
 
     fn outcomes(text: &str) -> Vec<FileOutcome> {
         let report = validate_source(
