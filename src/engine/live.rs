@@ -589,6 +589,21 @@ impl TerminalControl {
     }
 }
 
+impl TerminalControl {
+    /// The request the inbox holds for now: an abort, or an approval of what waits.
+    fn take_from_inbox(&mut self) -> Option<Control> {
+        let waiting = self.waiting.as_ref().map(|(stage, paused, seq)| WaitFor {
+            stage,
+            paused: *paused,
+            seq: *seq,
+        });
+        self.inbox
+            .as_mut()
+            .and_then(|i| i.take(waiting))
+            .map(control_of)
+    }
+}
+
 impl Default for TerminalControl {
     fn default() -> Self {
         Self::new()
@@ -603,13 +618,8 @@ impl ControlSource for TerminalControl {
     ) -> BoxFuture<'a, Option<Control>> {
         Box::pin(async move {
             loop {
-                let waiting = self.waiting.as_ref().map(|(stage, paused, seq)| WaitFor {
-                    stage,
-                    paused: *paused,
-                    seq: *seq,
-                });
-                if let Some(entry) = self.inbox.as_mut().and_then(|i| i.take(waiting)) {
-                    return Some(control_of(entry));
+                if let Some(control) = self.take_from_inbox() {
+                    return Some(control);
                 }
                 let now = clock.now();
                 if now >= deadline {
@@ -656,13 +666,8 @@ impl ControlSource for TerminalControl {
 
     fn poll(&mut self) -> Option<Control> {
         // An abort in the inbox comes before anything typed.
-        let waiting = self.waiting.as_ref().map(|(stage, paused, seq)| WaitFor {
-            stage,
-            paused: *paused,
-            seq: *seq,
-        });
-        if let Some(entry) = self.inbox.as_mut().and_then(|i| i.take(waiting)) {
-            return Some(control_of(entry));
+        if let Some(control) = self.take_from_inbox() {
+            return Some(control);
         }
         self.receiver.as_mut().and_then(|r| r.try_recv().ok())
     }
