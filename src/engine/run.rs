@@ -1037,12 +1037,13 @@ impl<'p> Engine<'p> {
             seq: wait,
         }));
         let flow = self
-            .wait_for_person_inner(stage, started, deadline, on_timeout, why)
+            .wait_for_person_inner(stage, started, deadline, on_timeout, why, paused)
             .await;
         self.parts.control.waiting(None);
         flow
     }
 
+    /// `pause`: the stage is paused (no deadline, `on_timeout: pause`), not asking for approval.
     async fn wait_for_person_inner(
         &mut self,
         stage: &'p Stage,
@@ -1050,8 +1051,8 @@ impl<'p> Engine<'p> {
         deadline: Option<DateTime<Utc>>,
         on_timeout: Action,
         why: String,
+        pause: bool,
     ) -> Result<Flow, EngineError> {
-        let pause = on_timeout == Action::Pause && deadline.is_none();
         let cadence = cadence(stage, self.plan.defaults.as_ref());
         let mut deadline = deadline;
         let mut next_check = cadence.map(|c| at(self.now(), c));
