@@ -6,26 +6,16 @@
 mod common;
 
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, ion_plan, journals, lines, script, write};
+use common::{
+    KillOnDrop, ion_plan, journals, lines, plan_dir as setup, run_once as once, script, write,
+};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ion-plan")
-}
-
-/// A plan in a fresh temp dir, with `log.sh` (appends its argument to `log.txt`).
-fn setup(plan: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "log.sh", "echo \"$1\" >> log.txt");
-    let path = write(dir.path(), "plan.yaml", plan);
-    (dir, path)
-}
-
-fn once(path: &Path) -> common::Output {
-    ion_plan().args(["run", "--once"]).arg(path).run()
 }
 
 /// Runs the binary with `args` in `dir`, for at most `limit`: `Some(exit code)`, or `None` if it

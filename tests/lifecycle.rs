@@ -6,14 +6,14 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
 use common::server::{TestServer, serve};
-use common::{KillOnDrop, ion_plan, journals, lines, script, write};
+use common::{KillOnDrop, ion_plan, journals, lines, plan_dir as setup, run_once as once, write};
 use serde_json::Value;
 
 fn stats_server() -> TestServer {
@@ -50,17 +50,6 @@ rollback:
 ",
         server.url("/stats")
     )
-}
-
-fn setup(plan: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "log.sh", "echo \"$1\" >> log.txt");
-    let path = write(dir.path(), "plan.yaml", plan);
-    (dir, path)
-}
-
-fn once(path: &Path) -> common::Output {
-    ion_plan().args(["run", "--once"]).arg(path).run()
 }
 
 fn status(path: &Path) -> Value {

@@ -92,6 +92,20 @@ pub fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
     path
 }
 
+/// `plan` written as `plan.yaml` in a fresh temp dir beside `log.sh`, which appends its first
+/// argument to `log.txt`: what a test's steps did, in order.
+pub fn plan_dir(plan: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    script(dir.path(), "log.sh", "echo \"$1\" >> log.txt");
+    let path = write(dir.path(), "plan.yaml", plan);
+    (dir, path)
+}
+
+/// `ion-plan run --once PLAN`.
+pub fn run_once(path: &Path) -> Output {
+    ion_plan().args(["run", "--once"]).arg(path).run()
+}
+
 /// A small valid plan, for tests that change one thing about it.
 pub const MINIMAL_PLAN: &str = "\
 version: 1
