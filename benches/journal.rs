@@ -6,8 +6,7 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use ion_plan::journal::event::{Event, FORMAT_VERSION, Record};
-use ion_plan::journal::state::RunState;
+use ion_plan::event::{Event, FORMAT_VERSION, Record};
 use ion_plan::journal::{Header, Journal, replay};
 use ion_plan::probe::{Reading, Sample};
 
@@ -75,7 +74,7 @@ fn main() {
     for _ in 0..5 {
         let started = Instant::now();
         let replay = replay::read(&path).expect("replay");
-        let state = RunState::fold(&replay);
+        let state = replay.state();
         runs.push(started.elapsed());
         assert_eq!(state.last_seq, 100_000);
     }

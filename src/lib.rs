@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod demo;
 pub mod engine;
+pub mod event;
 pub mod exit_code;
 pub mod journal;
 pub mod plan;

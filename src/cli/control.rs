@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
+use crate::event::state::RunState;
 use crate::exit_code;
 use crate::journal::inbox::{self, Entry, Request};
-use crate::journal::state::RunState;
 
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {

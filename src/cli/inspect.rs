@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 
+use crate::event::state::RunState;
 use crate::exit_code;
 use crate::journal::inbox::{self, Inbox};
 use crate::journal::lock;
 use crate::journal::replay::Replay;
-use crate::journal::state::RunState;
 use crate::plan::validate::{Checks, validate_file};
 use crate::report::{decision_log, status};
 

@@ -16,12 +16,12 @@ use crate::engine::notify::{DRAIN, Notifier, Pending};
 use crate::engine::run::{Engine, EngineError, Options, Parts, RunInfo};
 use crate::engine::scenario::{ScenarioControl, ScenarioSampler};
 use crate::engine::{Sink, scenario};
+use crate::event::state::RunState;
+use crate::event::{Event, FORMAT_VERSION, Mode};
 use crate::exit_code;
-use crate::journal::event::{Event, FORMAT_VERSION, Mode};
 use crate::journal::inbox::{self, Inbox};
 use crate::journal::lock::{self, LockError, RunLock};
 use crate::journal::replay::{self, Replay};
-use crate::journal::state::RunState;
 use crate::journal::{Header, Journal, SharedJournal};
 use crate::plan::load::Source;
 use crate::plan::model::Plan;
@@ -272,7 +272,7 @@ pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String, text: 
     }
     match result {
         Ok(outcome) => {
-            if outcome == crate::journal::event::Outcome::Waiting && setup.mode == Mode::Live {
+            if outcome == crate::event::Outcome::Waiting && setup.mode == Mode::Live {
                 eprintln!(
                     "the run is resumable, and waits for a person: `ion-plan approve {plan}` (or `ion-plan abort {plan} --reason TEXT`) from any shell, then `ion-plan run {once}{plan}` again",
                     plan = args.plan.display(),
@@ -399,7 +399,7 @@ pub(super) fn named_run(
         eprintln!("{:?}", miette::Report::new(error));
         exit_code::STATE_CONFLICT
     })?;
-    let run = RunState::fold(&replay);
+    let run = replay.state();
     Ok(Some((replay, run)))
 }
 
@@ -524,7 +524,7 @@ fn open_run(
 fn wait_for_old_step(
     plan: &Plan,
     run: &RunState,
-    step: &crate::journal::state::StepStatus,
+    step: &crate::event::state::StepStatus,
     group: &crate::process::GroupRecord,
 ) {
     let timeout = run

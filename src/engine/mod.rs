@@ -4,7 +4,7 @@
 //! that a live run, a dry run and a scenario differ only in what they plug in:
 //! [`clock::Clock`] (time), [`Sampler`] (probes), [`StepRunner`] (programs and HTTP calls) and
 //! [`ControlSource`] (approvals and aborts). Everything that happens is an
-//! [`Event`](crate::journal::event::Event) handed to the [`Sink`]s: the journal, the progress
+//! [`Event`](crate::event::Event) handed to the [`Sink`]s: the journal, the progress
 //! report, notifications.
 
 pub mod clock;
@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
 use crate::engine::clock::Clock;
-use crate::journal::event::{Phase, Record};
+use crate::event::Phase;
 use crate::plan::model::{ProbeOverrides, Step};
 use crate::probe::Sample;
 
@@ -121,22 +121,6 @@ impl Announce {
     }
 }
 
-/// A person's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Control {
-    Approve {
-        by: String,
-        stage: Option<String>,
-        /// The id of an `ion-plan approve` request, recorded so it is taken once.
-        request: Option<String>,
-    },
-    Abort {
-        by: String,
-        reason: String,
-        request: Option<String>,
-    },
-}
-
 /// Where approvals and aborts come from.
 pub trait ControlSource: Send {
     /// Waits until `deadline`, or less if a decision arrives.
@@ -159,7 +143,7 @@ pub trait ControlSource: Send {
     fn waiting(&mut self, _wait: Option<WaitFor<'_>>) {}
 }
 
-pub use crate::journal::state::WaitFor;
+pub use crate::event::{Control, Sink, WaitFor};
 
 /// Who the person at this machine is: `$USER`, else the name of the process's user id, else
 /// the id itself (`uid 1000`).
@@ -177,11 +161,4 @@ pub fn who() -> String {
     }
     #[cfg(not(unix))]
     "unknown".to_owned()
-}
-
-/// Receives every event; the journal's sink fails the run if it cannot write.
-pub trait Sink: Send {
-    fn record(&mut self, record: &Record) -> std::io::Result<()>;
-    /// Called once at the end, to flush.
-    fn finish(&mut self) {}
 }

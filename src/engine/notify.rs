@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use crate::engine::Sink;
 use crate::engine::context::Resolver;
-use crate::journal::event::Record;
+use crate::event::Record;
 use crate::plan::model::{Notify, NotifyFormat};
 use crate::report::escape::{slack, terminal};
 

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 
 use crate::engine::Sink;
 use crate::engine::context::{Resolver, StageRef};
-use crate::journal::event::Record;
+use crate::event::Record;
 use crate::plan::model::Plan;
 
 /// Shorter values are not treated as secrets: replacing `1` or `on` everywhere would garble

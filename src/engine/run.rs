@@ -17,8 +17,8 @@ use crate::engine::{
     Announce, CheckContext, Control, ControlSource, Sampler, Sink, StepContext, StepResult,
     StepRunner, WaitFor,
 };
-use crate::journal::event::{Event, Mode, Outcome, Phase, Record};
-use crate::journal::state::{RollbackProgress, RunState, StageProgress, StepStatus};
+use crate::event::state::{RollbackProgress, RunState, StageProgress, StepStatus};
+use crate::event::{Event, Mode, Outcome, Phase, Record};
 use crate::plan::model::{Action, GateAt, Plan, Stage, Step};
 use crate::plan::units::PlanDuration;
 use crate::probe::Sample;

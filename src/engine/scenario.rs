@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use crate::engine::clock::Clock;
 use crate::engine::dry_run::ShowSteps;
 use crate::engine::{CheckContext, Control, ControlSource, Sampler, StepContext};
-use crate::journal::event::Phase;
+use crate::event::Phase;
 use crate::plan::scenario::{SampleValue, Scenario};
 use crate::probe::{Reading, Sample};
 

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::event::WaitFor;
 use crate::journal::dir;
-use crate::journal::state::WaitFor;
 
 /// What a person asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

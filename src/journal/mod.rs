@@ -2,11 +2,9 @@
 //! effect it announces. The first line is a versioned header.
 
 pub mod dir;
-pub mod event;
 pub mod inbox;
 pub mod lock;
 pub mod replay;
-pub mod state;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,7 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::journal::event::{Event, FORMAT_VERSION, Record};
+use crate::event::{Event, FORMAT_VERSION, Record};
 
 /// The first line of a journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,7 +216,7 @@ fn crash_after() -> Option<u64> {
     })
 }
 
-impl crate::engine::Sink for SharedJournal {
+impl crate::event::Sink for SharedJournal {
     fn record(&mut self, record: &Record) -> std::io::Result<()> {
         let mut journal = self
             .0

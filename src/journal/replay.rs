@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::journal::event::{FORMAT_VERSION, Record};
+use crate::event::{FORMAT_VERSION, Record};
 use crate::journal::{Header, MAX_LINE};
 
 /// A journal as read from disk.
@@ -17,6 +17,18 @@ pub struct Replay {
     pub torn: Option<String>,
     /// The byte length of the intact part (the file is cut back to it before appending).
     pub intact_len: u64,
+}
+
+impl Replay {
+    /// The run's state: its records folded.
+    pub fn state(&self) -> crate::event::state::RunState {
+        crate::event::state::RunState::fold(
+            &self.header.run_id,
+            &self.header.plan,
+            &self.header.digest,
+            &self.records,
+        )
+    }
 }
 
 /// A journal that cannot be read.
@@ -182,11 +194,11 @@ pub fn latest(
     state: &Path,
     stem: &str,
     warn: &mut dyn FnMut(String),
-) -> Result<Option<(Replay, crate::journal::state::RunState)>, ReplayError> {
+) -> Result<Option<(Replay, crate::event::state::RunState)>, ReplayError> {
     for path in runs(state, stem).into_iter().rev() {
         match read(&path) {
             Ok(replay) => {
-                let run = crate::journal::state::RunState::fold(&replay);
+                let run = replay.state();
                 return Ok(Some((replay, run)));
             }
             Err(error) if error.is_no_run() => warn(format!(
@@ -202,7 +214,7 @@ pub fn latest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::event::Event;
+    use crate::event::Event;
 
     fn journal(records: usize) -> Vec<u8> {
         // One instant throughout, so two calls give the same bytes.

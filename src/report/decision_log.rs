@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::engine::gates::{Evaluation, Outcome as Judged};
-use crate::journal::event::{Event, Record};
+use crate::event::evaluation::{Evaluation, Outcome as Judged};
+use crate::event::{Event, Record};
 use crate::journal::replay::Replay;
 use crate::probe::{Reading, Sample};
 

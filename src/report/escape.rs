@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::journal::event::Record;
+use crate::event::Record;
 
 /// Text for a terminal or a CI log, on one line: control characters (C0 — newlines, CR, ESC —,
 /// DEL, C1), the Unicode line and paragraph separators, and bidi overrides and isolates are
@@ -173,7 +173,7 @@ mod tests {
         }))
         .unwrap();
         let shown = terminal_record(&record);
-        let crate::journal::event::Event::Paused { reason, .. } = shown.event else {
+        let crate::event::Event::Paused { reason, .. } = shown.event else {
             panic!("{shown:?}");
         };
         assert_eq!(reason, "a\\x1b[2Jb\\n::error::x");

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::Sink;
-use crate::engine::gates::{Evaluation, Outcome, show};
 use crate::engine::timeline;
-use crate::journal::event::{Event, Record};
+use crate::event::Sink;
+use crate::event::evaluation::{Evaluation, Outcome, show};
+use crate::event::{Event, Record};
 use crate::plan::model::Plan;
 use crate::plan::units::format_duration;
 use crate::report::progress::{condition_unit, describe};
@@ -200,7 +200,7 @@ impl Sink for LiveView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::event::Event;
+    use crate::event::Event;
 
     #[test]
     fn the_status_line_counts_down_and_shows_streaks() {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::Sink;
-use crate::engine::gates::{Outcome as Judged, show};
-use crate::journal::event::{Event, Phase, Record};
+use crate::event::Sink;
+use crate::event::evaluation::{Outcome as Judged, show};
+use crate::event::{Event, Phase, Record};
 use crate::plan::units::{LiteralUnit, format_duration};
 use crate::probe::Reading;
 
@@ -106,9 +106,9 @@ pub fn describe(event: &Event) -> String {
         } => format!(
             "run {run_id} of {plan} started ({}, {stages} stages)",
             match mode {
-                crate::journal::event::Mode::Live => "live",
-                crate::journal::event::Mode::DryRun => "dry run",
-                crate::journal::event::Mode::Scenario => "scenario",
+                crate::event::Mode::Live => "live",
+                crate::event::Mode::DryRun => "dry run",
+                crate::event::Mode::Scenario => "scenario",
             }
         ),
         Event::PreflightPassed { name } => format!("preflight `{name}`: passed"),

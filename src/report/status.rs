@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::engine::gates::{Outcome as Judged, Streak};
 use crate::engine::schedule::StartRule;
 use crate::engine::timeline;
-use crate::journal::event::Outcome;
+use crate::event::Outcome;
+use crate::event::state::RunState;
 use crate::journal::inbox::{Entry, Request};
-use crate::journal::state::RunState;
 use crate::plan::model::Plan;
 use crate::plan::units::format_duration;
 

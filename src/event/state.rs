@@ -5,21 +5,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::gates::Evaluation;
-use crate::journal::event::{Event, Outcome, Phase, Record};
-use crate::journal::replay::Replay;
+use crate::event::control::WaitFor;
+use crate::event::{Evaluation, Event, Outcome, Phase, Record};
 use crate::probe::Sample;
-
-/// A wait for a person: a stage's approval, or a pause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WaitFor<'a> {
-    pub stage: &'a str,
-    /// A gate paused the stage (an approval given ahead of time does not resume a pause).
-    pub paused: bool,
-    /// The journal sequence number of the event that opened the wait (`approval_requested`
-    /// or `paused`): an approval given for an earlier wait is not taken by this one.
-    pub seq: u64,
-}
 
 /// One step's progress.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,14 +151,20 @@ impl RunState {
         })
     }
 
-    pub fn fold(replay: &Replay) -> RunState {
+    /// The state after `records`, for the run named by the journal's header fields.
+    pub fn fold<'a>(
+        run_id: &str,
+        plan: &str,
+        digest: &str,
+        records: impl IntoIterator<Item = &'a Record>,
+    ) -> RunState {
         let mut state = RunState {
-            run_id: replay.header.run_id.clone(),
-            plan: replay.header.plan.clone(),
-            digest: replay.header.digest.clone(),
+            run_id: run_id.to_owned(),
+            plan: plan.to_owned(),
+            digest: digest.to_owned(),
             ..RunState::default()
         };
-        for record in &replay.records {
+        for record in records {
             state.apply(record);
         }
         state

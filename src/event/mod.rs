@@ -1,10 +1,18 @@
 //! The events of a run: what the journal stores, reporters print and notifications send.
-//! The journal's state is the fold of these events.
+//! They sit below the engine and the journal: the engine emits them, the journal stores them,
+//! and run state ([`state::RunState`]) is their one fold, which resume, `status`, `report` and
+//! the live view all read.
+
+pub mod control;
+pub mod evaluation;
+pub mod state;
+
+pub use control::{Control, Sink, WaitFor};
+pub use evaluation::Evaluation;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::gates::Evaluation;
 use crate::plan::model::Action;
 use crate::probe::Sample;
 
