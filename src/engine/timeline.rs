@@ -1,6 +1,7 @@
 //! A stage's timeline: when its checks fall due, as offsets from the stage's start. Offsets are
 //! computed one at a time, never listed up front: a 30-day bake checked every second costs no
-//! memory. The engine, the live view and `status` all ask here.
+//! memory. The engine, the live view and `status` all ask here, and so does the cadence of checks
+//! while a stage waits for a person.
 
 use std::time::Duration;
 
@@ -90,6 +91,36 @@ pub fn due_between(
         last = next;
     }
     Some((count, first, last))
+}
+
+/// The default cadence of checks while a stage waits for a person, when it has neither `every`
+/// nor two `at` offsets to take a gap from.
+const FALLBACK_CADENCE: Duration = Duration::from_mins(5);
+
+/// How often checks run while a stage waits for a person (approval or pause): `every`, else the
+/// smallest gap between `at` offsets, else five minutes; none when the stage has no checks.
+pub fn cadence(stage: &Stage, defaults: Option<&StageDefaults>) -> Option<Duration> {
+    let checks = stage.effective_checks(defaults)?;
+    if let Some(every) = checks
+        .every
+        .map(PlanDuration::as_duration)
+        .filter(|e| !e.is_zero())
+    {
+        return Some(every);
+    }
+    let mut offsets: Vec<Duration> = std::iter::once(Duration::ZERO)
+        .chain(checks.at.iter().map(|d| d.as_duration()))
+        .collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    Some(
+        offsets
+            .windows(2)
+            .filter_map(|w| w[1].checked_sub(w[0]))
+            .filter(|gap| !gap.is_zero())
+            .min()
+            .unwrap_or(FALLBACK_CADENCE),
+    )
 }
 
 #[cfg(test)]
