@@ -293,7 +293,7 @@ fn a_fifo_in_the_state_folder_does_not_hang_status_or_run_once() {
 
 /// LOW-MEDIUM. A run whose id lies in the future (its journal came from a machine whose clock
 /// was a year ahead — a VM booted with a bad RTC before NTP synced, or shared state written
-/// elsewhere, §13). `open_run` computes the next run id *before* it decides anything
+/// elsewhere). `open_run` computes the next run id *before* it decides anything
 /// (`run_id_after`), stepping one millisecond at a time until it passes the newest run's: a
 /// year is 3·10¹⁰ steps, so even a plain resume spins at 100% CPU "forever".
 ///
@@ -509,7 +509,7 @@ stages:
 /// `docker login` config, `echo -n "$TOKEN" | base64` in a debug line) puts it in the journal
 /// and on the terminal: only the secret as given, JSON-escaped and percent-encoded are redacted.
 ///
-/// Correct (design §14, "Secrets never leave"): the standard base64 (and base64url) forms of
+/// Correct (`docs/plan.md`, "Secrets"): the standard base64 (and base64url) forms of
 /// each secret are redacted too (the three aligned encodings, with and without padding).
 #[test]
 fn a_secret_echoed_base64_encoded_is_redacted() {
@@ -634,7 +634,7 @@ rollback:
 
 /// MEDIUM. A journal whose header is a complete line but not one this binary reads — written
 /// by a newer `ion-plan` (a CI image pinned to an older version, shared state written by
-/// another machine, §13), or with one damaged byte — is taken for "no run" (the rule meant for
+/// another machine), or with one damaged byte — is taken for "no run" (the rule meant for
 /// a header cut short by a full disk) and skipped with a warning. The run it holds is in
 /// progress at 10% traffic, but `status` says "no run yet" and `run --once` starts a new run
 /// from the first stage: the first stage's steps run again, and the real run is forgotten.
@@ -696,7 +696,7 @@ fn a_pre_approval_does_not_resume_a_pause() {
 /// LOW. A journal whose record carries an instant near the end of time (a damaged or
 /// hand-edited journal, a clock gone mad): `status` and `run --once` panic
 /// (`DateTime + TimeDelta overflowed`, exit 101) when they add the bake to the stage's start.
-/// Design §8: a bad input gets a clear error and a non-zero exit, never a panic.
+/// A bad input gets a clear error and a non-zero exit, never a panic.
 ///
 /// Correct: checked date arithmetic (`checked_add_signed`), and a record out of range is a
 /// damaged journal (exit 6, naming the line).

@@ -19,20 +19,14 @@ use crate::engine::{
     WaitFor,
 };
 use crate::journal::inbox::{self, Entry, Inbox};
-use crate::plan::model::{HttpStep, Method, Plan, ProbeKind, Step};
-use crate::plan::units::PlanDuration;
-use crate::probe::command::{CommandProbe, program_path};
-use crate::probe::http::{HttpProbe, Request};
-use crate::probe::prometheus::PrometheusProbe;
+use crate::plan::model::{HttpStep, Method, Plan, Step};
+use crate::probe::command::program_path;
+use crate::probe::http::Request;
 use crate::probe::{Sample, tail};
 use crate::process;
 
 /// The default timeout of a step's attempt.
 pub const STEP_TIMEOUT: Duration = Duration::from_mins(10);
-/// The default timeout of a probe.
-pub const PROBE_TIMEOUT: Duration = Duration::from_mins(1);
-/// The default timeout of one HTTP request of a probe.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared by every live seam.
 #[derive(Clone)]
@@ -112,7 +106,7 @@ impl Live {
     }
 
     async fn take_sample(&self, name: &str, context: CheckContext<'_>) -> Result<Sample, String> {
-        let probe = self
+        let spec = self
             .plan
             .probes
             .get(name)
@@ -121,109 +115,19 @@ impl Live {
             name: s,
             traffic: context.traffic,
         });
-        let overall = probe
-            .timeout
-            .map_or(PROBE_TIMEOUT, PlanDuration::as_duration);
-        let sample = match probe.kind() {
-            Some(ProbeKind::Command(argv)) => {
-                let filled = argv
-                    .iter()
-                    .map(|a| self.fill(&a.0, stage))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let probe = CommandProbe {
-                    name: name.to_owned(),
-                    argv: filled.iter().map(|f| f.0.clone()).collect(),
-                    shown: filled.into_iter().map(|f| f.1).collect(),
-                    dir: self.dir.clone(),
-                    timeout: overall,
-                    redact: Arc::clone(&self.redact),
-                };
-                probe.sample().await
-            }
-            Some(ProbeKind::Http(http)) => {
-                let timeout = http
-                    .timeout
-                    .map_or(REQUEST_TIMEOUT, PlanDuration::as_duration)
-                    .min(overall);
-                let probe = HttpProbe {
-                    name: name.to_owned(),
-                    request: self.request(
-                        http.method,
-                        &http.url,
-                        &http.headers,
-                        http.body.as_deref(),
-                        timeout,
-                        http.expect_status.map(|s| s.0),
-                        stage,
-                    )?,
-                    metrics: http
-                        .metrics
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.0.clone()))
-                        .collect(),
-                };
-                with_deadline(name, overall, probe.sample(&self.client)).await
-            }
-            Some(ProbeKind::Prometheus(prometheus)) => {
-                let (url, shown_url) = self.fill(&prometheus.url, stage)?;
-                let probe = PrometheusProbe {
-                    name: name.to_owned(),
-                    url,
-                    shown_url,
-                    headers: prometheus
-                        .headers
-                        .iter()
-                        .map(|(k, v)| Ok((k.clone(), self.fill(&v.value, stage)?.0)))
-                        .collect::<Result<_, String>>()?,
-                    queries: prometheus
-                        .queries
-                        .iter()
-                        .map(|(k, q)| Ok((k.clone(), self.fill(q, stage)?.0)))
-                        .collect::<Result<_, String>>()?,
-                    timeout: prometheus
-                        .timeout
-                        .map_or(REQUEST_TIMEOUT, PlanDuration::as_duration)
-                        .min(overall),
-                    redact: Arc::clone(&self.redact),
-                };
-                with_deadline(name, overall, probe.sample(&self.client)).await
-            }
-            Some(ProbeKind::Load(load)) => {
-                let probe = crate::probe::load::LoadProbe::from_plan(
-                    name,
-                    load,
-                    context.overrides,
-                    |text| self.fill(text, stage),
-                )?;
-                with_deadline(
-                    name,
-                    overall.max(probe.expected_duration() * 2),
-                    probe.sample(),
-                )
-                .await
-            }
-            None => return Err(format!("probe `{name}` sets no kind")),
+        let fill = |text: &str| self.fill(text, stage);
+        let limit = crate::probe::limit(spec);
+        let setup = crate::probe::Setup {
+            name,
+            fill: &fill,
+            dir: &self.dir,
+            redact: &self.redact,
+            timeout: limit,
+            overrides: context.overrides,
         };
-        Ok(sample)
+        let probe = crate::probe::build(spec, &setup)?;
+        Ok(crate::probe::sample(name, probe.as_ref(), limit, &self.client).await)
     }
-}
-
-async fn with_deadline(
-    name: &str,
-    limit: Duration,
-    sample: impl std::future::Future<Output = Sample>,
-) -> Sample {
-    tokio::time::timeout(limit, sample)
-        .await
-        .unwrap_or_else(|_| {
-            Sample::failed(
-                name,
-                format!(
-                    "probe timed out after {}",
-                    crate::plan::units::format_duration(limit)
-                ),
-            )
-        })
 }
 
 impl Sampler for Live {

@@ -36,6 +36,25 @@ pub fn program_path(dir: &Path, program: &str) -> PathBuf {
 }
 
 impl CommandProbe {
+    /// The probe a plan's `command` describes: each argument filled in without splitting.
+    pub fn build(
+        argv: &[crate::plan::model::ArgvItem],
+        setup: &super::Setup<'_>,
+    ) -> Result<CommandProbe, String> {
+        let filled = argv
+            .iter()
+            .map(|a| (setup.fill)(&a.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CommandProbe {
+            name: setup.name.to_owned(),
+            argv: filled.iter().map(|f| f.0.clone()).collect(),
+            shown: filled.into_iter().map(|f| f.1).collect(),
+            dir: setup.dir.to_path_buf(),
+            timeout: setup.timeout,
+            redact: Arc::clone(setup.redact),
+        })
+    }
+
     pub async fn sample(&self) -> Sample {
         let mut group = None;
         let result = tokio::time::timeout(self.timeout, self.execute(&mut group)).await;
@@ -116,5 +135,18 @@ impl CommandProbe {
             )
         })?;
         Ok(Sample::ok(&self.name, readings_from_json(&value)?))
+    }
+}
+
+impl super::Probe for CommandProbe {
+    fn sample<'a>(
+        &'a self,
+        _client: &'a reqwest::Client,
+    ) -> futures_util::future::BoxFuture<'a, Sample> {
+        Box::pin(CommandProbe::sample(self))
+    }
+
+    fn deadline(&self, _limit: Duration) -> Option<Duration> {
+        None
     }
 }

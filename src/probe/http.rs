@@ -188,6 +188,50 @@ pub struct HttpProbe {
 }
 
 impl HttpProbe {
+    /// The probe a plan's `http` describes; its request is bounded by its own `timeout` and
+    /// the whole probe's.
+    pub fn build(
+        spec: &crate::plan::model::HttpProbe,
+        setup: &super::Setup<'_>,
+    ) -> Result<HttpProbe, String> {
+        let timeout = spec
+            .timeout
+            .map_or(
+                super::REQUEST_TIMEOUT,
+                crate::plan::units::PlanDuration::as_duration,
+            )
+            .min(setup.timeout);
+        let (url, shown_url) = (setup.fill)(&spec.url)?;
+        let headers = spec
+            .headers
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), (setup.fill)(&value.value)?.0)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let body = spec
+            .body
+            .as_deref()
+            .map(|b| (setup.fill)(b).map(|f| f.0))
+            .transpose()?;
+        Ok(HttpProbe {
+            name: setup.name.to_owned(),
+            request: Request {
+                method: method(spec.method.unwrap_or_default()),
+                url,
+                shown_url,
+                headers,
+                body,
+                timeout,
+                expect_status: spec.expect_status.map(|s| s.0),
+                redact: std::sync::Arc::clone(setup.redact),
+            },
+            metrics: spec
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+        })
+    }
+
     pub async fn sample(&self, client: &reqwest::Client) -> Sample {
         let response = match self.request.send(client).await {
             Ok(response) => response,
@@ -232,5 +276,18 @@ impl HttpProbe {
             readings.insert(metric.clone(), reading);
         }
         Sample::ok(&self.name, readings)
+    }
+}
+
+impl super::Probe for HttpProbe {
+    fn sample<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+    ) -> futures_util::future::BoxFuture<'a, Sample> {
+        Box::pin(HttpProbe::sample(self, client))
+    }
+
+    fn deadline(&self, limit: std::time::Duration) -> Option<std::time::Duration> {
+        Some(limit)
     }
 }

@@ -586,3 +586,18 @@ fn kind(error: &reqwest::Error) -> &'static str {
         "request"
     }
 }
+
+impl super::Probe for LoadProbe {
+    fn sample<'a>(
+        &'a self,
+        _client: &'a reqwest::Client,
+    ) -> futures_util::future::BoxFuture<'a, Sample> {
+        // Each worker has a client of its own (`worker_client`).
+        Box::pin(LoadProbe::sample(self))
+    }
+
+    /// The probe's `timeout`, or twice the time its pacing takes if that is longer.
+    fn deadline(&self, limit: Duration) -> Option<Duration> {
+        Some(limit.max(self.expected_duration() * 2))
+    }
+}

@@ -1,4 +1,5 @@
-//! Probes: where every number a gate judges comes from. One trait, one file per kind.
+//! Probes: where every number a gate judges comes from. One trait ([`Probe`]), one file per
+//! kind, each building itself from its spec in the plan ([`build`]).
 //!
 //! A probe's result is a [`Sample`]: a number per metric, no data, or an error. A failing probe
 //! is data for the gates (an error sample), never a crash of the run.
@@ -9,8 +10,98 @@ pub mod load;
 pub mod prometheus;
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+
+use crate::engine::redact::Redactor;
+use crate::plan::model::{Probe as ProbeSpec, ProbeKind, ProbeOverrides};
+use crate::plan::units::PlanDuration;
+
+/// The default timeout of a probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_mins(1);
+/// The default timeout of one HTTP request of a probe.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A probe, built for one check: its `${…}` filled in, ready to sample.
+pub trait Probe: Send + Sync {
+    /// Takes one sample. `client` is the run's HTTP client (same-origin redirects only),
+    /// shared so that connections are reused between checks.
+    fn sample<'a>(&'a self, client: &'a reqwest::Client) -> BoxFuture<'a, Sample>;
+
+    /// The longest the sample may take before it reads as a timeout, given the probe's
+    /// `limit` (its `timeout`); `None` when the probe bounds itself (a program is ended with
+    /// its process group).
+    fn deadline(&self, limit: Duration) -> Option<Duration>;
+}
+
+/// Fills `${…}` into a text: the value, and the form that may be printed.
+pub type Fill<'a> = dyn Fn(&str) -> Result<(String, String), String> + Sync + 'a;
+
+/// What a probe takes from the run to build itself.
+pub struct Setup<'a> {
+    pub name: &'a str,
+    /// Interpolates `${…}`: the value, and the form that may be printed (secrets as `***`).
+    pub fill: &'a Fill<'a>,
+    /// The plan's folder: where programs run and `./relative` paths point.
+    pub dir: &'a Path,
+    /// The run's secrets, to take out of what a probe shows.
+    pub redact: &'a Arc<Redactor>,
+    /// The whole probe's limit (`timeout`, else [`PROBE_TIMEOUT`]).
+    pub timeout: Duration,
+    /// Preflight's `with`.
+    pub overrides: Option<&'a ProbeOverrides>,
+}
+
+/// Builds the probe that `spec` describes.
+pub fn build(spec: &ProbeSpec, setup: &Setup<'_>) -> Result<Box<dyn Probe>, String> {
+    Ok(match spec.kind() {
+        Some(ProbeKind::Command(argv)) => Box::new(command::CommandProbe::build(argv, setup)?),
+        Some(ProbeKind::Http(http)) => Box::new(http::HttpProbe::build(http, setup)?),
+        Some(ProbeKind::Prometheus(prometheus)) => {
+            Box::new(prometheus::PrometheusProbe::build(prometheus, setup)?)
+        }
+        Some(ProbeKind::Load(load)) => Box::new(load::LoadProbe::from_plan(
+            setup.name,
+            load,
+            setup.overrides,
+            |text| (setup.fill)(text),
+        )?),
+        None => return Err(format!("probe `{}` sets no kind", setup.name)),
+    })
+}
+
+/// The limit of a probe: its `timeout`, else [`PROBE_TIMEOUT`].
+pub fn limit(spec: &ProbeSpec) -> Duration {
+    spec.timeout
+        .map_or(PROBE_TIMEOUT, PlanDuration::as_duration)
+}
+
+/// Takes a sample from `probe`, bounded by its deadline.
+pub async fn sample(
+    name: &str,
+    probe: &dyn Probe,
+    limit: Duration,
+    client: &reqwest::Client,
+) -> Sample {
+    let Some(limit) = probe.deadline(limit) else {
+        return probe.sample(client).await;
+    };
+    tokio::time::timeout(limit, probe.sample(client))
+        .await
+        .unwrap_or_else(|_| {
+            Sample::failed(
+                name,
+                format!(
+                    "probe timed out after {}",
+                    crate::plan::units::format_duration(limit)
+                ),
+            )
+        })
+}
 
 /// One metric's reading in a sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

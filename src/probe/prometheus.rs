@@ -27,6 +27,38 @@ pub struct PrometheusProbe {
 }
 
 impl PrometheusProbe {
+    /// The probe a plan's `prometheus` describes; each query is bounded by the probe's
+    /// `timeout` and the whole probe's.
+    pub fn build(
+        spec: &crate::plan::model::PrometheusProbe,
+        setup: &super::Setup<'_>,
+    ) -> Result<PrometheusProbe, String> {
+        let (url, shown_url) = (setup.fill)(&spec.url)?;
+        Ok(PrometheusProbe {
+            name: setup.name.to_owned(),
+            url,
+            shown_url,
+            headers: spec
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), (setup.fill)(&v.value)?.0)))
+                .collect::<Result<_, String>>()?,
+            queries: spec
+                .queries
+                .iter()
+                .map(|(k, q)| Ok((k.clone(), (setup.fill)(q)?.0)))
+                .collect::<Result<_, String>>()?,
+            timeout: spec
+                .timeout
+                .map_or(
+                    super::REQUEST_TIMEOUT,
+                    crate::plan::units::PlanDuration::as_duration,
+                )
+                .min(setup.timeout),
+            redact: Arc::clone(setup.redact),
+        })
+    }
+
     pub async fn sample(&self, client: &reqwest::Client) -> Sample {
         let readings = join_all(self.queries.iter().map(|(metric, query)| async move {
             (metric.clone(), self.query(client, query).await)
@@ -118,6 +150,19 @@ pub fn parse_response(value: &Value) -> Reading {
             "unsupported result type {}; use an instant vector or a scalar",
             other.unwrap_or("none")
         )),
+    }
+}
+
+impl super::Probe for PrometheusProbe {
+    fn sample<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+    ) -> futures_util::future::BoxFuture<'a, Sample> {
+        Box::pin(PrometheusProbe::sample(self, client))
+    }
+
+    fn deadline(&self, limit: Duration) -> Option<Duration> {
+        Some(limit)
     }
 }
 
