@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use common::server::{TestServer, serve};
-use common::{KillOnDrop, ion_plan, journals, lines, plan_dir as setup, run_once as once, write};
+use common::{
+    KillOnDrop, ion_plan, journal_records, journals, kind, lines, plan_dir as setup,
+    run_once as once, write,
+};
+use ion_plan::event::Event;
 use serde_json::Value;
 
 fn stats_server() -> TestServer {
@@ -63,20 +67,15 @@ fn log(dir: &Path) -> Vec<String> {
 }
 
 /// The events of the newest journal.
-fn events(dir: &Path) -> Vec<Value> {
-    let journal = journals(&dir.join(".ion-plan")).pop().expect("a journal");
-    lines(&journal)
-        .iter()
-        .skip(1)
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].clone())
+fn events(dir: &Path) -> Vec<Event> {
+    journal_records(&dir.join(".ion-plan"))
+        .into_iter()
+        .map(|r| r.event)
         .collect()
 }
 
 fn kinds(dir: &Path) -> Vec<String> {
-    events(dir)
-        .iter()
-        .map(|e| e.as_object().unwrap().keys().next().unwrap().clone())
-        .collect()
+    events(dir).iter().map(kind).collect()
 }
 
 #[test]
@@ -175,13 +174,14 @@ fn approving_a_stage_that_is_not_waiting_is_refused_and_ahead_is_kept_for_it() {
     }
     assert_eq!(code, 0, "full took its pre-approval");
     assert_eq!(log(dir.path()), ["shift-50", "shift-100"]);
-    let approved: Vec<Value> = events(dir.path())
+    let approved: Vec<(String, String)> = events(dir.path())
         .into_iter()
-        .filter_map(|e| e.get("approved").cloned())
+        .filter_map(|e| match e {
+            Event::Approved { stage, by, .. } => Some((stage, by)),
+            _ => None,
+        })
         .collect();
-    assert_eq!(approved.len(), 1);
-    assert_eq!(approved[0]["stage"], "full");
-    assert_eq!(approved[0]["by"], "sena");
+    assert_eq!(approved, [("full".to_owned(), "sena".to_owned())]);
 }
 
 #[test]
@@ -277,16 +277,14 @@ rollback:
 }
 
 fn pgid_of_step(dir: &Path) -> i32 {
-    let started = events(dir)
+    let pgid = events(dir)
         .into_iter()
-        .find_map(|e| e.get("step_started").cloned())
+        .find_map(|e| match e {
+            Event::StepStarted { pgid, .. } => Some(pgid),
+            _ => None,
+        })
         .expect("a step_started event");
-    i32::try_from(
-        started["pgid"]
-            .as_u64()
-            .expect("step_started records the group"),
-    )
-    .unwrap()
+    i32::try_from(pgid.expect("step_started records the group")).unwrap()
 }
 
 fn group_alive(pgid: i32) -> bool {

@@ -185,3 +185,28 @@ pub fn journals(state: &Path) -> Vec<PathBuf> {
     journals.sort();
     journals
 }
+
+/// The records of a run, typed as the crate writes them: from a journal file (its header line
+/// skipped) or from `run --json` output.
+pub fn records(text: &str) -> Vec<ion_plan::event::Record> {
+    text.lines()
+        .filter(|l| l.contains("\"seq\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The records of the newest journal in a state folder.
+pub fn journal_records(state: &Path) -> Vec<ion_plan::event::Record> {
+    let journal = journals(state).pop().expect("a journal");
+    records(&std::fs::read_to_string(journal).unwrap())
+}
+
+/// An event's name as the journal writes it (`step_started`, …).
+pub fn kind(event: &ion_plan::event::Event) -> String {
+    let value = serde_json::to_value(event).unwrap();
+    match value {
+        serde_json::Value::Object(map) => map.keys().next().cloned().unwrap_or_default(),
+        serde_json::Value::String(name) => name,
+        other => other.to_string(),
+    }
+}
