@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::plan::diagnostic::{Code, Diagnostic, Target};
+use crate::plan::diagnostic::{Code, Diagnostic, Target, did_you_mean};
 use crate::plan::expr::{self, Expr, Rhs};
 use crate::plan::interpolate::{self, Reference};
 use crate::plan::metrics::{Catalog, MetricUnit};
 use crate::plan::model::{Argv, Condition, Gate, GateAt, Plan, Probe, ProbeKind, Stage, Step};
-use crate::plan::schema::did_you_mean;
 use crate::plan::span::join;
 use crate::plan::units::{PlanDuration, format_duration};
 use crate::plan::window::{Window, WindowError};
@@ -95,10 +94,9 @@ impl<'a> Checker<'a> {
                 "/schedule/timezone",
                 format!("`{}` is not an IANA time zone", clip(zone)),
             );
-            d = d.with_help(match did_you_mean(zone, &names) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => "use a name such as `UTC`, `Europe/Berlin` or `Asia/Seoul`".into(),
-            });
+            d = d.with_help(did_you_mean(zone, &names, "").unwrap_or_else(|| {
+                "use a name such as `UTC`, `Europe/Berlin` or `Asia/Seoul`".into()
+            }));
             self.push(d);
         }
     }
@@ -339,17 +337,16 @@ impl<'a> Checker<'a> {
                 units.push(unit);
             } else {
                 let names = catalog.names();
-                let help = match did_you_mean(name, &names) {
-                    Some(best) => format!("did you mean `{probe}.{best}`?"),
-                    None => format!(
+                let help = did_you_mean(name, &names, &format!("{probe}.")).unwrap_or_else(|| {
+                    format!(
                         "probe `{probe}` produces: {}",
                         names
                             .iter()
                             .map(|n| format!("{probe}.{n}"))
                             .collect::<Vec<_>>()
                             .join(", ")
-                    ),
-                };
+                    )
+                });
                 let mut d = Diagnostic::error(
                     Code::UnknownMetric,
                     text_pointer,
@@ -556,8 +553,8 @@ impl<'a> Checker<'a> {
 
     /// What to write instead of a probe name that does not exist.
     fn probe_help(&self, name: &str) -> String {
-        match did_you_mean(name, &self.probe_names) {
-            Some(best) => format!("did you mean `{best}`?"),
+        match did_you_mean(name, &self.probe_names, "") {
+            Some(help) => help,
             None if self.probe_names.is_empty() => "define it under `probes`".to_owned(),
             None => format!("defined probes: {}", self.probe_names.join(", ")),
         }
@@ -664,8 +661,8 @@ impl<'a> Checker<'a> {
                     format!("gate `{name}` is not defined in `gates`"),
                 )
                 .depending_on(join("/gates", name));
-                if let Some(best) = did_you_mean(name, &self.gate_names) {
-                    d = d.with_help(format!("did you mean `{best}`?"));
+                if let Some(help) = did_you_mean(name, &self.gate_names, "") {
+                    d = d.with_help(help);
                 }
                 self.push(d);
             }
@@ -1223,10 +1220,10 @@ fn string_interpolations(
             )
             .with_target(within)
             .depending_on(join("/vars", name));
-            d = d.with_help(match did_you_mean(name, vars) {
-                Some(best) => format!("did you mean `vars.{best}`?"),
-                None => format!("add `{name}: …` under `vars`"),
-            });
+            d = d.with_help(
+                did_you_mean(name, vars, "vars.")
+                    .unwrap_or_else(|| format!("add `{name}: …` under `vars`")),
+            );
             out.push(d);
         }
     }
