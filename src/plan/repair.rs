@@ -12,9 +12,9 @@ use jsonschema::ValidationError;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::{Map, Value};
 
-use crate::plan::diagnostic::Diagnostic;
+use crate::plan::diagnostic::{Diagnostic, closest};
 use crate::plan::model::NAME_PATTERN;
-use crate::plan::schema::{PlanSchema, did_you_mean};
+use crate::plan::schema::PlanSchema;
 use crate::plan::span::join;
 use crate::plan::units::DURATION_PATTERN;
 
@@ -117,7 +117,7 @@ impl Repaired {
                 let known = schema.known_properties(schema_path);
                 for name in unexpected {
                     self.pointers.insert(join(&pointer, name));
-                    if let Some(meant) = did_you_mean(name, &known) {
+                    if let Some(meant) = closest(name, &known) {
                         self.pointers.insert(join(&pointer, meant));
                     }
                     edits.push(Edit::Remove(join(&pointer, name)));

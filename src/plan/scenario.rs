@@ -26,10 +26,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::plan::diagnostic::{Code, Diagnostic};
+use crate::plan::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::plan::metrics::Catalog;
 use crate::plan::model::Plan;
-use crate::plan::schema::did_you_mean;
 use crate::plan::span::join;
 use crate::plan::units::{PlanDuration, parse_quantity};
 
@@ -206,10 +205,9 @@ pub fn check_against(scenario: &Scenario, plan: &Plan) -> Vec<Diagnostic> {
             pointer,
             format!("the plan has no stage `{name}`"),
         );
-        match did_you_mean(name, known) {
-            Some(best) => d.with_help(format!("did you mean `{best}`?")),
-            None => d.with_help(format!("stages: {}", known.join(", "))),
-        }
+        let help = did_you_mean(name, known, "")
+            .unwrap_or_else(|| format!("stages: {}", known.join(", ")));
+        d.with_help(help)
     };
     if let Some(start) = &scenario.start
         && chrono::DateTime::parse_from_rfc3339(start).is_err()
@@ -283,8 +281,8 @@ fn check_metrics(
                 format!("the plan has no probe `{probe}`"),
             )
             .at_key();
-            if let Some(best) = did_you_mean(probe, &probes) {
-                d = d.with_help(format!("did you mean `{best}`?"));
+            if let Some(help) = did_you_mean(probe, &probes, "") {
+                d = d.with_help(help);
             }
             out.push(d);
             continue;
@@ -305,10 +303,8 @@ fn check_metrics(
         let catalog = Catalog::of(model);
         if catalog.unit(metric).is_none() {
             let names = catalog.names();
-            let help = match did_you_mean(metric, &names) {
-                Some(best) => format!("did you mean `{probe}.{best}`?"),
-                None => format!("probe `{probe}` produces: {}", names.join(", ")),
-            };
+            let help = did_you_mean(metric, &names, &format!("{probe}."))
+                .unwrap_or_else(|| format!("probe `{probe}` produces: {}", names.join(", ")));
             out.push(
                 Diagnostic::error(
                     Code::UnknownMetric,

@@ -9,7 +9,7 @@ use jsonschema::{ValidationError, Validator};
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
-use crate::plan::diagnostic::{Code, Diagnostic};
+use crate::plan::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::plan::model::{NAME_PATTERN, Plan};
 use crate::plan::span::join;
 use crate::plan::units::{DURATION_PATTERN, parse_duration};
@@ -180,8 +180,8 @@ impl PlanSchema {
                         format!("unknown key `{name}` in {context}"),
                     )
                     .at_key();
-                    d.help = Some(match did_you_mean(name, &known) {
-                        Some(best) => format!("did you mean `{best}`?"),
+                    d.help = Some(match did_you_mean(name, &known, "") {
+                        Some(help) => help,
                         None if known.is_empty() => "remove it".to_owned(),
                         None => format!("expected one of: {}", known.join(", ")),
                     });
@@ -268,8 +268,8 @@ impl PlanSchema {
                         names.join(", ")
                     ),
                 );
-                if let Some(best) = instance.as_str().and_then(|s| did_you_mean(s, &names)) {
-                    d = d.with_help(format!("did you mean `{best}`?"));
+                if let Some(help) = instance.as_str().and_then(|s| did_you_mean(s, &names, "")) {
+                    d = d.with_help(help);
                 }
                 d
             }
@@ -609,74 +609,9 @@ fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// The longest name compared for a suggestion: typos happen in names people type, and
-/// comparing a megabyte-long one with every known name costs seconds.
-const MAX_SUGGESTION_LEN: usize = 64;
-
-/// Name comparisons one validation may spend on suggestions: ample for any real plan, and a
-/// bound on a hostile one (20,000 unknown names against 20,000 known ones would take minutes).
-const SUGGESTION_BUDGET: usize = 2_000_000;
-
-thread_local! {
-    /// What is left of the current validation's budget; files are validated one per thread at a
-    /// time, and `reset_suggestion_budget` starts each.
-    static BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(SUGGESTION_BUDGET) };
-}
-
-/// Gives the next validation on this thread its whole suggestion budget.
-pub fn reset_suggestion_budget() {
-    BUDGET.set(SUGGESTION_BUDGET);
-}
-
-/// The closest known name, if it is close enough to be a likely typo. Once the validation's
-/// budget is spent, no more suggestions are made (the finding itself stays).
-pub fn did_you_mean<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
-    if name.len() > MAX_SUGGESTION_LEN {
-        return None;
-    }
-    let left = BUDGET.get();
-    if left < known.len() {
-        BUDGET.set(0);
-        return None;
-    }
-    BUDGET.set(left - known.len());
-    known
-        .iter()
-        .filter(|k| k.len() <= MAX_SUGGESTION_LEN)
-        .map(|k| (strsim::jaro_winkler(name, k), k))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn suggestions_find_typos_only() {
-        let known: Vec<String> = ["traffic", "bake", "name"].map(String::from).to_vec();
-        assert_eq!(did_you_mean("trafic", &known), Some("traffic"));
-        assert_eq!(did_you_mean("bkae", &known), Some("bake"));
-        assert_eq!(did_you_mean("zzz", &known), None);
-    }
-
-    #[test]
-    fn suggestions_stop_when_the_budget_is_spent_and_skip_huge_names() {
-        reset_suggestion_budget();
-        let known: Vec<String> = (0..1000).map(|i| format!("name{i:04}")).collect();
-        assert_eq!(did_you_mean(&"x".repeat(100_000), &known), None);
-        let mut suggested = 0;
-        for i in 0..3000 {
-            if did_you_mean(&format!("name{:04}x", i % 1000), &known).is_some() {
-                suggested += 1;
-            }
-        }
-        // 2,000,000 comparisons buy 2,000 searches of 1,000 names.
-        assert_eq!(suggested, 2000);
-        reset_suggestion_budget();
-        assert_eq!(did_you_mean("name0001x", &known), Some("name0001"));
-    }
 
     #[test]
     fn context_names_come_from_defs() {

@@ -103,7 +103,7 @@ fn override_vars(value: &mut Value, overrides: &[(String, String)]) -> Vec<Diagn
 }
 
 pub fn validate_source_with(source: Source, checks: Checks, vars: &[(String, String)]) -> Report {
-    crate::plan::schema::reset_suggestion_budget();
+    crate::plan::diagnostic::reset_suggestion_budget();
     let mut document = match load::parse(&source) {
         Ok(document) => document,
         Err(diagnostic) => return finish(source, vec![diagnostic], None),
@@ -150,7 +150,7 @@ pub fn validate_scenario(
     path: &Path,
     plan: &Plan,
 ) -> Result<(Report, Option<crate::plan::scenario::Scenario>), ReadError> {
-    crate::plan::schema::reset_suggestion_budget();
+    crate::plan::diagnostic::reset_suggestion_budget();
     let source = match load::read(path)? {
         Loaded::Text(source) => source,
         Loaded::Invalid(source, diagnostic) => {
