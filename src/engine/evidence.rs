@@ -65,6 +65,7 @@ pub fn z(confidence: f64) -> f64 {
     clippy::excessive_precision,
     reason = "AS 241's published coefficients, digit for digit"
 )]
+#[expect(clippy::float_cmp, reason = "0 and 1 are the exact ends of the domain")]
 pub fn inverse_normal_cdf(p: f64) -> f64 {
     if p.is_nan() || !(0.0..=1.0).contains(&p) {
         return f64::NAN;
@@ -174,19 +175,26 @@ fn poly(x: f64, coefficients: &[f64]) -> f64 {
 /// The number of successes behind a ratio measured over `n`: round(ratio × n), kept in 0..=n.
 pub fn count_from_ratio(ratio: f64, n: u64) -> u64 {
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
-    let k = (ratio * n as f64).round();
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "clamped to 0..=n first"
-    )]
-    let k = k.clamp(0.0, u64::MAX as f64) as u64;
-    k.min(n)
+    let (k, nf) = ((ratio * n as f64).round(), n as f64);
+    if k.is_nan() || k <= 0.0 {
+        0
+    } else if k >= nf {
+        n
+    } else {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a whole number in 0..n"
+        )]
+        let k = k as u64;
+        k
+    }
 }
 
 /// The Wilson score interval of `k` successes in `n` trials at `confidence`, as scipy's
 /// `binomtest(k, n).proportion_ci(confidence, "wilson")` computes it. `n = 0` knows nothing:
 /// `[0, 1]`. `k` above `n` counts as `n`.
+#[expect(clippy::many_single_char_names, reason = "the formula's own letters")]
 pub fn wilson(k: u64, n: u64, confidence: f64) -> Interval {
     if n == 0 {
         return Interval { lo: 0.0, hi: 1.0 };
@@ -214,6 +222,7 @@ pub fn wilson(k: u64, n: u64, confidence: f64) -> Interval {
 /// The 1-based ranks of the order statistics that bound the `p` quantile of `n` values at
 /// `confidence`: l = ⌊n·p − z·√(n·p·(1−p))⌋ and u = ⌈n·p + z·√(n·p·(1−p))⌉ + 1. A rank outside
 /// 1..=n is `None`: that side is unbounded.
+#[expect(clippy::many_single_char_names, reason = "the formula's own letters")]
 pub fn percentile_ranks(n: u64, p: f64, confidence: f64) -> (Option<u64>, Option<u64>) {
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
     let nf = n as f64;
@@ -227,7 +236,7 @@ pub fn percentile_ranks(n: u64, p: f64, confidence: f64) -> (Option<u64>, Option
             clippy::cast_sign_loss,
             reason = "checked to lie in 1..=n first"
         )]
-        (r >= 1.0 && r <= nf).then(|| r as u64)
+        (r >= 1.0 && r <= nf).then_some(r as u64)
     };
     (rank(l), rank(u))
 }
@@ -431,6 +440,7 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::float_cmp, reason = "the bounds are exactly 0 and 1 there")]
     fn wilson_bounds_at_the_edges() {
         assert_eq!(wilson(0, 0, 0.95), Interval { lo: 0.0, hi: 1.0 });
         let none = wilson(0, 50, 0.95);

@@ -14,7 +14,7 @@ use crate::plan::model::{
 };
 use crate::plan::semantic::check_count;
 use crate::plan::span::join;
-use crate::plan::units::format_duration;
+use crate::plan::units::{PlanDuration, format_duration};
 use crate::probe::load::DEFAULT_REQUESTS;
 
 /// The interval a condition with `confidence` is judged on.
@@ -333,7 +333,7 @@ pub fn stage_evidence(plan: &Plan, stage: &Stage) -> Vec<EvidencePlan> {
     // Checks in an extension come at the stage's cadence (one at its end without `every`).
     let every = checks
         .every
-        .map(|e| e.as_duration())
+        .map(PlanDuration::as_duration)
         .filter(|e| !e.is_zero())
         .unwrap_or(bake);
     let mut out = Vec::new();

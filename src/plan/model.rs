@@ -665,7 +665,8 @@ impl Confidence {
 
     /// A fraction in range, or `None`; a hair of rounding from a percentage is forgiven.
     pub fn new(fraction: f64) -> Option<Confidence> {
-        (fraction >= Self::MIN - 1e-12 && fraction <= Self::MAX + 1e-12)
+        (Self::MIN - 1e-12..=Self::MAX + 1e-12)
+            .contains(&fraction)
             .then(|| Confidence(fraction.clamp(Self::MIN, Self::MAX)))
     }
 }
