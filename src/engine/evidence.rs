@@ -453,6 +453,15 @@ mod tests {
     }
 
     #[test]
+    fn counts_come_from_ratios_rounded() {
+        assert_eq!(count_from_ratio(0.02, 50), 1);
+        assert_eq!(count_from_ratio(0.0149, 100), 1);
+        assert_eq!(count_from_ratio(1.5, 10), 10);
+        assert_eq!(count_from_ratio(-0.1, 10), 0);
+        assert_eq!(count_from_ratio(f64::NAN, 10), 0);
+    }
+
+    #[test]
     fn zero_errors_need_765_requests_for_half_a_percent_at_95() {
         assert_eq!(ratio_needed(Op::Le, 0.005, 0.95), Needed::Count(765));
         assert!(wilson(0, 765, 0.95).hi <= 0.005);

@@ -570,6 +570,41 @@ mod tests {
     }
 
     #[test]
+    fn confidence_reads_as_a_percentage_or_a_fraction() {
+        let read = |text: &str| serde_saphyr::from_str::<ConditionSpec>(text).map(|s| s.confidence);
+        let fraction = |text: &str| read(text).unwrap().unwrap().fraction();
+        assert!((fraction("{check: a.b <= 1, confidence: 95%}") - 0.95).abs() < 1e-12);
+        assert!((fraction("{check: a.b <= 1, confidence: 0.95}") - 0.95).abs() < 1e-12);
+        assert!((fraction("{check: a.b <= 1, confidence: 99.99%}") - 0.9999).abs() < 1e-12);
+        for bad in ["100%", "49.9%", "0.3", "1", "95", "high"] {
+            assert!(
+                read(&format!("{{check: a.b <= 1, confidence: {bad}}}")).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(Confidence(0.9999).to_string(), "99.99%");
+        assert_eq!(Confidence(0.95).to_string(), "95%");
+    }
+
+    #[test]
+    fn requests_of_a_timed_probe_are_rate_times_duration() {
+        let load = |yaml: &str| serde_saphyr::from_str::<LoadProbe>(yaml).unwrap();
+        let targets = "targets: {c: \"http://127.0.0.1:9\"}";
+        assert_eq!(
+            requests_per_check(&load(&format!("{{{targets}}}"))),
+            Some(50)
+        );
+        assert_eq!(
+            requests_per_check(&load(&format!("{{{targets}, duration: 1m, rate: 20}}"))),
+            Some(1200)
+        );
+        assert_eq!(
+            requests_per_check(&load(&format!("{{{targets}, duration: 1m}}"))),
+            None
+        );
+    }
+
+    #[test]
     fn early_without_confidence_warns() {
         let p = plan(
             "  g:\n    at: end\n    require: [load.canary.error_rate <= 1%]\n",
