@@ -420,19 +420,39 @@ fn planned(plan: &Plan, pointer: &str, stage: &Stage, out: &mut Vec<Diagnostic>)
         if !entry.short() {
             continue;
         }
+        let check = format!(
+            "`{}` at {} confidence",
+            entry.check,
+            Confidence(entry.confidence)
+        );
         let needs = match (entry.needed, entry.unit) {
             (Needed::Count(n), "latencies") => {
-                format!("needs {n} latencies to bound the percentile")
+                format!("{check} needs {n} latencies to bound the percentile")
             }
-            (Needed::Count(n), unit) => format!("needs {n} {unit} with no errors to pass"),
-            (Needed::Never, _) => "can never pass".to_owned(),
+            (Needed::Count(n), unit) => format!("{check} needs {n} {unit} with no errors to pass"),
+            (Needed::Never, _) => {
+                // No amount of data helps: say so, without numbers that suggest otherwise.
+                let mut d = Diagnostic::warning(
+                    Code::InsufficientEvidence,
+                    format!(
+                        "{}/require/{}",
+                        join("/gates", &entry.gate),
+                        entry.condition
+                    ),
+                    format!(
+                        "{check} can never pass, whatever stage `{}` gathers",
+                        stage.name
+                    ),
+                )
+                .with_help("an interval never lies wholly beyond 0% or 100%: change the threshold");
+                d.add_depends([format!("{}/at", join("/gates", &entry.gate))]);
+                out.push(d);
+                continue;
+            }
         };
         let mut message = format!(
-            "`{}` at {} confidence {needs}, but stage `{}` gathers {}",
-            entry.check,
-            Confidence(entry.confidence),
-            stage.name,
-            entry.gathered
+            "{needs}, but stage `{}` gathers {}",
+            stage.name, entry.gathered
         );
         let _ = match entry.at {
             GateAt::EveryCheck => write!(message, " in each check"),
@@ -544,6 +564,21 @@ mod tests {
         assert_eq!(evidence[0].gathered, 600); // 50 × 12 checks
         assert!(evidence[0].short());
         assert_eq!(codes(&p), ["insufficient-evidence"]);
+    }
+
+    #[test]
+    fn a_threshold_no_interval_can_meet_says_so() {
+        let p = plan(
+            "  g:\n    at: every_check\n    require:\n      - { check: load.canary.error_rate < 0%, confidence: 95% }\n",
+            "",
+        );
+        let mut out = Vec::new();
+        check(&p, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].message,
+            "`load.canary.error_rate < 0%` at 95% confidence can never pass, whatever stage `one` gathers"
+        );
     }
 
     #[test]
