@@ -62,8 +62,14 @@ pub fn check(plan: &Plan, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// The interval a condition of a valid plan is judged on: `None` without `confidence`. What
+/// the run loop asks; validation has reported any condition that has none.
+pub fn interval_kind(plan: &Plan, condition: &Condition) -> Option<IntervalKind> {
+    interval_of(plan, "", condition, &mut Vec::new())
+}
+
 /// The interval a condition is judged on: `None` without `confidence`, or when the condition
-/// has none to offer (reported into `out` when `out` is given).
+/// has none to offer (reported into `out`).
 fn interval_of(
     plan: &Plan,
     pointer: &str,
@@ -363,12 +369,7 @@ fn condition_evidence(
     every: Duration,
 ) -> Option<EvidencePlan> {
     let confidence = spec.confidence?.fraction();
-    let kind = interval_of(
-        plan,
-        "",
-        &Condition::Detailed(spec.clone()),
-        &mut Vec::new(),
-    )?;
+    let kind = interval_kind(plan, &Condition::Detailed(spec.clone()))?;
     let expr = expr::parse(&spec.check).ok()?;
     let Rhs::Quantity { value, .. } = expr.rhs else {
         return None;
