@@ -344,6 +344,57 @@ fn a_streak_longer_than_the_stage_warns() {
     assert_eq!(codes(&report), ["unreachable-streak", "unreachable-streak"]);
 }
 
+/// `docs/plan.md`, "Evidence": zero errors show `error_rate <= 0.5%` at 95% only from 765
+/// requests on; 50 a check, pooled over twelve checks, is 600.
+#[test]
+fn a_confidence_gate_the_bake_cannot_feed_warns_with_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN
+        .replace("at: every_check", "at: end")
+        .replace(
+            "- check: load.canary.error_rate <= 1%\n        consecutive: 2",
+            "- check: load.canary.error_rate <= 0.5%\n        confidence: 95%",
+        )
+        .replace(
+            "bake: 10m\n    checks: { every: 1m",
+            "bake: 1h\n    checks: { every: 5m",
+        );
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", &plan));
+    assert_eq!(code, 0);
+    assert_eq!(
+        codes(&report),
+        ["insufficient-evidence", "insufficient-evidence"]
+    );
+    let first = &report["files"][0]["diagnostics"][0];
+    assert_eq!(
+        first["message"],
+        "`load.canary.error_rate <= 0.5%` at 95% confidence needs 765 requests with no errors to pass, but stage `half` gathers 600 in its bake of 1h (50 a check × 12 checks)"
+    );
+    assert_eq!(first["line"], 11);
+    // 70 a check, 840 in the bake, are enough: no warning.
+    let enough = plan.replace(
+        "targets: { canary:",
+        "requests: 70\n      targets: { canary:",
+    );
+    let (code, report) = validate_json(&write(dir.path(), "enough.yaml", enough));
+    assert_eq!(code, 0);
+    assert!(codes(&report).is_empty(), "{report}");
+}
+
+#[test]
+fn ending_early_on_point_values_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN.replacen(
+        "    bake: 10m\n",
+        "    bake: 10m\n    early: { after: 5m }\n",
+        1,
+    );
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", plan));
+    assert_eq!(code, 0);
+    assert_eq!(codes(&report), ["early-without-confidence"]);
+    assert_eq!(report["files"][0]["diagnostics"][0]["line"], 17);
+}
+
 #[test]
 fn a_program_missing_from_path_warns_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -80,6 +80,8 @@ fn there_are_enough_fixtures_to_cover_every_check() {
                     "unreachable-streak",
                     "partial-rollout",
                     "secret-in-argv",
+                    "insufficient-evidence",
+                    "early-without-confidence",
                 ]
                 .contains(c)
         })

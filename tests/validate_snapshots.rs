@@ -59,3 +59,8 @@ fn probe_the_plan_does_not_define() {
 fn mistakes_in_two_layers_at_once() {
     insta::assert_snapshot!(human("multi/four-mistakes"));
 }
+
+#[test]
+fn confidence_on_a_ratio_without_its_count() {
+    insta::assert_snapshot!(human("semantic/confidence-ratio-without-count"));
+}

@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod context;
 pub mod dry_run;
+pub mod evidence;
 pub mod gates;
 pub mod live;
 pub mod notify;

@@ -123,6 +123,15 @@ codes! {
     PartialRollout = "partial-rollout",
     /// A secret (`${{ env.NAME }}`) on a command line, where `ps` shows it (warning).
     SecretInArgv = "secret-in-argv",
+    /// `confidence` on a metric that has no interval (no count, not a load percentile).
+    NoInterval = "no-interval",
+    /// `confidence` on `==` or `!=`.
+    ConfidenceOperator = "confidence-operator",
+    /// A `confidence` condition that cannot pass on the data the plan gathers, even with no
+    /// errors (warning).
+    InsufficientEvidence = "insufficient-evidence",
+    /// A stage that may end early although no end condition has `confidence` (warning).
+    EarlyWithoutConfidence = "early-without-confidence",
 }
 
 impl fmt::Display for Code {

@@ -6,6 +6,7 @@
 
 pub mod diagnostic;
 pub mod diff;
+pub mod evidence;
 pub mod expr;
 pub mod interpolate;
 pub mod load;

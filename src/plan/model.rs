@@ -476,12 +476,48 @@ pub struct Gate {
     /// What errors in a row (failed probes, no data) do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_error: Option<OnError>,
+    /// What an `at: end` verdict of *insufficient* (nothing violated, some condition with
+    /// `confidence` short of evidence) does: extend the bake, then act. Default
+    /// `{extend: 0s, then: pause}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insufficient: Option<Insufficient>,
 }
 
 impl Gate {
     /// The action a failure takes.
     pub fn on_fail(&self) -> Action {
         self.on_fail.unwrap_or(Action::Rollback)
+    }
+
+    /// What an insufficient verdict does, defaults filled in.
+    pub fn on_insufficient(&self) -> Insufficient {
+        self.insufficient.unwrap_or_default()
+    }
+}
+
+/// An end gate short of evidence: checks go on at the stage's cadence for up to `extend`, the
+/// gate judged after each; the stage goes on the first time it passes, takes `on_fail` the
+/// first time it is violated, and `then` when the extension runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Insufficient {
+    /// How much longer the bake may run to gather evidence. Default `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extend: Option<PlanDuration>,
+    /// What happens when the extension runs out: `rollback`, `pause` (a person decides) or
+    /// `warn` (go on, recorded). Default `pause`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<Action>,
+}
+
+impl Insufficient {
+    pub fn extend(self) -> std::time::Duration {
+        self.extend
+            .map_or(std::time::Duration::ZERO, PlanDuration::as_duration)
+    }
+
+    pub fn then(self) -> Action {
+        self.then.unwrap_or(Action::Pause)
     }
 }
 
@@ -525,6 +561,8 @@ impl Condition {
                 consecutive: None,
                 within: None,
                 no_data: None,
+                confidence: None,
+                of: None,
             },
             Condition::Detailed(spec) => spec.clone(),
         }
@@ -569,7 +607,7 @@ impl JsonSchema for Condition {
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let spec = generator.subschema_for::<ConditionSpec>();
         json_schema!({
-            "description": "`METRIC OP VALUE` or `METRIC OP METRIC [* FACTOR]` (OP: < <= > >= == !=), e.g. `load.canary.p95 <= 200ms`; or a map with `check` and `consecutive` or `within`.",
+            "description": "`METRIC OP VALUE` or `METRIC OP METRIC [* FACTOR]` (OP: < <= > >= == !=), e.g. `load.canary.p95 <= 200ms`; or a map with `check` and `consecutive` or `within`, and `confidence` to judge on an interval instead of the point value.",
             "oneOf": [
                 { "type": "string", "minLength": 1 },
                 spec,
@@ -595,6 +633,100 @@ pub struct ConditionSpec {
     /// What a missing value counts as. Default `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoData>,
+    /// Judge on a two-sided interval at this confidence (50% to 99.99%) instead of the point
+    /// value: `<=` passes when the whole interval is at most the threshold, is violated when all
+    /// of it is above, and is otherwise *insufficient* (more data needed). Ratios with a count
+    /// take the Wilson score interval, load percentiles the order-statistic interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
+    /// The count a ratio metric was measured over (`PROBE.NAME`), e.g. a query of
+    /// `sum(increase(requests_total[5m]))`: what gives a ratio from a query its interval. The
+    /// load probe's `error_rate` and `success_rate` need none (their count is `requests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub of: Option<String>,
+}
+
+/// A confidence level, as a fraction: `95%` is 0.95.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confidence(pub f64);
+
+/// `confidence` as the schema checks it: a percentage from 50% to 99.99%.
+pub const CONFIDENCE_PATTERN: &str = r"^(5[0-9]|[6-9][0-9])(\.[0-9]{1,2})?%$";
+
+impl Confidence {
+    /// The lowest and highest confidence a condition may ask for.
+    pub const MIN: f64 = crate::engine::evidence::MIN_CONFIDENCE;
+    pub const MAX: f64 = crate::engine::evidence::MAX_CONFIDENCE;
+
+    pub fn fraction(self) -> f64 {
+        self.0
+    }
+
+    /// A fraction in range, or `None`; a hair of rounding from a percentage is forgiven.
+    pub fn new(fraction: f64) -> Option<Confidence> {
+        (Self::MIN - 1e-12..=Self::MAX + 1e-12)
+            .contains(&fraction)
+            .then(|| Confidence(fraction.clamp(Self::MIN, Self::MAX)))
+    }
+}
+
+impl fmt::Display for Confidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Four decimals of a percent are all a plan can write.
+        write!(f, "{}%", (self.0 * 1e6).round() / 1e4)
+    }
+}
+
+impl Serialize for Confidence {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Confidence {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ConfidenceVisitor;
+        impl Visitor<'_> for ConfidenceVisitor {
+            type Value = Confidence;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a percentage from 50% to 99.99%, e.g. `95%`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Confidence, E> {
+                match crate::plan::units::parse_quantity(v) {
+                    Some((fraction, crate::plan::units::LiteralUnit::Percent)) => {
+                        self.visit_f64(fraction)
+                    }
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Confidence, E> {
+                Confidence::new(v).ok_or_else(|| E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Confidence, E> {
+                Err(E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Confidence, E> {
+                Err(E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+        }
+        deserializer.deserialize_any(ConfidenceVisitor)
+    }
+}
+
+impl JsonSchema for Confidence {
+    fn schema_name() -> Cow<'static, str> {
+        "Confidence".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A confidence level from 50% to 99.99%, e.g. `95%` (or the fraction, 0.95).",
+            "oneOf": [
+                { "type": "string", "pattern": CONFIDENCE_PATTERN },
+                { "type": "number", "minimum": Confidence::MIN, "maximum": Confidence::MAX },
+            ],
+        })
+    }
 }
 
 /// M violations within the last N checks.
@@ -782,6 +914,18 @@ pub struct Stage {
     /// A person must approve before the stage ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// End the bake early: from `after` on, the `at: end` gates are judged after every check
+    /// and the bake ends the first time all of them pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early: Option<Early>,
+}
+
+/// When a stage's bake may end before its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Early {
+    /// The least time the stage bakes; from then on, its end gates are judged after every check.
+    pub after: PlanDuration,
 }
 
 /// A webhook that receives events.

@@ -10,7 +10,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
 use crate::plan::diagnostic::{Code, Diagnostic, did_you_mean};
-use crate::plan::model::{NAME_PATTERN, Plan};
+use crate::plan::model::{CONFIDENCE_PATTERN, NAME_PATTERN, Plan};
 use crate::plan::span::join;
 use crate::plan::units::{DURATION_PATTERN, parse_duration};
 
@@ -514,6 +514,14 @@ fn pattern_error(pointer: &str, instance: &Value, pattern: &str) -> Diagnostic {
             "a JSON Pointer starts with `/` and separates keys with `/`, e.g. `/{}`",
             text.replace('.', "/")
         ));
+    }
+    if pattern == CONFIDENCE_PATTERN {
+        return Diagnostic::error(
+            Code::Range,
+            pointer,
+            format!("`{key}` must be a percentage from 50% to 99.99%, not `{text}`"),
+        )
+        .with_help("e.g. `confidence: 95%`");
     }
     if pattern == NAME_PATTERN {
         return Diagnostic::error(

@@ -49,6 +49,7 @@ pub fn check(plan: &Plan, document: &Value, base: Option<&Path>) -> Vec<Diagnost
     checker.stages();
     checker.unused();
     checker.secrets_in_argv();
+    crate::plan::evidence::check(plan, &mut checker.out);
     interpolation::interpolations(plan, document, &mut checker.out);
     crate::plan::secret_headers::check(document, &mut checker.out);
     if let Some(base) = base {
