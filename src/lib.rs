@@ -13,3 +13,4 @@ pub mod plan;
 pub mod probe;
 pub mod process;
 pub mod report;
+pub mod stats;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use hdrhistogram::Histogram;
-use ion_plan::engine::evidence::{
+use ion_plan::stats::{
     decode_histogram, encode_histogram, percentile_interval_histogram, percentile_interval_sorted,
     wilson, z,
 };

@@ -10,7 +10,6 @@
 pub mod clock;
 pub mod context;
 pub mod dry_run;
-pub mod evidence;
 pub mod gates;
 pub mod live;
 pub mod notify;

@@ -656,8 +656,8 @@ pub const CONFIDENCE_PATTERN: &str = r"^(5[0-9]|[6-9][0-9])(\.[0-9]{1,2})?%$";
 
 impl Confidence {
     /// The lowest and highest confidence a condition may ask for.
-    pub const MIN: f64 = crate::engine::evidence::MIN_CONFIDENCE;
-    pub const MAX: f64 = crate::engine::evidence::MAX_CONFIDENCE;
+    pub const MIN: f64 = crate::stats::MIN_CONFIDENCE;
+    pub const MAX: f64 = crate::stats::MAX_CONFIDENCE;
 
     pub fn fraction(self) -> f64 {
         self.0
