@@ -9,15 +9,22 @@
 //! - `on_error: {consecutive: K}`: K checks in a row in which the gate had an error take the
 //!   `then` action. An error is never a pass.
 //! - An `at: end` gate passes only when every condition passes on the newest samples.
+//! - A condition with `confidence` is judged on an interval (`docs/plan.md`, "Evidence"): in an
+//!   `every_check` gate the check's own sample, in an `at: end` gate the stage's samples pooled
+//!   ([`crate::engine::pool::Pool`]). *Insufficient* neither resets nor extends a streak and is not an error.
 
 use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
+use crate::engine::pool::Data;
+use crate::event::evaluation::Evidence;
+use crate::plan::evidence::{IntervalKind, interval_kind};
 use crate::plan::expr::{self, Expr, Rhs};
-use crate::plan::model::{Action, Condition, Gate, GateAt, NoData};
+use crate::plan::model::{Action, Condition, Gate, GateAt, Insufficient, NoData, Plan};
 use crate::plan::units::LiteralUnit;
 use crate::probe::{Reading, Sample};
+use crate::stats;
 
 /// How a condition fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +46,26 @@ pub struct CompiledCondition {
     pub expr: Expr,
     pub rule: Rule,
     pub no_data: NoData,
+    /// Judged on an interval (`confidence`): which, and at what confidence.
+    pub interval: Option<OnInterval>,
+}
+
+/// How a condition with `confidence` is judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnInterval {
+    pub kind: IntervalKind,
+    /// A fraction (0.95).
+    pub confidence: f64,
+}
+
+impl CompiledCondition {
+    /// The unit its threshold is written in, for showing values.
+    pub fn unit(&self) -> LiteralUnit {
+        match self.expr.rhs {
+            Rhs::Quantity { unit, .. } => unit,
+            Rhs::Metric { .. } => LiteralUnit::Plain,
+        }
+    }
 }
 
 /// A gate, parsed once.
@@ -50,17 +77,20 @@ pub struct CompiledGate {
     /// Errors in a row that act, and the action.
     pub on_error: (u32, Action),
     pub conditions: Vec<CompiledCondition>,
+    /// What an `at: end` verdict of insufficient does.
+    pub insufficient: Insufficient,
 }
 
 impl CompiledGate {
-    /// Compiles a validated gate. Fails only if a condition does not parse, which validation
-    /// rules out.
-    pub fn compile(name: &str, gate: &Gate) -> Result<CompiledGate, String> {
+    /// Compiles a validated gate; `plan` tells which interval a `confidence` condition takes
+    /// (without it, conditions are judged on point values). Fails only if a condition does not
+    /// parse, which validation rules out.
+    pub fn compile(name: &str, gate: &Gate, plan: Option<&Plan>) -> Result<CompiledGate, String> {
         let conditions = gate
             .require
             .iter()
             .map(|condition| {
-                compile_condition(condition).map_err(|e| format!("gate `{name}`: {e}"))
+                compile_condition(condition, plan).map_err(|e| format!("gate `{name}`: {e}"))
             })
             .collect::<Result<_, _>>()?;
         let on_fail = gate.on_fail();
@@ -73,6 +103,7 @@ impl CompiledGate {
             on_fail,
             on_error,
             conditions,
+            insufficient: gate.on_insufficient(),
         })
     }
 
@@ -85,7 +116,10 @@ impl CompiledGate {
 }
 
 /// Compiles one condition (string or map form).
-pub fn compile_condition(condition: &Condition) -> Result<CompiledCondition, String> {
+pub fn compile_condition(
+    condition: &Condition,
+    plan: Option<&Plan>,
+) -> Result<CompiledCondition, String> {
     let spec = condition.spec();
     let expr = expr::parse(&spec.check).map_err(|e| format!("`{}`: {}", spec.check, e.message))?;
     let rule = match (spec.consecutive, spec.within) {
@@ -101,6 +135,12 @@ pub fn compile_condition(condition: &Condition) -> Result<CompiledCondition, Str
         expr,
         rule,
         no_data: spec.no_data.unwrap_or_default(),
+        interval: spec.confidence.and_then(|confidence| {
+            Some(OnInterval {
+                kind: interval_kind(plan?, condition)?,
+                confidence: confidence.fraction(),
+            })
+        }),
     })
 }
 
@@ -119,6 +159,11 @@ pub enum Verdict {
     /// Errors in a row reached the gate's limit: take `action`.
     Errors {
         action: Action,
+        reason: String,
+    },
+    /// (`at: end`) Nothing violated, and some condition short of evidence: the gate's
+    /// `insufficient` policy decides.
+    Insufficient {
         reason: String,
     },
 }
@@ -151,7 +196,84 @@ pub fn reading(samples: &HashMap<String, Sample>, metric: &expr::MetricRef) -> R
     }
 }
 
-/// Evaluates one condition on samples, before any streak.
+/// What one condition gave at one evaluation, before any streak.
+struct Judged {
+    outcome: Outcome,
+    value: Option<f64>,
+    threshold: Option<f64>,
+    evidence: Option<Evidence>,
+}
+
+/// Evaluates one condition: on an interval of `data` when it sets `confidence`, else on the
+/// point values of `samples`.
+fn judge(
+    condition: &CompiledCondition,
+    samples: &HashMap<String, Sample>,
+    data: Data<'_>,
+) -> Judged {
+    if let Some(on) = &condition.interval {
+        return judge_interval(condition, on, data);
+    }
+    let (outcome, value, threshold) = outcome(condition, samples);
+    Judged {
+        outcome,
+        value,
+        threshold,
+        evidence: None,
+    }
+}
+
+/// Judges a condition on its interval (`docs/plan.md`, "Evidence").
+fn judge_interval(condition: &CompiledCondition, on: &OnInterval, data: Data<'_>) -> Judged {
+    let threshold = match condition.expr.rhs {
+        Rhs::Quantity { value, .. } => value,
+        // Validation allows `confidence` only against a threshold.
+        Rhs::Metric { .. } => f64::NAN,
+    };
+    let metric = &condition.expr.metric;
+    let measured = match &on.kind {
+        IntervalKind::Wilson { count } => data.ratio(metric, count.as_deref()).map(|r| {
+            let interval = stats::wilson(r.k, r.n, on.confidence);
+            #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+            let value = (r.n > 0).then(|| r.k as f64 / r.n as f64);
+            (interval, value, r.n, r.checks)
+        }),
+        IntervalKind::Percentile { p } => data.latencies(metric).map(|(histogram, checks)| {
+            let interval =
+                stats::percentile_interval_histogram(&histogram, *p, on.confidence).scaled(1e-6);
+            #[expect(clippy::cast_precision_loss, reason = "latencies in µs far below 2^52")]
+            let value =
+                (!histogram.is_empty()).then(|| histogram.value_at_quantile(*p) as f64 * 1e-6);
+            (interval, value, histogram.len(), checks)
+        }),
+    };
+    match measured {
+        Ok((interval, value, n, checks)) => Judged {
+            outcome: match stats::judge(condition.expr.op, threshold, interval) {
+                stats::Outcome::Pass => Outcome::Pass,
+                stats::Outcome::Violation => Outcome::Violation,
+                stats::Outcome::Insufficient => Outcome::Insufficient,
+            },
+            value,
+            threshold: Some(threshold),
+            evidence: Some(Evidence {
+                confidence: on.confidence,
+                lo: interval.lo,
+                hi: interval.hi.is_finite().then_some(interval.hi),
+                n,
+                checks,
+            }),
+        },
+        Err(error) => Judged {
+            outcome: Outcome::Error(error),
+            value: None,
+            threshold: Some(threshold),
+            evidence: None,
+        },
+    }
+}
+
+/// Evaluates one condition on point values, before any streak.
 fn outcome(
     condition: &CompiledCondition,
     samples: &HashMap<String, Sample>,
@@ -211,8 +333,9 @@ fn advance(rule: Rule, outcome: &Outcome, state: &mut ConditionState) -> (Streak
             state.streak += 1;
             state.window.push_back(true);
         }
-        // An error neither resets nor extends a streak, and is not an evaluated check.
-        Outcome::Error(_) => {}
+        // An error or a lack of evidence neither resets nor extends a streak, and is not an
+        // evaluated check.
+        Outcome::Error(_) | Outcome::Insufficient => {}
     }
     match rule {
         Rule::Once => {
@@ -271,25 +394,27 @@ impl Streaks {
         let mut evaluations = Vec::with_capacity(gate.conditions.len());
         let mut any_error = None;
         for (condition, cond_state) in gate.conditions.iter().zip(&mut state.conditions) {
-            let (outcome, value, threshold) = outcome(condition, samples);
-            if let Outcome::Error(e) = &outcome {
+            let judged = judge(condition, samples, Data::Check(samples));
+            if let Outcome::Error(e) = &judged.outcome {
                 any_error.get_or_insert_with(|| format!("`{}`: {e}", condition.text));
             }
-            let (streak, fired) = advance(condition.rule, &outcome, cond_state);
+            let (streak, fired) = advance(condition.rule, &judged.outcome, cond_state);
             evaluations.push(Evaluation {
                 gate: gate.name.clone(),
                 condition: condition.text.clone(),
-                outcome,
-                value,
-                threshold,
+                outcome: judged.outcome,
+                value: judged.value,
+                threshold: judged.threshold,
                 streak,
                 fired,
+                evidence: judged.evidence,
+                unit: Some(condition.unit()),
             });
         }
         let fired: Vec<String> = evaluations
             .iter()
             .filter(|e| e.fired)
-            .map(|e| e.describe(unit_of(gate, &e.condition)))
+            .map(Evaluation::describe)
             .collect();
         let verdict = if !fired.is_empty() {
             Verdict::Failed {
@@ -323,14 +448,19 @@ impl Streaks {
     }
 }
 
-/// Evaluates an `at: end` gate once, on the newest sample of each probe.
-pub fn at_end(gate: &CompiledGate, newest: &HashMap<String, Sample>) -> (Vec<Evaluation>, Verdict) {
+/// Evaluates an `at: end` gate once: point conditions on the newest sample of each probe,
+/// `confidence` conditions on `pooled` (the stage's samples; preflight's one check).
+pub fn at_end(
+    gate: &CompiledGate,
+    newest: &HashMap<String, Sample>,
+    pooled: Data<'_>,
+) -> (Vec<Evaluation>, Verdict) {
     let evaluations: Vec<Evaluation> = gate
         .conditions
         .iter()
         .map(|condition| {
-            let (outcome, value, threshold) = outcome(condition, newest);
-            let fired = outcome != Outcome::Pass;
+            let judged = judge(condition, newest, pooled);
+            let fired = !matches!(judged.outcome, Outcome::Pass | Outcome::Insufficient);
             Evaluation {
                 gate: gate.name.clone(),
                 condition: condition.text.clone(),
@@ -339,23 +469,25 @@ pub fn at_end(gate: &CompiledGate, newest: &HashMap<String, Sample>) -> (Vec<Eva
                     needed: 1,
                     window: None,
                 },
-                outcome,
-                value,
-                threshold,
+                outcome: judged.outcome,
+                value: judged.value,
+                threshold: judged.threshold,
                 fired,
+                evidence: judged.evidence,
+                unit: Some(condition.unit()),
             }
         })
         .collect();
-    let violations: Vec<String> = evaluations
-        .iter()
-        .filter(|e| e.outcome == Outcome::Violation)
-        .map(|e| e.describe(unit_of(gate, &e.condition)))
-        .collect();
-    let errors: Vec<String> = evaluations
-        .iter()
-        .filter(|e| matches!(e.outcome, Outcome::Error(_)))
-        .map(|e| e.describe(unit_of(gate, &e.condition)))
-        .collect();
+    let described = |pick: fn(&Outcome) -> bool| -> Vec<String> {
+        evaluations
+            .iter()
+            .filter(|e| pick(&e.outcome))
+            .map(Evaluation::describe)
+            .collect()
+    };
+    let violations = described(|o| *o == Outcome::Violation);
+    let errors = described(|o| matches!(o, Outcome::Error(_)));
+    let insufficient = described(|o| *o == Outcome::Insufficient);
     let verdict = if !violations.is_empty() {
         Verdict::Failed {
             action: gate.on_fail,
@@ -374,21 +506,18 @@ pub fn at_end(gate: &CompiledGate, newest: &HashMap<String, Sample>) -> (Vec<Eva
                 errors.join("; ")
             ),
         }
+    } else if !insufficient.is_empty() {
+        Verdict::Insufficient {
+            reason: format!(
+                "gate `{}` has insufficient evidence: {}",
+                gate.name,
+                insufficient.join("; ")
+            ),
+        }
     } else {
         Verdict::Pass
     };
     (evaluations, verdict)
-}
-
-/// The unit a condition's threshold is written in, for showing values.
-pub fn unit_of(gate: &CompiledGate, condition: &str) -> LiteralUnit {
-    gate.conditions
-        .iter()
-        .find(|c| c.text == condition)
-        .map_or(LiteralUnit::Plain, |c| match c.expr.rhs {
-            Rhs::Quantity { unit, .. } => unit,
-            Rhs::Metric { .. } => LiteralUnit::Plain,
-        })
 }
 
 #[cfg(test)]
@@ -398,7 +527,7 @@ mod tests {
 
     fn gate(yaml: &str) -> CompiledGate {
         let gate: Gate = serde_saphyr::from_str(yaml).unwrap();
-        CompiledGate::compile("guard", &gate).unwrap()
+        CompiledGate::compile("guard", &gate, None).unwrap()
     }
 
     fn samples(error_rate: Reading) -> HashMap<String, Sample> {
@@ -542,20 +671,28 @@ mod tests {
     #[test]
     fn end_gates_need_every_condition_to_pass() {
         let g = gate("at: end\nrequire: [canary.error_rate <= 1%]\non_fail: pause");
-        assert_eq!(at_end(&g, &samples(GOOD)).1, Verdict::Pass);
+        assert_eq!(
+            at_end(&g, &samples(GOOD), Data::Check(&samples(GOOD))).1,
+            Verdict::Pass
+        );
         assert!(matches!(
-            at_end(&g, &samples(BAD)).1,
+            at_end(&g, &samples(BAD), Data::Check(&samples(BAD))).1,
             Verdict::Failed {
                 action: Action::Pause,
                 ..
             }
         ));
         assert!(matches!(
-            at_end(&g, &samples(err())).1,
+            at_end(&g, &samples(err()), Data::Check(&samples(err()))).1,
             Verdict::Errors { .. }
         ));
         assert!(matches!(
-            at_end(&g, &samples(Reading::NoData)).1,
+            at_end(
+                &g,
+                &samples(Reading::NoData),
+                Data::Check(&samples(Reading::NoData))
+            )
+            .1,
             Verdict::Errors { .. }
         ));
     }

@@ -13,6 +13,7 @@ pub mod dry_run;
 pub mod gates;
 pub mod live;
 pub mod notify;
+pub mod pool;
 pub mod redact;
 pub mod run;
 pub mod scenario;
@@ -141,8 +142,12 @@ pub trait ControlSource: Send {
     /// What waits for a person now (`None`: nothing does). Only that wait takes approvals;
     /// aborts are taken at any time.
     fn waiting(&mut self, _wait: Option<WaitFor<'_>>) {}
+    /// The stage whose bake a promotion may end now (`None`: none). Only then are
+    /// promotions taken.
+    fn baking(&mut self, _bake: Option<BakeFor<'_>>) {}
 }
 
+pub use crate::event::control::BakeFor;
 pub use crate::event::{Control, Sink, WaitFor};
 
 /// Who the person at this machine is: `$USER`, else the name of the process's user id, else

@@ -17,6 +17,20 @@ pub enum Control {
         reason: String,
         request: Option<String>,
     },
+    /// End the current stage's bake now (`ion-plan promote`).
+    Promote {
+        by: String,
+        reason: String,
+        request: Option<String>,
+    },
+}
+
+/// A stage baking: what a promotion may end. `seq` is the journal sequence number of its
+/// `stage_started`, so a promotion meant for one run of a stage ends no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BakeFor<'a> {
+    pub stage: &'a str,
+    pub seq: u64,
 }
 
 /// A wait for a person: a stage's approval, or a pause.

@@ -11,6 +11,10 @@ use crate::plan::units::LiteralUnit;
 pub enum Outcome {
     Pass,
     Violation,
+    /// Judged on an interval (`confidence`) that straddles the threshold: not enough data to
+    /// say. It neither resets nor extends a streak, and is not an error (`docs/plan.md`,
+    /// "Evidence").
+    Insufficient,
     Error(String),
 }
 
@@ -39,25 +43,72 @@ pub struct Evaluation {
     pub streak: Streak,
     /// This evaluation failed the condition.
     pub fired: bool,
+    /// The interval it was judged on, when the condition sets `confidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+    /// The unit its threshold is written in, for showing values (journals written before it
+    /// was recorded read as plain numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<LiteralUnit>,
+}
+
+/// The interval a condition with `confidence` was judged on, and what it rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The confidence asked for, a fraction (0.95).
+    pub confidence: f64,
+    /// The interval's lower bound, in base units.
+    pub lo: f64,
+    /// Its upper bound; `None`: unbounded (too few data for that side).
+    pub hi: Option<f64>,
+    /// How many observations it rests on: requests for a ratio, latencies for a percentile.
+    pub n: u64,
+    /// How many checks were pooled (1 for an `every_check` gate).
+    pub checks: u32,
 }
 
 impl Evaluation {
-    /// "`canary.error_rate <= 1%`: 2.3% (violation, 3 of 3)".
-    pub fn describe(&self, unit: LiteralUnit) -> String {
+    /// The unit its values are shown in: as recorded, or (a journal written before units were
+    /// recorded) as its condition writes its threshold.
+    pub fn unit(&self) -> LiteralUnit {
+        self.unit.unwrap_or_else(|| literal_unit(&self.condition))
+    }
+
+    /// "`canary.error_rate <= 1%` = 2.3% (violation, 3 of 3)"; with `confidence`,
+    /// "`canary.error_rate <= 0.5%` = 0% [0%, 0.61%] at 95% over 600 (insufficient)".
+    pub fn describe(&self) -> String {
+        let unit = self.unit();
         let outcome = match &self.outcome {
             Outcome::Pass => "pass".to_owned(),
             Outcome::Violation => "violation".to_owned(),
+            Outcome::Insufficient => "insufficient".to_owned(),
             Outcome::Error(e) => format!("error: {e}"),
         };
-        let value = self
+        let mut value = self
             .value
             .map_or_else(String::new, |v| format!(" = {}", show(v, unit)));
+        if let Some(evidence) = &self.evidence {
+            value = format!("{value} {}", evidence.describe(unit));
+        }
         let streak = if self.streak.needed > 1 {
             format!(", {} of {}", self.streak.count, self.streak.needed)
         } else {
             String::new()
         };
         format!("`{}`{value} ({outcome}{streak})", self.condition)
+    }
+}
+
+impl Evidence {
+    /// "[0%, 0.61%] at 95% over 600".
+    pub fn describe(&self, unit: LiteralUnit) -> String {
+        let hi = self.hi.map_or_else(|| "∞".to_owned(), |hi| show(hi, unit));
+        format!(
+            "[{}, {hi}] at {}% over {}",
+            show(self.lo, unit),
+            trim(self.confidence * 100.0),
+            self.n
+        )
     }
 }
 
@@ -78,5 +129,14 @@ fn trim(value: f64) -> String {
         "0".to_owned()
     } else {
         text.to_owned()
+    }
+}
+
+/// The unit a condition's threshold is written in (`<= 1%`: percent); plain when it compares
+/// two metrics or does not parse.
+pub fn literal_unit(condition: &str) -> LiteralUnit {
+    match crate::plan::expr::parse(condition).map(|e| e.rhs) {
+        Ok(crate::plan::expr::Rhs::Quantity { unit, .. }) => unit,
+        _ => LiteralUnit::Plain,
     }
 }

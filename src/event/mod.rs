@@ -7,7 +7,7 @@ pub mod control;
 pub mod evaluation;
 pub mod state;
 
-pub use control::{Control, Sink, WaitFor};
+pub use control::{BakeFor, Control, Sink, WaitFor};
 pub use evaluation::Evaluation;
 
 use chrono::{DateTime, Utc};
@@ -233,9 +233,42 @@ pub enum Event {
         action: Action,
         reason: String,
     },
-    /// The bake is over and the `at: end` gates passed.
+    /// The bake is over and the `at: end` gates passed (or a person promoted the stage).
     BakeEnded {
         stage: String,
+        /// Before its time: `early.after` had passed and every end gate passed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        early: bool,
+    },
+    /// The end gates lacked evidence: checks go on until `until`, the gates judged after each.
+    BakeExtended {
+        stage: String,
+        until: DateTime<Utc>,
+        reason: String,
+    },
+    /// A person ended the stage's bake now (`ion-plan promote`); the end gates still judge.
+    Promoted {
+        stage: String,
+        by: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+    },
+    /// In a dry run: what a `confidence` condition needs before it can pass, and what the
+    /// stage gathers for it.
+    EvidencePlanned {
+        stage: String,
+        gate: String,
+        condition: String,
+        /// Requests or latencies needed with no errors; `None`: no amount will do.
+        needed: Option<u64>,
+        gathered: u64,
+        per_check: u64,
+        checks: u64,
+        /// Checks the gate's `insufficient.extend` may add.
+        extension_checks: u64,
+        /// `requests` or `latencies`.
+        unit: String,
     },
     ApprovalRequested {
         stage: String,

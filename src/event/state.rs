@@ -64,6 +64,10 @@ pub struct StageProgress {
     /// the newest `paused`): requests name the wait they answer.
     pub approval_seq: u64,
     pub paused_seq: u64,
+    /// The sequence number of its `stage_started`: a promotion names the bake it ends.
+    pub started_seq: u64,
+    /// The bake was extended for evidence, until then.
+    pub extended_until: Option<DateTime<Utc>>,
 }
 
 /// A rollback in progress.
@@ -213,6 +217,8 @@ impl RunState {
                     approved: false,
                     approval_seq: 0,
                     paused_seq: 0,
+                    started_seq: record.seq,
+                    extended_until: None,
                 });
             }
             Event::StepStarted {
@@ -292,6 +298,14 @@ impl RunState {
                     stage.bake_ended = true;
                 }
             }
+            Event::BakeExtended { until, .. } => {
+                if let Some(stage) = &mut self.stage {
+                    stage.extended_until = Some(*until);
+                }
+            }
+            Event::Promoted { request, .. } => {
+                self.taken.extend(request.clone());
+            }
             Event::ApprovalRequested { deadline, .. } => {
                 if let Some(stage) = &mut self.stage {
                     stage.approval = Some((record.at, *deadline));
@@ -348,6 +362,7 @@ impl RunState {
                 }
             }
             Event::RunResumed { .. }
+            | Event::EvidencePlanned { .. }
             | Event::PreflightFailed { .. }
             | Event::StageWaiting { .. }
             | Event::ChecksMissed { .. }

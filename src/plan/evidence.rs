@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::stats::{Needed, percentile_needed, ratio_needed};
 use crate::plan::diagnostic::{Code, Diagnostic, Target};
 use crate::plan::expr::{self, Expr, MetricRef, Op, Rhs};
 use crate::plan::metrics::{Catalog, MetricUnit};
@@ -16,6 +15,7 @@ use crate::plan::semantic::check_count;
 use crate::plan::span::join;
 use crate::plan::units::{PlanDuration, format_duration};
 use crate::probe::load::DEFAULT_REQUESTS;
+use crate::stats::{Needed, percentile_needed, ratio_needed};
 
 /// The interval a condition with `confidence` is judged on.
 #[derive(Debug, Clone, PartialEq)]

@@ -131,7 +131,7 @@ impl JsonSchema for PlanDuration {
 
 /// The unit a literal in a gate condition was written with; decides which metrics it may be
 /// compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LiteralUnit {
     /// A bare number: compared as is.

@@ -290,15 +290,31 @@ impl LoadProbe {
             .collect()
     }
 
+    /// Measures every target; the sample keeps each target's latencies too, so that an
+    /// `at: end` gate can pool them over the stage.
     pub async fn sample(&self) -> Sample {
         match self.measure().await {
-            Ok(results) => Sample::ok(
-                &self.name,
-                results
+            Ok(results) => {
+                let mut sample = Sample::ok(
+                    &self.name,
+                    results
+                        .iter()
+                        .flat_map(|(target, stats)| {
+                            stats.report().readings(target).collect::<Vec<_>>()
+                        })
+                        .collect(),
+                );
+                sample.histograms = results
                     .iter()
-                    .flat_map(|(target, stats)| stats.report().readings(target).collect::<Vec<_>>())
-                    .collect(),
-            ),
+                    .map(|(target, stats)| {
+                        (
+                            target.clone(),
+                            crate::stats::encode_histogram(&stats.latency),
+                        )
+                    })
+                    .collect();
+                sample
+            }
             Err(error) => Sample::failed(&self.name, error),
         }
     }

@@ -136,6 +136,11 @@ pub struct Sample {
     /// Set when the whole probe failed; every metric then reads as this error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A load probe's latencies, by target (`canary`): microseconds, as `HdrHistogram` V2 with
+    /// DEFLATE in base64 (`stats::encode_histogram`). An `at: end` gate pools them over the
+    /// stage, across a resume.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub histograms: BTreeMap<String, String>,
 }
 
 impl Sample {
@@ -144,6 +149,7 @@ impl Sample {
             probe: probe.to_owned(),
             metrics,
             error: None,
+            histograms: BTreeMap::new(),
         }
     }
 
@@ -152,6 +158,7 @@ impl Sample {
             probe: probe.to_owned(),
             metrics: BTreeMap::new(),
             error: Some(error.into()),
+            histograms: BTreeMap::new(),
         }
     }
 

@@ -368,6 +368,7 @@ pub fn markdown(log: &Log) -> String {
                         (_, true) => "✗ FIRED",
                         (Judged::Pass, _) => "✓",
                         (Judged::Violation, _) => "violation",
+                        (Judged::Insufficient, _) => "insufficient",
                         (Judged::Error(_), _) => "error",
                     };
                     let value = e.value.map_or_else(String::new, |v| {

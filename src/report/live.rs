@@ -15,7 +15,7 @@ use crate::event::evaluation::{Evaluation, Outcome, show};
 use crate::event::{Event, Record};
 use crate::plan::model::Plan;
 use crate::plan::units::format_duration;
-use crate::report::progress::{condition_unit, describe};
+use crate::report::progress::describe;
 
 /// What the status line shows.
 #[derive(Debug, Default, Clone)]
@@ -93,12 +93,12 @@ impl View {
                 (_, true) => "✗",
                 (Outcome::Pass, _) => "✓",
                 (Outcome::Violation, _) => "!",
+                (Outcome::Insufficient, _) => "~",
                 (Outcome::Error(_), _) => "?",
             };
-            let value = evaluation.value.map_or_else(
-                || "-".to_owned(),
-                |v| show(v, condition_unit(&evaluation.condition)),
-            );
+            let value = evaluation
+                .value
+                .map_or_else(|| "-".to_owned(), |v| show(v, evaluation.unit()));
             let streak = if evaluation.streak.needed > 1 {
                 format!(" {}/{}", evaluation.streak.count, evaluation.streak.needed)
             } else {

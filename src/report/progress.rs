@@ -194,13 +194,10 @@ pub fn describe(event: &Event) -> String {
                 (_, true) => "✗",
                 (Judged::Pass, _) => "✓",
                 (Judged::Violation, _) => "!",
+                (Judged::Insufficient, _) => "~",
                 (Judged::Error(_), _) => "?",
             };
-            format!(
-                "  {mark} {}: {}",
-                evaluation.gate,
-                evaluation.describe(condition_unit(&evaluation.condition))
-            )
+            format!("  {mark} {}: {}", evaluation.gate, evaluation.describe())
         }
         Event::GatePlanned {
             gate, conditions, ..
@@ -279,10 +276,82 @@ pub fn describe(event: &Event) -> String {
         Event::StepSkipped { name, index, .. } => {
             format!("  step {} skipped by the operator: {name}", index + 1)
         }
-        Event::BakeEnded { stage } => format!("{stage}: bake over, end gates passed"),
+        Event::BakeEnded {
+            stage,
+            early: false,
+        } => {
+            format!("{stage}: bake over, end gates passed")
+        }
+        Event::BakeEnded { stage, early: true } => {
+            format!("{stage}: bake ended early, end gates passed")
+        }
+        Event::BakeExtended {
+            stage,
+            until,
+            reason,
+        } => format!(
+            "{stage}: extended until {}: waiting for evidence ({reason})",
+            until.format("%Y-%m-%d %H:%M:%SZ")
+        ),
+        Event::Promoted {
+            stage, by, reason, ..
+        } => format!("{stage}: promoted by {by}: {reason}; the end gates judge what the stage has"),
+        Event::EvidencePlanned {
+            gate,
+            condition,
+            needed,
+            gathered,
+            per_check,
+            checks,
+            extension_checks,
+            unit,
+            ..
+        } => evidence_line(
+            gate,
+            condition,
+            *needed,
+            *gathered,
+            (*per_check, *checks, *extension_checks),
+            unit,
+        ),
         Event::RunEnded { outcome, reason } => match reason {
             Some(reason) => format!("run ended: {}: {reason}", outcome.as_str()),
             None => format!("run ended: {}", outcome.as_str()),
         },
     }
+}
+
+/// A dry run's evidence line: "evidence go `load.canary.error_rate <= 0.5%`: needs 765
+/// requests, the stage gathers 600 (12 checks × 50) — short; `insufficient.extend` adds up to
+/// 6 checks".
+fn evidence_line(
+    gate: &str,
+    condition: &str,
+    needed: Option<u64>,
+    gathered: u64,
+    (per_check, checks, extension_checks): (u64, u64, u64),
+    unit: &str,
+) -> String {
+    let needs = needed.map_or_else(
+        || "can never pass".to_owned(),
+        |n| format!("needs {n} {unit}"),
+    );
+    let source = if checks == 1 {
+        format!("one check gathers {gathered}")
+    } else {
+        format!("the stage gathers {gathered} ({checks} checks × {per_check})")
+    };
+    let verdict = match needed {
+        Some(n) if n <= gathered => "enough".to_owned(),
+        Some(n) if extension_checks > 0 => {
+            let with = gathered.saturating_add(per_check.saturating_mul(extension_checks));
+            if n <= with {
+                format!("short; the extension ({extension_checks} more checks) can reach it")
+            } else {
+                format!("short, even with the extension's {extension_checks} more checks")
+            }
+        }
+        _ => "short".to_owned(),
+    };
+    format!("  evidence {gate} `{condition}`: {needs}, {source}: {verdict}")
 }

@@ -208,6 +208,7 @@ pub fn build(
                 outcome: match &e.outcome {
                     Judged::Pass => "pass".to_owned(),
                     Judged::Violation => "violation".to_owned(),
+                    Judged::Insufficient => "insufficient".to_owned(),
                     Judged::Error(err) => format!("error: {err}"),
                 },
                 streak: e.streak,

@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 
 use crate::engine::clock::Clock;
 use crate::engine::gates::{CompiledGate, Streaks};
+use crate::engine::pool::Pool;
 use crate::engine::schedule::StartRule;
 use crate::engine::{Control, ControlSource, Sampler, Sink, StepRunner};
 use crate::event::state::RunState;
@@ -108,6 +109,10 @@ pub struct Engine<'p> {
     streaks: Streaks,
     /// The newest sample of each probe in the current stage (for `at: end` gates).
     newest: HashMap<String, Sample>,
+    /// The current stage's samples pooled (for `at: end` conditions with `confidence`).
+    pool: Pool,
+    /// The journal sequence number of the current stage's `stage_started`.
+    stage_seq: u64,
     checks: u32,
     options: Options,
     /// The journal's state when this runner took the run up.
@@ -130,7 +135,9 @@ impl<'p> Engine<'p> {
         let gates = plan
             .gates
             .iter()
-            .map(|(name, gate)| CompiledGate::compile(name, gate).map(|g| (name.clone(), g)))
+            .map(|(name, gate)| {
+                CompiledGate::compile(name, gate, Some(plan)).map(|g| (name.clone(), g))
+            })
             .collect::<Result<_, _>>()
             .map_err(EngineError::Plan)?;
         let start_rule = StartRule::new(plan.schedule.as_ref()).map_err(EngineError::Plan)?;
@@ -143,6 +150,8 @@ impl<'p> Engine<'p> {
             seq: resume.as_ref().map_or(0, |r| r.last_seq),
             streaks: Streaks::default(),
             newest: HashMap::new(),
+            pool: Pool::default(),
+            stage_seq: 0,
             checks: resume.as_ref().map_or(0, |r| r.checks),
             options,
             resume,
@@ -289,8 +298,32 @@ impl<'p> Engine<'p> {
     /// Waits until `deadline`; an abort ends the wait with a rollback, an approval that nothing
     /// asked for is ignored. With `--once`, a later deadline suspends the run instead.
     async fn wait(&mut self, deadline: DateTime<Utc>) -> Go {
+        self.wait_until(deadline, false).await.map(|_| ())
+    }
+
+    /// [`Engine::wait`], and where `promotable` (a stage's bake), a promotion ends the wait
+    /// too.
+    async fn wait_until(&mut self, deadline: DateTime<Utc>, promotable: bool) -> Go<Woke> {
         if self.options.once {
-            self.abort_first()?;
+            match self.parts.control.poll() {
+                Some(Control::Abort {
+                    by,
+                    reason,
+                    request,
+                }) => return Err(self.aborted(&by, &reason, request)),
+                Some(Control::Promote {
+                    by,
+                    reason,
+                    request,
+                }) if promotable => {
+                    return Ok(Woke::Promoted {
+                        by,
+                        reason,
+                        request,
+                    });
+                }
+                _ => {}
+            }
             if deadline > self.now() {
                 return Err(Halt::Suspend {
                     outcome: Outcome::InProgress,
@@ -301,25 +334,49 @@ impl<'p> Engine<'p> {
                     next: Some(deadline),
                 });
             }
-            return Ok(());
+            return Ok(Woke::Due);
         }
         loop {
             let clock = Arc::clone(&self.parts.clock);
             match self.parts.control.wait(clock.as_ref(), deadline).await {
-                None => return Ok(()),
+                None => return Ok(Woke::Due),
                 Some(Control::Abort {
                     by,
                     reason,
                     request,
                 }) => return Err(self.aborted(&by, &reason, request)),
-                Some(Control::Approve { .. }) => {
+                Some(Control::Promote {
+                    by,
+                    reason,
+                    request,
+                }) if promotable => {
+                    return Ok(Woke::Promoted {
+                        by,
+                        reason,
+                        request,
+                    });
+                }
+                Some(Control::Approve { .. } | Control::Promote { .. }) => {
                     if self.now() >= deadline {
-                        return Ok(());
+                        return Ok(Woke::Due);
                     }
                 }
             }
         }
     }
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Woke {
+    /// Its deadline came.
+    Due,
+    /// A person promoted the stage (`ion-plan promote`).
+    Promoted {
+        by: String,
+        reason: String,
+        request: Option<String>,
+    },
 }
 
 fn at(start: DateTime<Utc>, offset: std::time::Duration) -> DateTime<Utc> {

@@ -8,22 +8,28 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
-use crate::engine::gates::{self, CompiledGate, Verdict};
+use crate::engine::gates::{self, Verdict};
+use crate::engine::pool::{Data, Pool};
 use crate::engine::run::steps::StepEnd;
-use crate::engine::run::{Engine, EngineError, Go, Halt, at};
+use crate::engine::run::{Engine, EngineError, Go, Halt, Woke, at};
 use crate::engine::timeline;
-use crate::engine::{CheckContext, Control, StepContext, WaitFor};
+use crate::engine::{BakeFor, CheckContext, Control, StepContext, WaitFor};
 use crate::event::state::{StageProgress, StepStatus};
 use crate::event::{Event, Mode, Outcome, Phase};
 use crate::plan::model::{Action, GateAt, Stage};
 use crate::probe::Sample;
+use crate::stats::Needed;
 
 /// Where a stage stands, from its journal. The default is a stage not begun: a fresh run and
 /// a resumed one go through the same steps, each skipping what the cursor says is done.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Cursor {
-    /// When the stage started (`None`: it has not).
+    /// When the stage started (`None`: it has not), and the sequence number of its
+    /// `stage_started`.
     started: Option<DateTime<Utc>>,
+    started_seq: u64,
+    /// The bake was extended for evidence, until then.
+    extended_until: Option<DateTime<Utc>>,
     steps: BTreeMap<usize, StepStatus>,
     /// The recorded checks' samples, in order: they rebuild the streaks.
     checks: Vec<HashMap<String, Sample>>,
@@ -44,6 +50,8 @@ impl Cursor {
         };
         Cursor {
             started: Some(p.started),
+            started_seq: p.started_seq,
+            extended_until: p.extended_until,
             steps: p.steps.clone(),
             checks: p.checks.iter().map(|c| c.samples.clone()).collect(),
             last_offset: p.checks.last().map(|c| c.offset),
@@ -88,11 +96,15 @@ impl<'p> Engine<'p> {
     /// Runs a stage, or takes it up where `cursor` says it stands.
     pub(super) async fn stage(&mut self, index: usize, stage: &'p Stage, cursor: Cursor) -> Go {
         let started = match cursor.started {
-            Some(started) => started,
+            Some(started) => {
+                self.stage_seq = cursor.started_seq;
+                started
+            }
             None => self.enter(index, stage).await?,
         };
         self.streaks.reset();
         self.newest.clear();
+        self.pool = Pool::default();
         self.stage_steps(stage, &cursor.steps).await?;
         // Streaks come back exactly: the recorded samples go through the gates again.
         for samples in &cursor.checks {
@@ -133,7 +145,32 @@ impl<'p> Engine<'p> {
             index,
             traffic: stage.traffic,
         })?;
+        self.stage_seq = self.seq;
+        if self.info.mode == Mode::DryRun {
+            self.plan_evidence(stage)?;
+        }
         Ok(self.now())
+    }
+
+    /// A dry run shows what each `confidence` condition needs and what the stage gathers.
+    fn plan_evidence(&mut self, stage: &Stage) -> Result<(), EngineError> {
+        for planned in crate::plan::evidence::stage_evidence(self.plan, stage) {
+            self.emit(Event::EvidencePlanned {
+                stage: stage.name.clone(),
+                gate: planned.gate,
+                condition: planned.check,
+                needed: match planned.needed {
+                    Needed::Count(n) => Some(n),
+                    Needed::Never => None,
+                },
+                gathered: planned.gathered,
+                per_check: planned.per_check,
+                checks: planned.checks,
+                extension_checks: planned.extension_checks,
+                unit: planned.unit.to_owned(),
+            })?;
+        }
+        Ok(())
     }
 
     /// The stage's steps that are not done; a failed one rolls back.
@@ -165,7 +202,8 @@ impl<'p> Engine<'p> {
 
     /// The bake: checks on time, then the `at: end` gates. A resumed stage records the checks
     /// that fell due while nothing ran (a count and a range, not back-filled) and checks once
-    /// at once (after the bake, that is the check the `at: end` gates read).
+    /// at once (after the bake, that is the check the `at: end` gates read). A promotion ends
+    /// the bake at once; `early` may end it once its end gates pass.
     async fn bake(&mut self, stage: &'p Stage, started: DateTime<Utc>, cursor: &Cursor) -> Go {
         let defaults = self.plan.defaults.as_ref();
         let mut last_offset = cursor.last_offset;
@@ -182,19 +220,103 @@ impl<'p> Engine<'p> {
                 })?;
                 last_offset = Some(last.as_secs_f64());
             }
-            self.check(stage, started).await?;
+            if cursor.extended_until.is_none() {
+                self.check(stage, started).await?;
+                if self.ended_early(stage, started)? {
+                    return self.bake_ended(stage, true);
+                }
+            }
         }
         while let Some(offset) = timeline::next_check(stage, defaults, last_offset) {
-            self.wait(at(started, offset)).await?;
+            if let Woke::Promoted {
+                by,
+                reason,
+                request,
+            } = self.bake_wait(stage, at(started, offset)).await?
+            {
+                self.promoted(stage, started, by, reason, request).await?;
+                return self.bake_ended(stage, false);
+            }
             self.check(stage, started).await?;
             last_offset = Some(offset.as_secs_f64());
+            if self.ended_early(stage, started)? {
+                return self.bake_ended(stage, true);
+            }
         }
-        self.wait(at(started, stage.bake.as_duration())).await?;
-        self.end_gates(stage, started).await?;
+        if let Woke::Promoted {
+            by,
+            reason,
+            request,
+        } = self
+            .bake_wait(stage, at(started, stage.bake.as_duration()))
+            .await?
+        {
+            self.promoted(stage, started, by, reason, request).await?;
+            return self.bake_ended(stage, false);
+        }
+        self.end_gates(stage, started, cursor.extended_until)
+            .await?;
+        self.bake_ended(stage, false)
+    }
+
+    fn bake_ended(&mut self, stage: &Stage, early: bool) -> Go {
         self.emit(Event::BakeEnded {
             stage: stage.name.clone(),
+            early,
         })?;
         Ok(())
+    }
+
+    /// Waits until `deadline` in the stage's bake, where a promotion for it ends the wait.
+    async fn bake_wait(&mut self, stage: &Stage, deadline: DateTime<Utc>) -> Go<Woke> {
+        self.parts.control.baking(Some(BakeFor {
+            stage: &stage.name,
+            seq: self.stage_seq,
+        }));
+        let woke = self.wait_until(deadline, true).await;
+        self.parts.control.baking(None);
+        woke
+    }
+
+    /// With `early`, from `early.after` on: judges the end gates on what the stage has; `true`
+    /// (the bake may end) the first time every one of them passes.
+    fn ended_early(&mut self, stage: &Stage, started: DateTime<Utc>) -> Go<bool> {
+        let Some(early) = stage.early else {
+            return Ok(false);
+        };
+        let elapsed = (self.now() - started).to_std().unwrap_or_default();
+        if elapsed < early.after.as_duration() || self.info.mode == Mode::DryRun {
+            return Ok(false);
+        }
+        let verdicts = self.judge_end(stage)?;
+        Ok(!verdicts.is_empty() && verdicts.iter().all(|(_, v)| *v == Verdict::Pass))
+    }
+
+    /// A person ended the bake: the end gates judge what the stage has. A violation still takes
+    /// its action; evidence short of an interval's is the person's call, and the stage goes on.
+    async fn promoted(
+        &mut self,
+        stage: &'p Stage,
+        started: DateTime<Utc>,
+        by: String,
+        reason: String,
+        request: Option<String>,
+    ) -> Go {
+        self.emit(Event::Promoted {
+            stage: stage.name.clone(),
+            by,
+            reason,
+            request,
+        })?;
+        if self.info.mode == Mode::DryRun {
+            return Ok(());
+        }
+        let verdicts = self.judge_end(stage)?;
+        let failed = verdicts
+            .into_iter()
+            .filter(|(_, v)| matches!(v, Verdict::Failed { .. } | Verdict::Errors { .. }))
+            .collect();
+        self.act(stage, started, failed).await
     }
 
     /// Asks for the stage's approval (or takes up the request the journal holds) and waits
@@ -238,6 +360,19 @@ impl<'p> Engine<'p> {
         for (probe, sample) in samples {
             self.newest.insert(probe.clone(), sample.clone());
         }
+        self.pool_check(stage, samples);
+    }
+
+    /// Adds a check's samples to the stage's pool, for its end gates' `confidence` conditions.
+    fn pool_check(&mut self, stage: &Stage, samples: &HashMap<String, Sample>) {
+        let gates = &self.gates;
+        let conditions = stage
+            .effective_gates(self.plan.defaults.as_ref())
+            .iter()
+            .filter_map(|name| gates.get(name))
+            .filter(|gate| gate.at == GateAt::End)
+            .flat_map(|gate| gate.conditions.iter());
+        self.pool.add(conditions, samples);
     }
 
     /// One check: the stage's probes concurrently, then its `every_check` gates. A stage
@@ -279,6 +414,7 @@ impl<'p> Engine<'p> {
             self.newest.insert(sample.probe.clone(), sample.clone());
             current.insert(sample.probe.clone(), sample);
         }
+        self.pool_check(stage, &current);
         let mut verdicts = Vec::new();
         for name in stage.effective_gates(defaults) {
             let Some(gate) = self.gates.get(name).filter(|g| g.at == GateAt::EveryCheck) else {
@@ -308,34 +444,171 @@ impl<'p> Engine<'p> {
         Ok(())
     }
 
-    /// `at: end` gates, on the newest samples; a check runs first if none is recent enough
-    /// (the bake's end had no check scheduled).
-    async fn end_gates(&mut self, stage: &'p Stage, started: DateTime<Utc>) -> Go {
+    /// `at: end` gates, on the newest samples (and the stage's pool, for `confidence`); a check
+    /// runs first if none is recent enough (the bake's end had no check scheduled). Evidence
+    /// short of an interval's takes the gates' `insufficient` policy.
+    async fn end_gates(
+        &mut self,
+        stage: &'p Stage,
+        started: DateTime<Utc>,
+        extended_until: Option<DateTime<Utc>>,
+    ) -> Go {
         let defaults = self.plan.defaults.as_ref();
-        let end_gates: Vec<CompiledGate> = stage
+        let has_end_gates = stage
             .effective_gates(defaults)
             .iter()
             .filter_map(|n| self.gates.get(n))
-            .filter(|g| g.at == GateAt::End)
-            .cloned()
-            .collect();
-        if end_gates.is_empty() {
+            .any(|g| g.at == GateAt::End);
+        if !has_end_gates {
             return Ok(());
         }
-        if !timeline::check_at_bake_end(stage, defaults) {
+        if extended_until.is_none() && !timeline::check_at_bake_end(stage, defaults) {
             self.check(stage, started).await?;
         }
         if self.info.mode == Mode::DryRun {
             return Ok(self.plan_gates(stage, GateAt::End)?);
         }
-        let number = self.checks;
-        let mut verdicts = Vec::new();
-        for gate in &end_gates {
-            let (evaluations, verdict) = gates::at_end(gate, &self.newest);
-            self.evaluated(stage, number, evaluations)?;
-            verdicts.push((gate.name.clone(), verdict));
+        let verdicts = self.judge_end(stage)?;
+        let (short, decided): (Vec<_>, Vec<_>) = verdicts
+            .into_iter()
+            .partition(|(_, v)| matches!(v, Verdict::Insufficient { .. }));
+        self.act(stage, started, decided).await?;
+        if short.is_empty() {
+            return Ok(());
         }
-        self.act(stage, started, verdicts).await
+        self.extend(stage, started, &short, extended_until).await
+    }
+
+    /// Judges the stage's `at: end` gates on what it has, recording every evaluation.
+    fn judge_end(&mut self, stage: &Stage) -> Result<Vec<(String, Verdict)>, EngineError> {
+        let judged: Vec<_> = stage
+            .effective_gates(self.plan.defaults.as_ref())
+            .iter()
+            .filter_map(|n| self.gates.get(n))
+            .filter(|g| g.at == GateAt::End)
+            .map(|gate| {
+                let (evaluations, verdict) =
+                    gates::at_end(gate, &self.newest, Data::Pool(&self.pool));
+                (gate.name.clone(), evaluations, verdict)
+            })
+            .collect();
+        let number = self.checks;
+        let mut verdicts = Vec::with_capacity(judged.len());
+        for (gate, evaluations, verdict) in judged {
+            self.evaluated(stage, number, evaluations)?;
+            verdicts.push((gate, verdict));
+        }
+        Ok(verdicts)
+    }
+
+    /// End gates short of evidence (`short`) extend the bake: checks go on at the stage's
+    /// cadence until the longest `insufficient.extend` is over, the end gates judged after
+    /// each. The stage goes on the first time they pass, takes `on_fail` the first time one is
+    /// violated, and takes the most severe `insufficient.then` when the extension runs out.
+    async fn extend(
+        &mut self,
+        stage: &'p Stage,
+        started: DateTime<Utc>,
+        short: &[(String, Verdict)],
+        extended_until: Option<DateTime<Utc>>,
+    ) -> Go {
+        let policies: Vec<_> = short
+            .iter()
+            .filter_map(|(name, _)| self.gates.get(name).map(|g| g.insufficient))
+            .collect();
+        let extend = policies
+            .iter()
+            .map(|p| p.extend())
+            .max()
+            .unwrap_or_default();
+        let then = policies
+            .iter()
+            .map(|p| p.then())
+            .max_by_key(|action| match action {
+                Action::Warn => 0,
+                Action::Pause => 1,
+                Action::Rollback => 2,
+            })
+            .unwrap_or(Action::Pause);
+        let reasons: Vec<&str> = short
+            .iter()
+            .filter_map(|(_, v)| match v {
+                Verdict::Insufficient { reason } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        let reason = reasons.join("; ");
+        let until = if let Some(until) = extended_until {
+            until
+        } else {
+            let until = at(self.now(), extend);
+            if !extend.is_zero() {
+                self.emit(Event::BakeExtended {
+                    stage: stage.name.clone(),
+                    until,
+                    reason: reason.clone(),
+                })?;
+            }
+            until
+        };
+        let cadence = timeline::cadence(stage, self.plan.defaults.as_ref());
+        let mut next = cadence.map(|c| at(self.now(), c));
+        while let Some(due) = next.filter(|due| *due <= until) {
+            if let Woke::Promoted {
+                by,
+                reason,
+                request,
+            } = self.bake_wait(stage, due).await?
+            {
+                return self.promoted(stage, started, by, reason, request).await;
+            }
+            self.check(stage, started).await?;
+            let verdicts = self.judge_end(stage)?;
+            if verdicts.iter().all(|(_, v)| *v == Verdict::Pass) {
+                return Ok(());
+            }
+            let failed: Vec<_> = verdicts
+                .into_iter()
+                .filter(|(_, v)| matches!(v, Verdict::Failed { .. } | Verdict::Errors { .. }))
+                .collect();
+            if !failed.is_empty() {
+                return self.act(stage, started, failed).await;
+            }
+            next = cadence.map(|c| at(due, c));
+        }
+        if self.now() < until
+            && let Woke::Promoted {
+                by,
+                reason,
+                request,
+            } = self.bake_wait(stage, until).await?
+        {
+            return self.promoted(stage, started, by, reason, request).await;
+        }
+        let ran_out = if extend.is_zero() {
+            format!("{reason} (no `insufficient.extend`)")
+        } else {
+            format!(
+                "{reason}, after extending the bake by {}",
+                crate::plan::units::format_duration(extend)
+            )
+        };
+        let gate = short
+            .first()
+            .map(|(name, _)| name.clone())
+            .unwrap_or_default();
+        self.act(
+            stage,
+            started,
+            vec![(
+                gate,
+                Verdict::Failed {
+                    action: then,
+                    reason: ran_out,
+                },
+            )],
+        )
+        .await
     }
 
     /// A dry run shows which gates would be evaluated, and on what.
@@ -373,7 +646,8 @@ impl<'p> Engine<'p> {
         let mut rollback = None;
         for (gate, verdict) in verdicts {
             let (action, reason) = match verdict {
-                Verdict::Pass => continue,
+                // The bake's extension decides on evidence short of an interval's.
+                Verdict::Pass | Verdict::Insufficient { .. } => continue,
                 Verdict::Failed { action, reason } | Verdict::Errors { action, reason } => {
                     (action, reason)
                 }
@@ -459,7 +733,7 @@ impl<'p> Engine<'p> {
                     })?;
                     return Ok(());
                 }
-                Some(Control::Approve { .. }) => continue,
+                Some(Control::Approve { .. } | Control::Promote { .. }) => continue,
                 None => {}
             }
             let now = self.now();

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::gates::{self, CompiledGate, Verdict};
+use crate::engine::pool::Data;
 use crate::engine::run::{Engine, EngineError, Go, Halt};
 use crate::engine::{Announce, CheckContext, StepContext, StepResult};
 use crate::event::state::{RollbackProgress, StepStatus};
 use crate::event::{Event, Mode, Outcome, Phase};
-use crate::plan::model::{Action, GateAt, PreflightItem, Step};
+use crate::plan::model::{Action, GateAt, Insufficient, PreflightItem, Step};
 use crate::plan::units::PlanDuration;
 use crate::process;
 
@@ -119,12 +120,13 @@ impl Engine<'_> {
             conditions: item
                 .require
                 .iter()
-                .map(gates::compile_condition)
+                .map(|c| gates::compile_condition(c, Some(self.plan)))
                 .collect::<Result<_, _>>()
                 .map_err(EngineError::Plan)?,
+            insufficient: Insufficient::default(),
         };
         let samples = HashMap::from([(probe.to_owned(), sample)]);
-        let (evaluations, verdict) = gates::at_end(&gate, &samples);
+        let (evaluations, verdict) = gates::at_end(&gate, &samples, Data::Check(&samples));
         for evaluation in evaluations {
             self.emit(Event::Evaluated {
                 stage: None,
@@ -142,7 +144,7 @@ impl Engine<'_> {
                     .strip_prefix(&format!("{title}did not pass: "))
                     .map_or_else(|| reason.clone(), str::to_owned),
             ),
-            Verdict::Errors { reason, .. } => Some(
+            Verdict::Errors { reason, .. } | Verdict::Insufficient { reason } => Some(
                 reason
                     .strip_prefix(&title)
                     .map_or_else(|| reason.clone(), str::to_owned),
