@@ -564,3 +564,42 @@ stages:
     assert!(!piped.stdout.contains('\x1b'), "{:?}", piped.stdout);
     assert!(piped.stdout.contains("all: stage started, 100% traffic"));
 }
+
+/// On a terminal that asks for no colour (`NO_COLOR`) or cannot redraw (`TERM=dumb`), a live run
+/// prints the plain lines it prints when piped: no status line, no control sequences.
+#[test]
+fn on_a_terminal_without_colour_or_redraw_a_live_run_prints_plain_lines() {
+    let dir = live_dir();
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        steps_plan(
+            "    - run: [./log.sh, shift]",
+            "  - run: [./log.sh, rollback]",
+        ),
+    );
+    let command = format!(
+        "'{}' run --restart '{}'",
+        env!("CARGO_BIN_EXE_ion-plan"),
+        plan.display()
+    );
+    for (key, value) in [("NO_COLOR", "1"), ("TERM", "dumb")] {
+        let output = std::process::Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR")
+            .env(key, value)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("`script` (util-linux)");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{key}={value}: {text}");
+        assert!(!text.contains('\x1b'), "{key}={value}: {text:?}");
+        // The plain style: a full timestamp and the time since the start on each line.
+        assert!(
+            text.contains("Z      +0s  ten: stage started, 10% traffic"),
+            "{key}={value}: {text:?}"
+        );
+    }
+}

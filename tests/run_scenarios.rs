@@ -583,3 +583,44 @@ fn a_scenario_with_a_schema_error_still_has_its_names_checked() {
         );
     }
 }
+
+/// The plain progress lines name stages as the plan spells them and actions as the plan writes
+/// them: a capitalised stage stays capitalised in "approval timed out" (it was once lowercased
+/// with the whole line).
+#[test]
+fn progress_lines_keep_the_stage_name_and_show_the_action_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "app-metrics.sh", "#!/bin/sh\necho '{}'\n");
+    write(dir.path(), "rollback.sh", "#!/bin/sh\n");
+    write(dir.path(), "shift.sh", "#!/bin/sh\n");
+    let gates =
+        "  guard:\n    at: every_check\n    require: [app.error_rate <= 1%]\n    on_fail: warn";
+    let plan = plan(
+        gates,
+        "    gates: [guard]\n    approval: { timeout: 30m, on_timeout: warn }",
+    )
+    .replace("name: first", "name: Canary-A");
+    let plan_path = write(dir.path(), "plan.yaml", plan);
+    let scenario_path = write(
+        dir.path(),
+        "scenario.yaml",
+        "version: 1\nmetrics: { app.error_rate: 5% }\napprovals:\n  Canary-A: { never: true }\n",
+    );
+    let output = ion_plan()
+        .arg("run")
+        .arg(&plan_path)
+        .arg("--scenario")
+        .arg(&scenario_path)
+        .run();
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    for expected in [
+        "Canary-A: approval timed out → warn",
+        "GATE guard FAILED → warn: ",
+    ] {
+        assert!(
+            output.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            output.stdout
+        );
+    }
+}

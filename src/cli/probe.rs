@@ -2,13 +2,13 @@
 //! seed's rate-limit probe script with its presets, canary and legacy side by side.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::redact::Redactor;
 use crate::exit_code;
@@ -260,9 +260,9 @@ async fn run_load(args: &LoadArgs) -> u8 {
     };
     let bar = progress_bar(&probe);
     let results = probe.measure().await;
-    if let Some(bar) = bar {
-        bar.abort();
-        eprint!("\r\x1b[2K");
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
+        bar.finish_and_clear();
     }
     let results = match results {
         Ok(results) => results,
@@ -290,9 +290,10 @@ async fn run_load(args: &LoadArgs) -> u8 {
 }
 
 /// On a terminal, a line on stderr that counts requests sent against the total, five times a
-/// second.
-fn progress_bar(probe: &LoadProbe) -> Option<tokio::task::JoinHandle<()>> {
-    if !std::io::stderr().is_terminal() {
+/// second (indicatif hides it when stderr is not a terminal).
+fn progress_bar(probe: &LoadProbe) -> Option<(ProgressBar, tokio::task::JoinHandle<()>)> {
+    let target = ProgressDrawTarget::stderr();
+    if target.is_hidden() {
         return None;
     }
     let sent = Arc::clone(&probe.spec.sent);
@@ -301,27 +302,28 @@ fn progress_bar(probe: &LoadProbe) -> Option<tokio::task::JoinHandle<()>> {
         .spec
         .duration
         .is_none()
-        .then(|| probe.spec.requests * targets);
-    let started = std::time::Instant::now();
-    Some(tokio::spawn(async move {
-        loop {
-            let done = sent.load(std::sync::atomic::Ordering::Relaxed);
-            let line = match total {
-                Some(total) if total > 0 => {
-                    let width = 30;
-                    let filled = usize::try_from(done.min(total) * width / total).unwrap_or(0);
-                    format!(
-                        "[{}{}] {done}/{total} requests",
-                        "#".repeat(filled),
-                        " ".repeat(usize::try_from(width).unwrap_or(0) - filled)
-                    )
-                }
-                _ => format!("{done} requests, {:.0}s", started.elapsed().as_secs_f64()),
-            };
-            eprint!("\r\x1b[2K{line}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }))
+        .then(|| probe.spec.requests * targets)
+        .filter(|total| *total > 0);
+    let template = if total.is_some() {
+        "[{bar:30}] {pos}/{len} requests"
+    } else {
+        "{pos} requests, {elapsed}"
+    };
+    let bar = ProgressBar::with_draw_target(total, target).with_style(
+        ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("# "),
+    );
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(sent.load(std::sync::atomic::Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    Some((bar, ticker))
 }
 
 fn ms(value: Option<f64>) -> String {

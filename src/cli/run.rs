@@ -217,12 +217,8 @@ pub(super) async fn execute(args: &Args, plan: Arc<Plan>, digest: String, text: 
     let style = if args.json { Style::Json } else { Style::Plain };
     // A live run on a terminal gets the live view: event lines above a status line with
     // countdowns and streaks, redrawn every second.
-    let live_view = !args.json
-        && !args.dry_run
-        && args.scenario.is_none()
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none()
-        && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
+    let live_view =
+        !args.json && !args.dry_run && args.scenario.is_none() && crate::report::live::wanted();
     let progress: Box<dyn Sink> = if live_view {
         Box::new(LiveView::start(Arc::clone(&plan)))
     } else {

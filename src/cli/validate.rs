@@ -1,6 +1,6 @@
 //! `ion-plan validate PLAN...`: every problem of every file, in one run.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::exit_code;
@@ -25,9 +25,9 @@ pub struct Args {
 
 pub fn run(args: &Args) -> u8 {
     let outcomes = validate_all(&args.plans, &args.vars);
+    // anstream's rule: a terminal, no `NO_COLOR`, `TERM` not `dumb`; `CLICOLOR_FORCE` forces it.
     let color = args.format == Format::Human
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none();
+        && anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never;
     let text = render(&outcomes, args.format, args.strict, color);
     let mut stdout = std::io::stdout().lock();
     if let Err(error) = stdout

@@ -450,8 +450,9 @@ pub enum GateAt {
 }
 
 /// What a failed gate, an error streak or an approval timeout does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema, strum::Display)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     /// Run the rollback steps; the run ends `rolled_back`.
     Rollback,

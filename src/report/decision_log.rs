@@ -173,7 +173,7 @@ pub fn build(replay: &Replay) -> Log {
                 at,
                 stage: stage.clone(),
                 gate: gate.clone(),
-                action: format!("{action:?}").to_lowercase(),
+                action: action.to_string(),
                 reason: reason.clone(),
             }),
             Event::Approved { stage, by, .. } | Event::Resumed { stage, by, .. } => {
@@ -198,7 +198,7 @@ pub fn build(replay: &Replay) -> Log {
                 ..
             } => log.steps.push(StepLog {
                 at,
-                phase: format!("{phase:?}").to_lowercase(),
+                phase: phase.to_string(),
                 stage: stage.clone(),
                 name: name.clone(),
                 attempt: *attempt,

@@ -3,11 +3,12 @@
 //! end, and the last value of each condition against its threshold with its streak.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::timeline;
 use crate::event::Sink;
@@ -116,10 +117,24 @@ fn countdown(d: Duration) -> String {
     format_duration(Duration::from_secs(secs))
 }
 
+/// Whether stdout gets the live view: a terminal that takes colour and redraws (not piped, no
+/// `NO_COLOR`, `TERM` not `dumb`); elsewhere progress is plain lines, good in CI logs.
+pub fn wanted() -> bool {
+    let stdout = std::io::stdout();
+    anstream::AutoStream::choice(&stdout) != anstream::ColorChoice::Never
+        && stdout.is_terminal()
+        // indicatif draws nothing where it judges the terminal unfit; the event lines would
+        // vanish with the status line.
+        && !ProgressDrawTarget::stdout().is_hidden()
+}
+
 /// A sink that prints event lines above a status line that a ticker redraws every second.
 pub struct LiveView {
     view: Arc<Mutex<View>>,
     plan: Arc<Plan>,
+    /// Event lines go through it so that they land above the status line, not across it.
+    lines: MultiProgress,
+    status: ProgressBar,
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -127,9 +142,16 @@ impl LiveView {
     /// Starts the ticker (call inside the runtime).
     pub fn start(plan: Arc<Plan>) -> LiveView {
         let view = Arc::new(Mutex::new(View::default()));
+        let lines = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        // One line as wide as the terminal: indicatif cuts what does not fit.
+        let status = lines.add(
+            ProgressBar::no_length()
+                .with_style(ProgressStyle::with_template("{wide_msg}").expect("a valid template")),
+        );
         let ticker = {
             let view = Arc::clone(&view);
             let plan = Arc::clone(&plan);
+            let status = status.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -137,27 +159,17 @@ impl LiveView {
                         .lock()
                         .map(|v| v.line(&plan, Utc::now()))
                         .unwrap_or_default();
-                    let mut out = std::io::stdout().lock();
-                    let _ = write!(out, "\r\x1b[2K{}", truncate(&line));
-                    let _ = out.flush();
+                    status.set_message(line);
                 }
             })
         };
         LiveView {
             view,
             plan,
+            lines,
+            status,
             ticker: Some(ticker),
         }
-    }
-}
-
-/// One terminal line at most.
-fn truncate(line: &str) -> String {
-    let width = 160;
-    if line.chars().count() <= width {
-        line.to_owned()
-    } else {
-        format!("{}…", line.chars().take(width - 1).collect::<String>())
     }
 }
 
@@ -172,15 +184,13 @@ impl Sink for LiveView {
             }
             Err(_) => String::new(),
         };
-        let mut out = std::io::stdout().lock();
-        let result = write!(
-            out,
-            "\r\x1b[2K{} {}\n{}",
+        self.status.set_message(status);
+        let result = self.lines.println(format!(
+            "{} {}",
             record.at.format("%H:%M:%S"),
-            describe(&record.event),
-            truncate(&status)
-        )
-        .and_then(|()| out.flush());
+            describe(&record.event)
+        ));
+        // Progress is for people; a closed pipe must not stop the rollout.
         match result {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
             other => other,
@@ -191,9 +201,7 @@ impl Sink for LiveView {
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
         }
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, "\r\x1b[2K");
-        let _ = out.flush();
+        self.status.finish_and_clear();
     }
 }
 

@@ -212,10 +212,7 @@ pub fn describe(event: &Event) -> String {
             action,
             reason,
             ..
-        } => format!("GATE {gate} FAILED → {action:?}: {reason}")
-            .replace("→ Rollback", "→ rollback")
-            .replace("→ Pause", "→ pause")
-            .replace("→ Warn", "→ warn"),
+        } => format!("GATE {gate} FAILED → {action}: {reason}"),
         Event::ApprovalRequested { stage, deadline } => match deadline {
             Some(d) => format!(
                 "{stage}: waiting for approval until {}",
@@ -225,7 +222,7 @@ pub fn describe(event: &Event) -> String {
         },
         Event::Approved { stage, by, .. } => format!("{stage}: approved by {by}"),
         Event::ApprovalTimedOut { stage, action } => {
-            format!("{stage}: approval timed out → {action:?}").to_lowercase()
+            format!("{stage}: approval timed out → {action}")
         }
         Event::Paused { stage, reason } => format!("{stage}: PAUSED: {reason}"),
         Event::Resumed { stage, by, .. } => format!("{stage}: resumed by {by}"),
