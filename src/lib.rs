@@ -12,3 +12,4 @@ pub mod plan;
 pub mod probe;
 pub mod process;
 pub mod report;
+pub mod request;

@@ -7,6 +7,7 @@ pub mod inbox;
 pub mod lock;
 pub mod replay;
 pub mod state;
+pub mod store;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
