@@ -184,9 +184,20 @@ impl Store {
         Ok(true)
     }
 
-    /// The journals of the plan, oldest first.
-    pub fn runs(&self) -> Vec<PathBuf> {
+    /// The ids of the plan's runs, oldest first.
+    pub fn run_ids(&self) -> Vec<String> {
+        let prefix = format!("{}-", self.stem);
         replay::runs(&self.dir, &self.stem)
+            .iter()
+            .filter_map(|path| {
+                let name = path.file_name()?.to_str()?;
+                Some(
+                    name.strip_prefix(&prefix)?
+                        .strip_suffix(".jsonl")?
+                        .to_owned(),
+                )
+            })
+            .collect()
     }
 
     /// The newest run, if the plan has one (journals without a header are no run: skipped,
@@ -203,15 +214,10 @@ impl Store {
         if !self.check()? {
             return Ok(None);
         }
-        let name = format!("{}-{id}.jsonl", self.stem);
-        let Some(path) = self
-            .runs()
-            .into_iter()
-            .find(|p| p.file_name().and_then(|n| n.to_str()) == Some(&name))
-        else {
+        if !self.run_ids().iter().any(|known| known == id) {
             return Ok(None);
-        };
-        let replay = replay::read(&path)?;
+        }
+        let replay = replay::read(&self.dir.join(format!("{}-{id}.jsonl", self.stem)))?;
         let run = RunState::fold(&replay);
         Ok(Some((replay, run)))
     }
@@ -505,6 +511,118 @@ mod tests {
         );
         let store = Store::for_plan(Path::new("web.yaml"), Some(Path::new("/s")));
         assert_eq!(store.dir(), Path::new("/s"));
+    }
+
+    /// A one-stage plan, its text and its digest.
+    fn plan() -> (Plan, String) {
+        let text = "version: 1\nname: x\nstages:\n  - name: all\n    traffic: 100\n    bake: 0s\n";
+        let report = crate::plan::validate::validate_source(
+            crate::plan::load::Source::new("web.yaml", text.to_owned()),
+            crate::plan::validate::Checks { filesystem: false },
+        );
+        (report.plan.expect("a valid plan"), text.to_owned())
+    }
+
+    fn start<'a>(plan: &'a Plan, text: &'a str, digest: &'a str) -> Start<'a> {
+        Start {
+            plan,
+            plan_path: Path::new("web.yaml"),
+            digest,
+            text,
+            vars: &[],
+            restart: false,
+            resolves_step: false,
+            default_step_timeout: std::time::Duration::from_secs(1),
+            now: Utc::now(),
+        }
+    }
+
+    fn open(store: &Store, start: &Start<'_>) -> (Result<Opening, StoreError>, Vec<String>) {
+        let mut said = Vec::new();
+        let opening = store.open(start, &mut |n| said.push(n.to_string()));
+        (opening, said)
+    }
+
+    fn opened(opening: Result<Opening, StoreError>) -> Opened {
+        match opening {
+            Ok(Opening::Opened(opened)) => *opened,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_resume_rule_takes_up_refuses_or_starts_anew() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::for_plan(Path::new("web.yaml"), Some(&tmp.path().join("state")));
+        let (plan, text) = plan();
+        let digest = digest(&text, &[]);
+        let request = start(&plan, &text, &digest);
+        // Nothing else to do without an unfinished run: `--retry-step` is refused.
+        let resolving = Start {
+            resolves_step: true,
+            ..request.clone()
+        };
+        assert!(matches!(
+            open(&store, &resolving).0,
+            Err(StoreError::NothingToResume)
+        ));
+
+        let mut first = opened(open(&store, &request).0);
+        assert!(first.resume.is_none());
+        let started = Event::RunStarted {
+            run_id: first.run_id.clone(),
+            plan: "web.yaml".into(),
+            digest: digest.clone(),
+            mode: crate::journal::event::Mode::Live,
+            stages: 1,
+        };
+        first.journal.append(Utc::now(), started).unwrap();
+        drop(first.journal);
+        assert_eq!(store.run_ids(), vec![first.run_id.clone()]);
+
+        // The same plan takes the unfinished run up; another plan is refused.
+        let (again, said) = open(&store, &request);
+        let again = opened(again);
+        assert_eq!(again.run_id, first.run_id);
+        assert!(again.resume.is_some());
+        assert!(said[0].starts_with("resuming run "), "{said:?}");
+        let mut journal = again.journal;
+        let changed = digest_of_other_plan();
+        match open(&store, &start(&plan, &text, &changed)).0 {
+            Err(StoreError::PlanChanged(message)) => {
+                assert!(message.contains("cannot resume"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // An ended run is left alone unless `--restart`.
+        let ended = Event::RunEnded {
+            outcome: Outcome::RolledBack,
+            reason: None,
+        };
+        journal.append(Utc::now(), ended).unwrap();
+        drop(journal);
+        match open(&store, &request).0 {
+            Ok(Opening::Ended {
+                run_id, outcome, ..
+            }) => {
+                assert_eq!(run_id, first.run_id);
+                assert_eq!(outcome, Outcome::RolledBack);
+            }
+            other => panic!("{other:?}"),
+        }
+        let restart = Start {
+            restart: true,
+            ..request.clone()
+        };
+        let second = opened(open(&store, &restart).0);
+        assert!(second.run_id > first.run_id);
+        assert!(store.find(&second.run_id).unwrap().is_some());
+        assert!(store.find("20250101T000000000Z-0000").unwrap().is_none());
+    }
+
+    fn digest_of_other_plan() -> String {
+        digest("another plan", &[])
     }
 
     #[test]
