@@ -2,6 +2,8 @@
 //! 129). A dropped terminal (SIGHUP) stops like SIGTERM: nothing started goes on without a
 //! person watching it.
 
+use crate::exit_code::{HUNG_UP, INTERRUPTED, TERMINATED};
+
 /// Waits for SIGINT (Ctrl-C), SIGTERM or SIGHUP; returns the exit code for it.
 pub(super) async fn until_signal() -> u8 {
     #[cfg(unix)]
@@ -13,14 +15,14 @@ pub(super) async fn until_signal() -> u8 {
             signal(SignalKind::hangup()),
         ) {
             return tokio::select! {
-                _ = interrupt.recv() => 130,
-                _ = terminate.recv() => 143,
-                _ = hangup.recv() => 129,
+                _ = interrupt.recv() => INTERRUPTED,
+                _ = terminate.recv() => TERMINATED,
+                _ = hangup.recv() => HUNG_UP,
             };
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-    130
+    INTERRUPTED
 }
 
 /// For a live run: on a signal, end every process group the run started, wait for the journal
