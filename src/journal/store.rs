@@ -222,58 +222,57 @@ impl Store {
         Ok(Some((replay, run)))
     }
 
-    /// The resume rule: the unfinished run is taken up (refused if the plan changed), unless
-    /// `restart` supersedes it; an ended run of the same plan is not started again by accident
-    /// (a scheduler re-running `--once` after a rollback); otherwise a new run starts.
+    /// Opens the run [`decide`] picks: the unfinished one taken up (or superseded with
+    /// `restart`), a new one, or none (an ended run of the same plan, a changed plan).
     pub fn open(
         &self,
         start: &Start<'_>,
         say: &mut dyn FnMut(Notice),
     ) -> Result<Opening, StoreError> {
         let latest = self.latest(&mut |w| say(Notice::Warning(w)))?;
-        if let Some((replay, run)) = latest.as_ref().filter(|(_, r)| r.unfinished()) {
-            if let Some(warning) = &replay.torn {
-                say(Notice::Warning(warning.clone()));
-            }
-            let opened = if start.restart {
-                self.supersede(start, replay, run, say)?
-            } else {
-                self.take_up(start, replay, run, say)?
-            };
-            return Ok(Opening::Opened(Box::new(opened)));
-        }
-        if start.resolves_step {
-            return Err(StoreError::NothingToResume);
-        }
         if let Some((replay, run)) = &latest
-            && let Some((outcome, reason)) = &run.ended
-            && run.digest == start.digest
-            && !start.restart
+            && run.unfinished()
+            && let Some(warning) = &replay.torn
         {
-            return Ok(Opening::Ended {
-                run_id: run.run_id.clone(),
-                at: run.ended_at,
-                outcome: *outcome,
-                reason: reason.clone(),
-                journal: replay.path.clone(),
-            });
+            say(Notice::Warning(warning.clone()));
         }
-        let previous = latest.as_ref().map(|(_, run)| run.run_id.as_str());
-        let opened = self.create(start, run_id_after(start.now, previous))?;
+        let newest = latest.as_ref().map(|(_, run)| run);
+        let decision = decide(newest, start.digest, start.restart, start.resolves_step);
+        let opened = match (decision, &latest) {
+            (Decision::NothingToResume, _) => return Err(StoreError::NothingToResume),
+            (Decision::PlanChanged, Some((replay, run))) => {
+                return Err(StoreError::PlanChanged(stale_plan(start, replay, run)));
+            }
+            (Decision::LeaveEnded, Some((replay, run))) => {
+                // `decide` leaves only an ended run alone: `ended` is set.
+                let (outcome, reason) = run.ended.clone().unwrap_or((Outcome::Completed, None));
+                return Ok(Opening::Ended {
+                    run_id: run.run_id.clone(),
+                    at: run.ended_at,
+                    outcome,
+                    reason,
+                    journal: replay.path.clone(),
+                });
+            }
+            (Decision::TakeUp, Some((replay, run))) => self.take_up(replay, run, say)?,
+            (Decision::Supersede, Some((replay, run))) => {
+                self.supersede(start, replay, run, say)?
+            }
+            _ => {
+                let previous = newest.map(|run| run.run_id.as_str());
+                self.create(start, run_id_after(start.now, previous))?
+            }
+        };
         Ok(Opening::Opened(Box::new(opened)))
     }
 
-    /// Appends to the unfinished run, if it started from the same plan.
+    /// Appends to the unfinished run.
     fn take_up(
         &self,
-        start: &Start<'_>,
         replay: &Replay,
         run: &RunState,
         say: &mut dyn FnMut(Notice),
     ) -> Result<Opened, StoreError> {
-        if run.digest != start.digest {
-            return Err(StoreError::PlanChanged(stale_plan(start, replay, run)));
-        }
         let journal = Journal::open_append(&replay.path, replay.intact_len, run.last_seq)
             .map_err(StoreError::write(&self.dir))?;
         // A journal whose run never started (cut short after its header) starts afresh.
@@ -352,6 +351,51 @@ impl Store {
             run_id,
             resume: None,
         })
+    }
+}
+
+/// What the resume rule decides for `run PLAN`, from the plan's newest run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on with the unfinished run.
+    TakeUp,
+    /// `--restart`: mark the unfinished run superseded, start a new one.
+    Supersede,
+    /// The unfinished run started from another plan (or other `--var` values): refused.
+    PlanChanged,
+    /// The newest run of this very plan has ended: nothing to do.
+    LeaveEnded,
+    /// `--retry-step` or `--skip-step` without an unfinished run: refused.
+    NothingToResume,
+    /// Start a new run.
+    New,
+}
+
+/// The resume rule (`docs/state.md`), apart from where runs are kept: an unfinished run is
+/// taken up if its plan is unchanged, superseded with `restart`; an ended run is not started
+/// again by accident (a scheduler re-running `--once` after a rollback) — only a changed plan
+/// (a new release) or `restart` starts a new one.
+pub fn decide(
+    newest: Option<&RunState>,
+    digest: &str,
+    restart: bool,
+    resolves_step: bool,
+) -> Decision {
+    match newest {
+        Some(run) if run.unfinished() => {
+            if restart {
+                Decision::Supersede
+            } else if run.digest == digest {
+                Decision::TakeUp
+            } else {
+                Decision::PlanChanged
+            }
+        }
+        _ if resolves_step => Decision::NothingToResume,
+        Some(run) if run.ended.is_some() && run.digest == digest && !restart => {
+            Decision::LeaveEnded
+        }
+        _ => Decision::New,
     }
 }
 
@@ -623,6 +667,42 @@ mod tests {
 
     fn digest_of_other_plan() -> String {
         digest("another plan", &[])
+    }
+
+    #[test]
+    fn the_resume_rule_by_the_newest_run() {
+        let unfinished = RunState {
+            digest: "a".into(),
+            ..RunState::default()
+        };
+        let ended = RunState {
+            ended: Some((Outcome::RolledBack, None)),
+            ..unfinished.clone()
+        };
+        let superseded = RunState {
+            superseded: true,
+            ..unfinished.clone()
+        };
+        let cases = [
+            (None, "a", false, false, Decision::New),
+            (None, "a", false, true, Decision::NothingToResume),
+            (Some(&unfinished), "a", false, false, Decision::TakeUp),
+            (Some(&unfinished), "a", false, true, Decision::TakeUp),
+            (Some(&unfinished), "b", false, false, Decision::PlanChanged),
+            (Some(&unfinished), "b", true, false, Decision::Supersede),
+            (Some(&ended), "a", false, false, Decision::LeaveEnded),
+            (Some(&ended), "a", true, false, Decision::New),
+            (Some(&ended), "b", false, false, Decision::New),
+            (Some(&ended), "a", false, true, Decision::NothingToResume),
+            (Some(&superseded), "a", false, false, Decision::New),
+        ];
+        for (newest, digest, restart, resolves, expected) in cases {
+            assert_eq!(
+                decide(newest, digest, restart, resolves),
+                expected,
+                "{newest:?} {digest} restart={restart} resolves={resolves}"
+            );
+        }
     }
 
     #[test]
