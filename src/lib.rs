@@ -1,7 +1,8 @@
 //! `ion-plan`: validate and run progressive-deployment plans.
 //!
 //! The modules follow the flow of a plan: [`plan`] (model, loading, validation) →
-//! engine → journal → reports. [`cli`] turns command lines into calls of these.
+//! engine → journal → reports. [`cli`] turns command lines into calls of these; a run starts
+//! from a [`request::RunRequest`], in the runs that [`journal::store`] keeps.
 
 pub mod cli;
 pub mod demo;
@@ -13,4 +14,5 @@ pub mod plan;
 pub mod probe;
 pub mod process;
 pub mod report;
+pub mod request;
 pub mod stats;

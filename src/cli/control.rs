@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
+use super::CliError;
 use crate::event::state::RunState;
 use crate::exit_code;
 use crate::journal::inbox::{self, Entry, Request};
+use crate::journal::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
@@ -51,28 +53,27 @@ pub struct AbortArgs {
     state_dir: Option<PathBuf>,
 }
 
-fn refuse(message: &str) -> u8 {
-    eprintln!("error: {message}");
-    exit_code::STATE_CONFLICT
+fn refuse(message: String) -> CliError {
+    CliError::Refused(message)
 }
 
 /// The unfinished run a request is for: `--run ID`, or the plan's newest run.
-fn unfinished_run(plan: &Path, state: &Path, stem: &str, id: Option<&str>) -> Result<RunState, u8> {
+fn unfinished_run(plan: &Path, store: &Store, id: Option<&str>) -> Result<RunState, CliError> {
     let found = match id {
-        Some(id) => super::run::named_run(state, stem, id)?,
-        None => super::run::latest_run(state, stem)?,
+        Some(id) => store.find(id)?,
+        None => store.latest(&mut |warning| eprintln!("warning: {warning}"))?,
     };
     let Some((_, run)) = found else {
-        return Err(refuse(&match id {
+        return Err(refuse(match id {
             Some(id) => format!(
                 "{} has no run `{id}` in {}",
                 plan.display(),
-                state.display()
+                store.dir().display()
             ),
             None => format!(
                 "{} has no run in progress (looked in {}): nothing to take the request",
                 plan.display(),
-                state.display()
+                store.dir().display()
             ),
         }));
     };
@@ -81,7 +82,7 @@ fn unfinished_run(plan: &Path, state: &Path, stem: &str, id: Option<&str>) -> Re
             || "was superseded by a newer run".to_owned(),
             |(outcome, _)| format!("has ended: {}", outcome.as_str()),
         );
-        return Err(refuse(&format!(
+        return Err(refuse(format!(
             "run {} of {} {how}; a request for it would never be taken",
             run.run_id,
             plan.display()
@@ -91,13 +92,12 @@ fn unfinished_run(plan: &Path, state: &Path, stem: &str, id: Option<&str>) -> Re
 }
 
 fn record(
-    state: &Path,
-    stem: &str,
+    store: &Store,
     plan: &Path,
     run: &RunState,
     by: String,
     request: Request,
-) -> u8 {
+) -> Result<u8, CliError> {
     let now = Utc::now();
     let entry = Entry {
         id: inbox::new_id(now),
@@ -106,13 +106,10 @@ fn record(
         by,
         request,
     };
-    if let Err(error) = inbox::append(&inbox::path(state, stem), &entry) {
-        eprintln!(
-            "error: cannot write to the inbox in {}: {error}",
-            state.display()
-        );
-        return exit_code::RUNTIME_ERROR;
-    }
+    inbox::append(&store.inbox_path(), &entry).map_err(|source| CliError::Inbox {
+        dir: store.dir().to_owned(),
+        source,
+    })?;
     let what = match &entry.request {
         Request::Approve {
             stage: Some(stage),
@@ -130,7 +127,7 @@ fn record(
         run.run_id,
         plan.display()
     );
-    exit_code::SUCCESS
+    Ok(exit_code::SUCCESS)
 }
 
 /// The plan's stage names, if the plan can be read.
@@ -142,52 +139,10 @@ fn stage_names(plan: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub fn approve(args: &ApproveArgs) -> u8 {
-    let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
-    let run = match unfinished_run(&args.plan, &state, &stem, args.run.as_deref()) {
-        Ok(run) => run,
-        Err(code) => return code,
-    };
-    let waiting = run.waiting_for_person().map(str::to_owned);
-    let stage = match (&args.stage, args.ahead) {
-        (Some(stage), true) => {
-            let stages = stage_names(&args.plan);
-            if !stages.is_empty() && !stages.contains(stage) {
-                return refuse(&format!(
-                    "the plan has no stage `{stage}`; its stages: {}",
-                    stages.join(", ")
-                ));
-            }
-            if run.stages_completed.contains(stage) {
-                return refuse(&format!(
-                    "stage `{stage}` of run {} is over; an approval ahead would never be taken",
-                    run.run_id
-                ));
-            }
-            stage.clone()
-        }
-        (Some(stage), false) if waiting.as_ref() == Some(stage) => stage.clone(),
-        (Some(stage), false) => {
-            let now = waiting.map_or_else(
-                || "no stage is waiting for a person".to_owned(),
-                |w| format!("stage `{w}` is"),
-            );
-            return refuse(&format!(
-                "stage `{stage}` of run {} is not waiting for approval ({now}); `--ahead` approves it before it asks",
-                run.run_id
-            ));
-        }
-        (None, _) => match waiting {
-            Some(waiting) => waiting,
-            None => {
-                return refuse(&format!(
-                    "no stage of run {} is waiting for approval; `ion-plan approve {} --stage NAME --ahead` approves a stage before it asks",
-                    run.run_id,
-                    args.plan.display()
-                ));
-            }
-        },
-    };
+pub fn approve(args: &ApproveArgs) -> Result<u8, CliError> {
+    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let run = unfinished_run(&args.plan, &store, args.run.as_deref())?;
+    let stage = stage_to_approve(args, &run)?;
     // An approval answers the wait open now (named by the journal event that opened it), so
     // a second approval of a pause never answers the approval asked for after it. `--ahead`
     // for a stage that waits for its approval now is that approval; for a paused stage it stays
@@ -202,24 +157,63 @@ pub fn approve(args: &ApproveArgs) -> u8 {
         ahead: wait.is_none(),
         wait,
     };
-    record(&state, &stem, &args.plan, &run, by, request)
+    record(&store, &args.plan, &run, by, request)
 }
 
-pub fn abort(args: &AbortArgs) -> u8 {
-    let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
-    let run = match unfinished_run(&args.plan, &state, &stem, args.run.as_deref()) {
-        Ok(run) => run,
-        Err(code) => return code,
-    };
+/// The stage an approval is for: `--stage` (waiting now, or `--ahead` and not over yet), else
+/// the stage waiting now.
+fn stage_to_approve(args: &ApproveArgs, run: &RunState) -> Result<String, CliError> {
+    let waiting = run.waiting_for_person().map(str::to_owned);
+    match (&args.stage, args.ahead) {
+        (Some(stage), true) => {
+            let stages = stage_names(&args.plan);
+            if !stages.is_empty() && !stages.contains(stage) {
+                return Err(refuse(format!(
+                    "the plan has no stage `{stage}`; its stages: {}",
+                    stages.join(", ")
+                )));
+            }
+            if run.stages_completed.contains(stage) {
+                return Err(refuse(format!(
+                    "stage `{stage}` of run {} is over; an approval ahead would never be taken",
+                    run.run_id
+                )));
+            }
+            Ok(stage.clone())
+        }
+        (Some(stage), false) if waiting.as_ref() == Some(stage) => Ok(stage.clone()),
+        (Some(stage), false) => {
+            let now = waiting.map_or_else(
+                || "no stage is waiting for a person".to_owned(),
+                |w| format!("stage `{w}` is"),
+            );
+            Err(refuse(format!(
+                "stage `{stage}` of run {} is not waiting for approval ({now}); `--ahead` approves it before it asks",
+                run.run_id
+            )))
+        }
+        (None, _) => waiting.ok_or_else(|| {
+            refuse(format!(
+                "no stage of run {} is waiting for approval; `ion-plan approve {} --stage NAME --ahead` approves a stage before it asks",
+                run.run_id,
+                args.plan.display()
+            ))
+        }),
+    }
+}
+
+pub fn abort(args: &AbortArgs) -> Result<u8, CliError> {
+    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let run = unfinished_run(&args.plan, &store, args.run.as_deref())?;
     if let Some(rollback) = &run.rollback {
-        return refuse(&format!(
+        return Err(refuse(format!(
             "run {} is already rolling back ({}); an abort would change nothing",
             run.run_id, rollback.reason
-        ));
+        )));
     }
     let by = args.by.clone().unwrap_or_else(crate::engine::who);
     let request = Request::Abort {
         reason: args.reason.clone(),
     };
-    record(&state, &stem, &args.plan, &run, by, request)
+    record(&store, &args.plan, &run, by, request)
 }

@@ -4,12 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::CliError;
 use crate::demo::{self, DemoService, Ports};
 use crate::exit_code;
+use crate::journal::store::{self, Store};
 use crate::plan::load::Source;
-use crate::plan::model::VarValue;
+use crate::plan::model::{Plan, VarValue};
 use crate::plan::validate::{Checks, validate_source};
 use crate::report::decision_log;
+use crate::request::RunRequest;
 
 /// The demo plan, embedded so the demo runs from any folder; it is `plans/demo.yaml`.
 const DEMO_PLAN: &str = include_str!("../../plans/demo.yaml");
@@ -40,7 +43,7 @@ pub struct Args {
     port: u16,
 }
 
-pub fn run(args: &Args) -> u8 {
+pub fn run(args: &Args) -> Result<u8, CliError> {
     if args.serve {
         return serve(args);
     }
@@ -48,94 +51,80 @@ pub fn run(args: &Args) -> u8 {
         Source::new("plans/demo.yaml", DEMO_PLAN.to_owned()),
         Checks { filesystem: false },
     );
-    let Some(mut plan) = report.plan.clone().filter(|_| report.is_valid(false)) else {
-        return super::run::invalid(report);
+    let Some(plan) = report.plan.clone().filter(|_| report.is_valid(false)) else {
+        return Err(report.into());
     };
-    let runtime = match super::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(async {
-        let service = match demo::start(args.bad_canary, Ports::default()).await {
-            Ok(service) => service,
-            Err(error) => {
-                eprintln!("error: cannot start the demo service on 127.0.0.1: {error}");
-                return exit_code::RUNTIME_ERROR;
-            }
-        };
-        for (name, addr) in [
-            ("router", service.router),
-            ("legacy", service.legacy),
-            ("canary", service.canary),
-        ] {
-            plan.vars
-                .insert(name.to_owned(), VarValue(DemoService::url(addr)));
-        }
-        eprintln!(
-            "demo service on 127.0.0.1: router {}, legacy {}, canary {}{}",
-            service.router,
-            service.legacy,
-            service.canary,
-            if args.bad_canary {
-                " (bad canary: it degrades once it takes traffic)"
-            } else {
-                ""
-            }
-        );
-        let state_dir = args
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".ion-plan"));
-        let run_args = super::run::Args {
-            plan: PathBuf::from("plans/demo.yaml"),
-            dry_run: false,
-            scenario: None,
-            json: args.json,
-            state_dir: Some(state_dir.clone()),
-            once: false,
-            restart: true,
-            retry_step: false,
-            skip_step: false,
-            kill_grace: crate::process::DEFAULT_GRACE,
-            vars: Vec::new(),
-            stopped_hint: Some("the demo does not resume: `ion-plan demo` starts anew".to_owned()),
-        };
-        let code = super::run::execute(
-            &run_args,
-            Arc::new(plan),
-            super::run::digest(DEMO_PLAN),
-            DEMO_PLAN,
-        )
-        .await;
-        service.stop();
-        write_report(&run_args.plan, &state_dir);
-        let verdict = match code {
-            exit_code::SUCCESS => "promoted: the canary took all traffic",
-            exit_code::ROLLED_BACK => "rolled back: all traffic is on legacy again",
-            _ => "did not finish",
-        };
-        eprintln!("demo {verdict} (exit {code})");
-        code
-    })
+    super::runtime()?.block_on(canary(args, plan))
 }
 
-/// `demo --serve`: the service alone, on fixed ports, until Ctrl-C or SIGTERM.
-fn serve(args: &Args) -> u8 {
-    let runtime = match super::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
+/// The demo service up, the demo plan run against it, the report written.
+async fn canary(args: &Args, mut plan: Plan) -> Result<u8, CliError> {
+    let service = demo::start(args.bad_canary, Ports::default())
+        .await
+        .map_err(|source| CliError::DemoService {
+            what: " on 127.0.0.1",
+            source,
+        })?;
+    for (name, addr) in [
+        ("router", service.router),
+        ("legacy", service.legacy),
+        ("canary", service.canary),
+    ] {
+        plan.vars
+            .insert(name.to_owned(), VarValue(DemoService::url(addr)));
+    }
+    eprintln!(
+        "demo service on 127.0.0.1: router {}, legacy {}, canary {}{}",
+        service.router,
+        service.legacy,
+        service.canary,
+        if args.bad_canary {
+            " (bad canary: it degrades once it takes traffic)"
+        } else {
+            ""
+        }
+    );
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".ion-plan"));
+    let request = RunRequest {
+        json: args.json,
+        state_dir: Some(state_dir.clone()),
+        restart: true,
+        stopped_hint: Some("the demo does not resume: `ion-plan demo` starts anew".to_owned()),
+        ..RunRequest::new("plans/demo.yaml")
     };
-    runtime.block_on(async {
+    let result = super::run::execute(
+        &request,
+        Arc::new(plan),
+        store::digest(DEMO_PLAN, &[]),
+        DEMO_PLAN,
+    )
+    .await;
+    service.stop();
+    write_report(&request.plan, &state_dir);
+    let code = result
+        .as_ref()
+        .map_or_else(CliError::exit_code, |code| *code);
+    let verdict = match code {
+        exit_code::SUCCESS => "promoted: the canary took all traffic",
+        exit_code::ROLLED_BACK => "rolled back: all traffic is on legacy again",
+        _ => "did not finish",
+    };
+    eprintln!("demo {verdict} (exit {code})");
+    result
+}
+
+/// `demo --serve`: the service alone, on fixed ports, until a signal.
+fn serve(args: &Args) -> Result<u8, CliError> {
+    super::runtime()?.block_on(async {
         let ports = Ports {
             base: Some(args.port),
         };
-        let service = match demo::start(args.bad_canary, ports).await {
-            Ok(service) => service,
-            Err(error) => {
-                eprintln!("error: cannot start the demo service: {error}");
-                return exit_code::RUNTIME_ERROR;
-            }
-        };
+        let service = demo::start(args.bad_canary, ports)
+            .await
+            .map_err(|source| CliError::DemoService { what: "", source })?;
         let router = DemoService::url(service.router);
         println!(
             "demo service up{}:\n  router  {router}  (PUT /weights {{\"canary\": N}})\n  legacy  {}\n  canary  {}\n\
@@ -146,17 +135,17 @@ fn serve(args: &Args) -> u8 {
             DemoService::url(service.canary),
         );
         // Stopped on purpose: a clean exit.
-        let _ = super::until_signal().await;
+        let _ = super::signal::until_signal().await;
         service.stop();
         eprintln!("demo service stopped");
-        exit_code::SUCCESS
+        Ok(exit_code::SUCCESS)
     })
 }
 
 /// Writes the decision log of the run that just ended beside its journal, and says where.
 fn write_report(plan: &Path, state_dir: &Path) {
-    let (state, stem) = super::run::state_of(plan, Some(state_dir));
-    let Ok(Some((replay, _))) = super::run::latest_run(&state, &stem) else {
+    let store = Store::for_plan(plan, Some(state_dir));
+    let Ok(Some((replay, _))) = store.latest(&mut |warning| eprintln!("warning: {warning}")) else {
         return;
     };
     let path = replay.path.with_extension("report.md");

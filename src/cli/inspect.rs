@@ -1,15 +1,16 @@
 //! `ion-plan status PLAN` and `ion-plan report PLAN`: read a run's journal, change nothing.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
+use super::CliError;
 use crate::event::state::RunState;
 use crate::exit_code;
 use crate::journal::inbox::{self, Inbox};
-use crate::journal::lock;
 use crate::journal::replay::Replay;
+use crate::journal::store::Store;
 use crate::plan::validate::{Checks, validate_file};
 use crate::report::{decision_log, status};
 
@@ -42,26 +43,20 @@ pub struct ReportArgs {
     state_dir: Option<PathBuf>,
 }
 
-fn print(text: &str) -> u8 {
+fn print(text: &str) -> Result<u8, CliError> {
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => exit_code::RUNTIME_ERROR,
-        _ => exit_code::SUCCESS,
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Unwritten(e)),
+        _ => Ok(exit_code::SUCCESS),
     }
 }
 
-/// The plan's newest run, or why there is none (said on stderr); a torn tail is warned about.
-fn newest_run(
-    plan: &std::path::Path,
-    state: &std::path::Path,
-    stem: &str,
-) -> Result<(Replay, RunState), u8> {
-    let Some((replay, run)) = super::run::latest_run(state, stem)? else {
-        eprintln!(
-            "{} has no run yet (looked in {})",
-            plan.display(),
-            state.display()
-        );
-        return Err(exit_code::RUNTIME_ERROR);
+/// The plan's newest run, or why there is none; a torn tail is warned about.
+fn newest_run(plan: &Path, store: &Store) -> Result<(Replay, RunState), CliError> {
+    let Some((replay, run)) = store.latest(&mut |warning| eprintln!("warning: {warning}"))? else {
+        return Err(CliError::NoRun {
+            plan: plan.to_owned(),
+            dir: store.dir().to_owned(),
+        });
     };
     if let Some(warning) = &replay.torn {
         eprintln!("warning: {warning}");
@@ -69,26 +64,17 @@ fn newest_run(
     Ok((replay, run))
 }
 
-pub fn status(args: &StatusArgs) -> u8 {
-    let plan = match validate_file(&args.plan, Checks { filesystem: false }) {
-        Ok(report) => match report.plan {
-            Some(plan) => plan,
-            None => return super::run::invalid(report),
-        },
-        Err(error) => {
-            eprintln!("{:?}", miette::Report::new(error));
-            return exit_code::RUNTIME_ERROR;
-        }
+pub fn status(args: &StatusArgs) -> Result<u8, CliError> {
+    let report = validate_file(&args.plan, Checks { filesystem: false })?;
+    let Some(plan) = report.plan else {
+        return Err(report.into());
     };
-    let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
-    let (_, run) = match newest_run(&args.plan, &state, &stem) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let (_, run) = newest_run(&args.plan, &store)?;
     // Only this run's requests not taken yet; none once the run is over.
     let pending = if run.unfinished() {
         let current = run.current_wait();
-        Inbox::new(inbox::path(&state, &stem), &run.run_id, run.taken.clone())
+        Inbox::new(store.inbox_path(), &run.run_id, run.taken.clone())
             .pending()
             .into_iter()
             // An approval of a wait that is over will never be taken: not pending.
@@ -102,8 +88,7 @@ pub fn status(args: &StatusArgs) -> u8 {
     } else {
         Vec::new()
     };
-    let runner = lock::holder(&state, &stem);
-    let status = status::build(&plan, &run, &pending, runner, Utc::now());
+    let status = status::build(&plan, &run, &pending, store.holder(), Utc::now());
     if args.json {
         print(&format!(
             "{}\n",
@@ -114,12 +99,9 @@ pub fn status(args: &StatusArgs) -> u8 {
     }
 }
 
-pub fn report(args: &ReportArgs) -> u8 {
-    let (state, stem) = super::run::state_of(&args.plan, args.state_dir.as_deref());
-    let (replay, _) = match newest_run(&args.plan, &state, &stem) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn report(args: &ReportArgs) -> Result<u8, CliError> {
+    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let (replay, _) = newest_run(&args.plan, &store)?;
     let log = decision_log::build(&replay);
     match args.format {
         ReportFormat::Md => print(&decision_log::markdown(&log)),

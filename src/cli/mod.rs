@@ -3,11 +3,15 @@
 
 mod control;
 mod demo;
+mod error;
 mod inspect;
 mod probe;
 mod run;
 mod schema;
+mod signal;
 mod validate;
+
+pub use error::CliError;
 
 use clap::{Parser, Subcommand};
 
@@ -42,39 +46,26 @@ enum Command {
 }
 
 /// The async runtime of commands that run probes or plans: two workers, the machine's size.
-fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|error| {
-            eprintln!("error: cannot start the runtime: {error}");
-            crate::exit_code::RUNTIME_ERROR
-        })
-}
-
-/// Waits for Ctrl-C (SIGINT) or SIGTERM; returns the exit code for it: 130 or 143.
-async fn until_signal() -> u8 {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut interrupt), Ok(mut terminate)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            return tokio::select! {
-                _ = interrupt.recv() => 130,
-                _ = terminate.recv() => 143,
-            };
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    130
+        .map_err(CliError::Runtime)
 }
 
 impl Cli {
-    /// Runs the command; returns the process exit code (see [`crate::exit_code`]).
+    /// Runs the command; returns the process exit code (see [`crate::exit_code`]). A failure is
+    /// printed here, and only here.
     pub fn run(self) -> u8 {
+        self.dispatch().unwrap_or_else(|error| {
+            let code = error.exit_code();
+            error.print();
+            code
+        })
+    }
+
+    fn dispatch(self) -> Result<u8, CliError> {
         match self.command {
             Command::Approve(args) => control::approve(&args),
             Command::Abort(args) => control::abort(&args),

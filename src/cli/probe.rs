@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::CliError;
 use crate::engine::redact::Redactor;
 use crate::exit_code;
 use crate::plan::units::parse_duration;
@@ -167,12 +168,8 @@ struct CommandArgs {
     json: bool,
 }
 
-pub fn run(args: &Args) -> u8 {
-    let runtime = match super::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(async {
+pub fn run(args: &Args) -> Result<u8, CliError> {
+    super::runtime()?.block_on(async {
         match &args.kind {
             Kind::Load(load) => run_load(load).await,
             Kind::Http(http) => {
@@ -190,7 +187,10 @@ pub fn run(args: &Args) -> u8 {
                     },
                     metrics: http.metrics.clone(),
                 };
-                print_sample(&probe.sample(&client()).await, http.request.json)
+                Ok(print_sample(
+                    &probe.sample(&client()).await,
+                    http.request.json,
+                ))
             }
             Kind::Prometheus(prometheus) => {
                 let probe = PrometheusProbe {
@@ -202,7 +202,10 @@ pub fn run(args: &Args) -> u8 {
                     timeout: prometheus.timeout,
                     redact: Arc::default(),
                 };
-                print_sample(&probe.sample(&client()).await, prometheus.json)
+                Ok(print_sample(
+                    &probe.sample(&client()).await,
+                    prometheus.json,
+                ))
             }
             Kind::Command(command) => {
                 let probe = CommandProbe {
@@ -213,7 +216,7 @@ pub fn run(args: &Args) -> u8 {
                     timeout: command.timeout,
                     redact: Arc::default(),
                 };
-                print_sample(&probe.sample().await, command.json)
+                Ok(print_sample(&probe.sample().await, command.json))
             }
         }
     })
@@ -227,7 +230,7 @@ fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-async fn run_load(args: &LoadArgs) -> u8 {
+async fn run_load(args: &LoadArgs) -> Result<u8, CliError> {
     let (requests, delay) = args.preset.values();
     let probe = LoadProbe {
         name: "load".into(),
@@ -264,13 +267,7 @@ async fn run_load(args: &LoadArgs) -> u8 {
         ticker.abort();
         bar.finish_and_clear();
     }
-    let results = match results {
-        Ok(results) => results,
-        Err(error) => {
-            eprintln!("error: {}", terminal(&error));
-            return exit_code::RUNTIME_ERROR;
-        }
-    };
+    let results = results.map_err(|error| CliError::Load(terminal(&error)))?;
     let reports: Vec<(String, TargetReport)> = results
         .iter()
         .map(|(name, stats)| (name.clone(), stats.report()))
@@ -286,7 +283,7 @@ async fn run_load(args: &LoadArgs) -> u8 {
         load_table(&reports)
     };
     let _ = out.write_all(text.as_bytes());
-    exit_code::SUCCESS
+    Ok(exit_code::SUCCESS)
 }
 
 /// On a terminal, a line on stderr that counts requests sent against the total, five times a
@@ -402,7 +399,8 @@ fn load_table(reports: &[(String, TargetReport)]) -> String {
     out
 }
 
-/// A sample as a table or JSON; exit 1 when the probe failed.
+/// A sample as a table or JSON; exit 1 when the probe failed. A failed probe is a sample, said
+/// on stdout like any other: an answer, not an error of the command.
 fn print_sample(sample: &Sample, json: bool) -> u8 {
     let text = if json {
         format!("{}\n", serde_json::to_string(sample).unwrap_or_default())

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::CliError;
 use crate::exit_code;
 use crate::plan::schema::{plan_schema_text, scenario_schema_text};
 
@@ -12,7 +13,7 @@ pub struct Args {
     scenario: bool,
 }
 
-pub fn run(args: &Args) -> u8 {
+pub fn run(args: &Args) -> Result<u8, CliError> {
     let text = if args.scenario {
         scenario_schema_text()
     } else {
@@ -20,11 +21,10 @@ pub fn run(args: &Args) -> u8 {
     };
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()) {
-        Ok(()) => exit_code::SUCCESS,
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => exit_code::SUCCESS,
-        Err(error) => {
-            eprintln!("error: failed to write the schema: {error}");
-            exit_code::RUNTIME_ERROR
-        }
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Stdout {
+            what: "schema",
+            source: error,
+        }),
+        _ => Ok(exit_code::SUCCESS),
     }
 }

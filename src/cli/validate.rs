@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::CliError;
 use crate::exit_code;
 use crate::plan::validate::{Checks, validate_file_with};
 use crate::report::diagnostics::{FileOutcome, Format, render};
@@ -23,7 +24,7 @@ pub struct Args {
     vars: Vec<(String, String)>,
 }
 
-pub fn run(args: &Args) -> u8 {
+pub fn run(args: &Args) -> Result<u8, CliError> {
     let outcomes = validate_all(&args.plans, &args.vars);
     // anstream's rule: a terminal, no `NO_COLOR`, `TERM` not `dumb`; `CLICOLOR_FORCE` forces it.
     let color = args.format == Format::Human
@@ -35,19 +36,24 @@ pub fn run(args: &Args) -> u8 {
         .and_then(|()| stdout.flush())
         && error.kind() != std::io::ErrorKind::BrokenPipe
     {
-        eprintln!("error: failed to write the report: {error}");
-        return exit_code::RUNTIME_ERROR;
+        return Err(CliError::Stdout {
+            what: "report",
+            source: error,
+        });
     }
-    if outcomes
-        .iter()
-        .any(|o| matches!(o, FileOutcome::Unreadable(..)))
-    {
-        exit_code::RUNTIME_ERROR
-    } else if outcomes.iter().any(|o| !o.is_valid(args.strict)) {
-        exit_code::INVALID
-    } else {
-        exit_code::SUCCESS
-    }
+    // The findings are the answer, on stdout: their exit code is no error of the command.
+    Ok(
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, FileOutcome::Unreadable(..)))
+        {
+            exit_code::RUNTIME_ERROR
+        } else if outcomes.iter().any(|o| !o.is_valid(args.strict)) {
+            exit_code::INVALID
+        } else {
+            exit_code::SUCCESS
+        },
+    )
 }
 
 /// Validates files on every core, keeping the order they were named in.

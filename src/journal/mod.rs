@@ -5,6 +5,7 @@ pub mod dir;
 pub mod inbox;
 pub mod lock;
 pub mod replay;
+pub mod store;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
