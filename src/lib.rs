@@ -13,6 +13,7 @@ pub mod journal;
 pub mod plan;
 pub mod probe;
 pub mod process;
+pub mod redact;
 pub mod report;
 pub mod request;
 pub mod stats;

@@ -11,7 +11,6 @@ use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::CliError;
-use crate::engine::redact::Redactor;
 use crate::exit_code;
 use crate::plan::units::parse_duration;
 use crate::probe::command::CommandProbe;
@@ -19,6 +18,7 @@ use crate::probe::http::{HttpProbe, Request};
 use crate::probe::load::{LoadProbe, LoadSpec, Target, TargetReport};
 use crate::probe::prometheus::PrometheusProbe;
 use crate::probe::{Reading, Sample};
+use crate::redact::Redactor;
 use crate::report::escape::terminal;
 
 #[derive(Debug, clap::Args)]

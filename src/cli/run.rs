@@ -370,7 +370,7 @@ fn live_setup(
                 (!request.once).then(|| request.plan.display().to_string()),
             )),
             // Every event is redacted once more before any sink sees it.
-            sinks: vec![Box::new(crate::engine::redact::Redacting::new(
+            sinks: vec![Box::new(crate::redact::Redacting::new(
                 redact,
                 vec![Box::new(journal), progress, Box::new(notifier)],
             ))],

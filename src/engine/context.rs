@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::plan::interpolate::{self, Filled, Reference};
 use crate::plan::model::Plan;
+use crate::redact::{Redactor, secret_headers};
 
 /// The stage a string is filled for.
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +80,7 @@ impl Resolver {
         .map_err(|e| format!("in `{text}`: {}", e.message))
     }
 
-    /// Every `env` value: secrets, which [`Redactor`](crate::engine::redact::Redactor) takes
+    /// Every `env` value: secrets, which [`Redactor`](crate::redact::Redactor) takes
     /// out of everything that leaves the runner.
     pub fn secrets(&self) -> impl Iterator<Item = &str> {
         self.env.values().map(String::as_str)
@@ -118,6 +119,34 @@ pub fn env_names(plan: &Plan) -> Vec<String> {
     }
     names.sort();
     names
+}
+
+impl Redactor {
+    /// The secrets of a live run: every `env` value the plan uses, and the value of every secret
+    /// header (by name, see [`is_secret_header`], or listed in `secret_headers`) anywhere in the
+    /// plan, as filled for preflight and for every stage.
+    pub fn for_run(plan: &Plan, resolver: &Resolver) -> Redactor {
+        let mut values: Vec<String> = resolver.secrets().map(str::to_owned).collect();
+        let mut headers = Vec::new();
+        let tree = serde_json::to_value(plan).unwrap_or_default();
+        secret_headers(&tree, &mut headers);
+        let stages: Vec<Option<StageRef<'_>>> = std::iter::once(None)
+            .chain(plan.stages.iter().map(|s| {
+                Some(StageRef {
+                    name: &s.name,
+                    traffic: s.traffic,
+                })
+            }))
+            .collect();
+        for value in headers {
+            for stage in &stages {
+                if let Ok(filled) = resolver.fill(value, *stage) {
+                    values.push(filled.value);
+                }
+            }
+        }
+        Redactor::new(values)
+    }
 }
 
 #[cfg(test)]

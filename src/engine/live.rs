@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 
 use crate::engine::clock::Clock;
 use crate::engine::context::{Resolver, StageRef};
-use crate::engine::redact::Redactor;
 use crate::engine::{
     Announce, CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
     WaitFor,
@@ -24,6 +23,7 @@ use crate::probe::command::program_path;
 use crate::probe::http::Request;
 use crate::probe::{Sample, tail};
 use crate::process;
+use crate::redact::Redactor;
 
 /// The default timeout of a step's attempt.
 pub const STEP_TIMEOUT: Duration = Duration::from_mins(10);

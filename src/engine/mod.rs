@@ -14,7 +14,6 @@ pub mod gates;
 pub mod live;
 pub mod notify;
 pub mod pool;
-pub mod redact;
 pub mod run;
 pub mod scenario;
 pub mod schedule;

@@ -9,12 +9,12 @@ use crate::plan::diagnostic::{Code, Diagnostic, Target};
 use crate::plan::expr::{self, Expr, MetricRef, Op, Rhs};
 use crate::plan::metrics::{Catalog, MetricUnit};
 use crate::plan::model::{
-    Condition, ConditionSpec, Confidence, Gate, GateAt, LoadProbe, Plan, ProbeKind, Stage,
+    Condition, ConditionSpec, Confidence, DEFAULT_REQUESTS, Gate, GateAt, LoadProbe, Plan,
+    ProbeKind, Stage,
 };
 use crate::plan::semantic::check_count;
 use crate::plan::span::join;
 use crate::plan::units::{PlanDuration, format_duration};
-use crate::probe::load::DEFAULT_REQUESTS;
 use crate::stats::{Needed, percentile_needed, ratio_needed};
 
 /// The interval a condition with `confidence` is judged on.

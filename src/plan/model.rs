@@ -366,6 +366,10 @@ pub struct PrometheusProbe {
     pub timeout: Option<PlanDuration>,
 }
 
+/// Requests a load probe sends each target in one check when the plan sets none (the seed's
+/// `rate_limit_probe` "medium" preset).
+pub const DEFAULT_REQUESTS: u64 = 50;
+
 /// Requests to each target, side by side, so canary and legacy are measured at the same moment.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::redact::Redactor;
 use crate::probe::{Sample, readings_from_json, tail};
+use crate::redact::Redactor;
 
 /// The most a probe's stdout may print: a JSON object of a few numbers.
 const MAX_OUTPUT: u64 = 1024 * 1024;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::redact::Redactor;
 use crate::probe::{Reading, Sample, kind};
+use crate::redact::Redactor;
 
 /// The client's method for a plan's method.
 pub fn method(method: crate::plan::model::Method) -> reqwest::Method {

@@ -22,8 +22,8 @@ use tokio::time::Instant;
 use crate::plan::model::{LoadProbe as LoadSpecModel, ProbeOverrides};
 use crate::probe::{Reading, Sample};
 
-/// Defaults of the seed's `rate_limit_probe` "medium" preset.
-pub const DEFAULT_REQUESTS: u64 = 50;
+pub use crate::plan::model::DEFAULT_REQUESTS;
+/// The default timeout of one request (the seed's `rate_limit_probe` "medium" preset).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest latency the histogram records (longer ones are clamped to it).
 const MAX_LATENCY_MICROS: u64 = 3_600_000_000;

@@ -17,9 +17,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::redact::Redactor;
 use crate::plan::model::{Probe as ProbeSpec, ProbeKind, ProbeOverrides};
 use crate::plan::units::PlanDuration;
+use crate::redact::Redactor;
 
 /// The default timeout of a probe.
 pub const PROBE_TIMEOUT: Duration = Duration::from_mins(1);

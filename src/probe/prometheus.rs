@@ -8,9 +8,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::engine::redact::Redactor;
 use crate::probe::http::{bytes_body, describe, read_capped};
 use crate::probe::{Reading, Sample, tail};
+use crate::redact::Redactor;
 
 #[derive(Debug, Clone)]
 pub struct PrometheusProbe {

@@ -11,10 +11,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 
-use crate::engine::Sink;
-use crate::engine::context::{Resolver, StageRef};
-use crate::event::Record;
-use crate::plan::model::Plan;
+use crate::event::{Record, Sink};
 
 /// Shorter values are not treated as secrets: replacing `1` or `on` everywhere would garble
 /// every line and protect nothing.
@@ -93,32 +90,6 @@ impl Redactor {
         Redactor { secrets }
     }
 
-    /// The secrets of a live run: every `env` value the plan uses, and the value of every secret
-    /// header (by name, see [`is_secret_header`], or listed in `secret_headers`) anywhere in the
-    /// plan, as filled for preflight and for every stage.
-    pub fn for_run(plan: &Plan, resolver: &Resolver) -> Redactor {
-        let mut values: Vec<String> = resolver.secrets().map(str::to_owned).collect();
-        let mut headers = Vec::new();
-        let tree = serde_json::to_value(plan).unwrap_or_default();
-        secret_headers(&tree, &mut headers);
-        let stages: Vec<Option<StageRef<'_>>> = std::iter::once(None)
-            .chain(plan.stages.iter().map(|s| {
-                Some(StageRef {
-                    name: &s.name,
-                    traffic: s.traffic,
-                })
-            }))
-            .collect();
-        for value in headers {
-            for stage in &stages {
-                if let Ok(filled) = resolver.fill(value, *stage) {
-                    values.push(filled.value);
-                }
-            }
-        }
-        Redactor::new(values)
-    }
-
     /// For headers given outside a plan (`ion-plan probe`): the secret ones by name.
     pub fn for_headers(headers: &[(String, String)]) -> Redactor {
         Redactor::new(
@@ -168,18 +139,59 @@ impl Redactor {
     }
 
     /// A record with every string redacted; the record itself when nothing had to change.
+    ///
+    /// A secret that happens to equal a word of the format (an outcome, a mode, a field name)
+    /// would break the record if redacted there: such whole-string matches are kept, since
+    /// they are the format's word and carry nothing of the secret's use; every other
+    /// occurrence is redacted. Nothing falls back to the unredacted record.
     pub fn redact_record(&self, record: &Record) -> Record {
         if self.secrets.is_empty() {
             return record.clone();
         }
-        let Ok(mut value) = serde_json::to_value(record) else {
+        let Ok(original) = serde_json::to_value(record) else {
             return record.clone();
         };
+        let mut value = original.clone();
         if !self.redact_json(&mut value) {
             return record.clone();
         }
         // Records round-trip through JSON: the journal is read back the same way.
-        serde_json::from_value(value).unwrap_or_else(|_| record.clone())
+        if let Ok(redacted) = serde_json::from_value(value) {
+            return redacted;
+        }
+        let mut value = original;
+        self.redact_values_keeping_words(&mut value);
+        serde_json::from_value(value).unwrap_or_else(|_| Record {
+            seq: record.seq,
+            at: record.at,
+            event: crate::event::Event::NotifyFailed {
+                url: String::new(),
+                event: "redacted".to_owned(),
+                reason: "an event that held a secret could not be redacted and was dropped"
+                    .to_owned(),
+            },
+        })
+    }
+
+    /// Redacts string values (not object keys), leaving a string that is exactly a secret as
+    /// it is: the format's own words (`pass`, `live`) must survive.
+    fn redact_values_keeping_words(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) if !self.secrets.iter().any(|s| s == text) => {
+                *text = self.redact(text);
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    self.redact_values_keeping_words(item);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for item in map.values_mut() {
+                    self.redact_values_keeping_words(item);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -214,7 +226,7 @@ fn base64_forms(secret: &[u8]) -> Vec<String> {
 
 /// The values of secret headers anywhere in a plan's tree: a `headers` map's entries whose
 /// name is a secret header's, or is listed in the `secret_headers` beside it.
-fn secret_headers<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+pub(crate) fn secret_headers<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
     match value {
         serde_json::Value::Array(items) => {
             for item in items {
@@ -284,6 +296,8 @@ impl Sink for Redacting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::context::Resolver;
+    use crate::plan::model::Plan;
 
     #[test]
     fn secret_headers_by_name() {
@@ -319,6 +333,48 @@ mod tests {
         assert_eq!(redactor.redact("?t=s3cr%22et%2Fvalue%2B1"), "?t=***");
         // Too short to be a secret.
         assert_eq!(redactor.redact("abc"), "abc");
+    }
+
+    #[test]
+    fn a_secret_that_is_a_word_of_the_format_never_lets_the_record_through_unredacted() {
+        use crate::event::evaluation::{Evaluation, Outcome, Streak};
+        use crate::event::{Event, Record};
+        // A secret equal to an outcome's word, also used in free text.
+        let redactor = Redactor::new(["violation"]);
+        let record = Record {
+            seq: 7,
+            at: chrono::Utc::now(),
+            event: Event::Evaluated {
+                stage: Some("canary".to_owned()),
+                check: 3,
+                evaluation: Evaluation {
+                    gate: "guard".to_owned(),
+                    condition: "app.error_rate <= 1%".to_owned(),
+                    outcome: Outcome::Violation,
+                    value: Some(0.02),
+                    threshold: Some(0.01),
+                    streak: Streak {
+                        count: 1,
+                        needed: 1,
+                        window: None,
+                    },
+                    fired: true,
+                    evidence: None,
+                    unit: None,
+                },
+            },
+        };
+        let mut leaky = record.clone();
+        if let Event::Evaluated { evaluation, .. } = &mut leaky.event {
+            evaluation.gate = "token=violation".to_owned();
+        }
+        let redacted = redactor.redact_record(&leaky);
+        let Event::Evaluated { evaluation, .. } = &redacted.event else {
+            panic!("the record keeps its kind: {redacted:?}");
+        };
+        assert_eq!(evaluation.gate, "token=***");
+        assert_eq!(evaluation.outcome, Outcome::Violation);
+        assert_eq!(redacted.seq, 7);
     }
 
     #[test]
