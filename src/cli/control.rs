@@ -1,4 +1,5 @@
-//! `ion-plan approve PLAN` and `ion-plan abort PLAN --reason TEXT`: a person's decision for one
+//! `ion-plan approve PLAN`, `ion-plan abort PLAN --reason TEXT` and `ion-plan promote PLAN
+//! --reason TEXT`: a person's decision for one
 //! run (the plan's unfinished run, or `--run ID`), left in the plan's inbox for that run's runner
 //! (taken within a second), or for its next `run --once`. A decision nothing can take is refused
 //! (exit 6) rather than recorded: no run in progress, or a stage that is not waiting.
@@ -46,6 +47,25 @@ pub struct AbortArgs {
     #[arg(long, value_name = "ID")]
     run: Option<String>,
     /// Who aborts. Default: $USER, else the user id's name.
+    #[arg(long)]
+    by: Option<String>,
+    /// Where the run's journal is. Default: `.ion-plan/` beside the plan.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The plan whose baking stage to promote: its bake ends now, the end gates judge what it
+    /// has, and the run goes on.
+    plan: PathBuf,
+    /// Why, for the journal and the report.
+    #[arg(long, required = true)]
+    reason: String,
+    /// The run to promote (its id). Default: the plan's unfinished run.
+    #[arg(long, value_name = "ID")]
+    run: Option<String>,
+    /// Who promotes. Default: $USER, else the user id's name.
     #[arg(long)]
     by: Option<String>,
     /// Where the run's journal is. Default: `.ion-plan/` beside the plan.
@@ -121,6 +141,7 @@ fn record(
         } => format!("approval of stage `{stage}`"),
         Request::Approve { stage: None, .. } => "approval".to_owned(),
         Request::Abort { .. } => "abort".to_owned(),
+        Request::Promote { stage, .. } => format!("promotion of stage `{stage}`"),
     };
     eprintln!(
         "{what} recorded for run {}: its running runner takes it within a second; otherwise the next `ion-plan run {}` does",
@@ -214,6 +235,41 @@ pub fn abort(args: &AbortArgs) -> Result<u8, CliError> {
     let by = args.by.clone().unwrap_or_else(crate::engine::who);
     let request = Request::Abort {
         reason: args.reason.clone(),
+    };
+    record(&store, &args.plan, &run, by, request)
+}
+
+/// A promotion is for the stage baking now: started, its bake not over, not paused, not
+/// rolling back. Anything else is refused: it would be taken by no bake, or by the wrong one.
+pub fn promote(args: &PromoteArgs) -> Result<u8, CliError> {
+    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let run = unfinished_run(&args.plan, &store, args.run.as_deref())?;
+    let baking = run
+        .stage
+        .as_ref()
+        .filter(|s| !s.bake_ended && s.paused.is_none() && run.rollback.is_none() && !run.aborted);
+    let Some(stage) = baking else {
+        let now = match (&run.stage, run.rollback.is_some()) {
+            (_, true) => "it is rolling back".to_owned(),
+            (Some(s), _) if s.paused.is_some() => {
+                format!(
+                    "stage `{}` is paused: `ion-plan approve` resumes it",
+                    s.name
+                )
+            }
+            (Some(s), _) => format!("the bake of stage `{}` is over", s.name),
+            (None, _) => "no stage has started".to_owned(),
+        };
+        return Err(refuse(format!(
+            "no stage of run {} is baking ({now}); a promotion ends a bake in progress",
+            run.run_id
+        )));
+    };
+    let by = args.by.clone().unwrap_or_else(crate::engine::who);
+    let request = Request::Promote {
+        stage: stage.name.clone(),
+        reason: args.reason.clone(),
+        bake: stage.started_seq,
     };
     record(&store, &args.plan, &run, by, request)
 }

@@ -29,6 +29,8 @@ enum Command {
     Approve(control::ApproveArgs),
     /// Abort a run: its rollback steps run.
     Abort(control::AbortArgs),
+    /// End the baking stage's bake now; its end gates still judge what it has.
+    Promote(control::PromoteArgs),
     /// A whole canary against a bundled demo service on 127.0.0.1, in under a minute.
     Demo(demo::Args),
     /// Check plans: YAML, JSON schema, and meaning. Runs nothing and opens no socket.
@@ -69,6 +71,7 @@ impl Cli {
         match self.command {
             Command::Approve(args) => control::approve(&args),
             Command::Abort(args) => control::abort(&args),
+            Command::Promote(args) => control::promote(&args),
             Command::Demo(args) => demo::run(&args),
             Command::Validate(args) => validate::run(&args),
             Command::Probe(args) => probe::run(&args),

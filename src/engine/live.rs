@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use crate::engine::clock::Clock;
 use crate::engine::context::{Resolver, StageRef};
 use crate::engine::{
-    Announce, CheckContext, Control, ControlSource, Sampler, StepContext, StepResult, StepRunner,
-    WaitFor,
+    Announce, BakeFor, CheckContext, Control, ControlSource, Sampler, StepContext, StepResult,
+    StepRunner, WaitFor,
 };
 use crate::journal::inbox::{self, Entry, Inbox};
 use crate::plan::model::{HttpStep, Method, Plan, Step};
@@ -415,6 +415,8 @@ pub struct TerminalControl {
     /// What waits for a person now, if anything (stage, paused, the wait's journal sequence
     /// number): only it takes approvals.
     waiting: Option<(String, bool, u64)>,
+    /// The stage baking now and the sequence number of its start: only it takes promotions.
+    baking: Option<(String, u64)>,
     /// The plan's path as given, for the hint printed when nobody types at a terminal.
     plan: Option<String>,
 }
@@ -428,6 +430,11 @@ fn control_of(entry: Entry) -> Control {
             request: Some(entry.id),
         },
         inbox::Request::Abort { reason } => Control::Abort {
+            by: entry.by,
+            reason,
+            request: Some(entry.id),
+        },
+        inbox::Request::Promote { reason, .. } => Control::Promote {
             by: entry.by,
             reason,
             request: Some(entry.id),
@@ -488,6 +495,7 @@ impl TerminalControl {
             interactive,
             inbox: None,
             waiting: None,
+            baking: None,
             plan: None,
         }
     }
@@ -503,7 +511,13 @@ impl TerminalControl {
         });
         self.inbox
             .as_mut()
-            .and_then(|i| i.take(waiting))
+            .and_then(|i| {
+                let baking = self
+                    .baking
+                    .as_ref()
+                    .map(|(stage, seq)| BakeFor { stage, seq: *seq });
+                i.take(waiting, baking)
+            })
             .map(control_of)
     }
 }
@@ -578,5 +592,9 @@ impl ControlSource for TerminalControl {
 
     fn waiting(&mut self, wait: Option<WaitFor<'_>>) {
         self.waiting = wait.map(|w| (w.stage.to_owned(), w.paused, w.seq));
+    }
+
+    fn baking(&mut self, bake: Option<BakeFor<'_>>) {
+        self.baking = bake.map(|b| (b.stage.to_owned(), b.seq));
     }
 }

@@ -35,11 +35,15 @@ impl Data<'_> {
     pub fn ratio(self, metric: &MetricRef, count: Option<&str>) -> Result<Ratio, String> {
         match self {
             Data::Check(samples) => ratio_in(samples, metric, count),
-            Data::Pool(pool) => pool
-                .ratios
-                .get(&ratio_key(metric, count))
-                .copied()
-                .ok_or_else(|| format!("no sample of `{}` in this stage", metric.name)),
+            Data::Pool(pool) => {
+                let key = ratio_key(metric, count);
+                pool.ratios.get(&key).copied().ok_or_else(|| {
+                    pool.failures.get(&key).map_or_else(
+                        || format!("no sample of `{}` in this stage", metric.name),
+                        |why| format!("no usable sample of `{}` in this stage: {why}", metric.name),
+                    )
+                })
+            }
         }
     }
 
@@ -55,16 +59,17 @@ impl Data<'_> {
                 if let Some(error) = &sample.error {
                     return Err(error.clone());
                 }
-                let text = sample
-                    .histograms
-                    .get(target_name(metric))
-                    .ok_or_else(|| format!("no latencies recorded for `{key}`"))?;
-                let histogram = stats::decode_histogram(text).map_err(|e| e.to_string())?;
-                Ok((histogram, 1))
+                match sample.histograms.get(target_name(metric)) {
+                    Some(text) => {
+                        Ok((stats::decode_histogram(text).map_err(|e| e.to_string())?, 1))
+                    }
+                    None => stated(samples, metric).map(|h| (h, 1)),
+                }
             }
             Data::Pool(pool) => pool
                 .histograms
                 .get(&key)
+                .or_else(|| pool.stated.get(&metric.name))
                 .map(|(h, checks)| (h.clone(), *checks))
                 .ok_or_else(|| format!("no latencies recorded for `{key}` in this stage")),
         }
@@ -78,6 +83,11 @@ pub struct Pool {
     ratios: HashMap<String, Ratio>,
     /// `probe.target` → every latency of the stage.
     histograms: HashMap<String, (Histogram<u64>, u32)>,
+    /// Percentile metric → its stated value over the check's requests, for samples without
+    /// latencies (scenarios).
+    stated: HashMap<String, (Histogram<u64>, u32)>,
+    /// Why a ratio's last sample could not be pooled (no data for its count, say).
+    failures: HashMap<String, String>,
 }
 
 impl Pool {
@@ -93,19 +103,28 @@ impl Pool {
             let Some(on) = &condition.interval else {
                 continue;
             };
-            let IntervalKind::Wilson { count } = &on.kind else {
-                continue;
-            };
             let metric = &condition.expr.metric;
-            let key = ratio_key(metric, count.as_deref());
+            let count = match &on.kind {
+                IntervalKind::Wilson { count } => count.as_deref(),
+                IntervalKind::Percentile { .. } => {
+                    self.add_stated(samples, metric);
+                    continue;
+                }
+            };
+            let key = ratio_key(metric, count);
             if !seen.insert(key.clone()) {
                 continue;
             }
-            if let Ok(ratio) = ratio_in(samples, metric, count.as_deref()) {
-                let pooled = self.ratios.entry(key).or_default();
-                pooled.k += ratio.k;
-                pooled.n += ratio.n;
-                pooled.checks += 1;
+            match ratio_in(samples, metric, count) {
+                Ok(ratio) => {
+                    let pooled = self.ratios.entry(key).or_default();
+                    pooled.k += ratio.k;
+                    pooled.n += ratio.n;
+                    pooled.checks += 1;
+                }
+                Err(why) => {
+                    self.failures.insert(key, why);
+                }
             }
         }
         for sample in samples.values().filter(|s| s.error.is_none()) {
@@ -127,6 +146,69 @@ impl Pool {
             }
         }
     }
+}
+
+impl Pool {
+    /// A percentile a sample states without latencies (a scenario's `load.canary.p95`).
+    fn add_stated(&mut self, samples: &HashMap<String, Sample>, metric: &MetricRef) {
+        let has_latencies = samples
+            .get(metric.probe())
+            .is_some_and(|s| !s.histograms.is_empty());
+        if has_latencies {
+            return;
+        }
+        let Ok(histogram) = stated(samples, metric) else {
+            return;
+        };
+        match self.stated.get_mut(&metric.name) {
+            Some((pooled, checks)) => {
+                if pooled.add(&histogram).is_ok() {
+                    *checks += 1;
+                }
+            }
+            None => {
+                self.stated.insert(metric.name.clone(), (histogram, 1));
+            }
+        }
+    }
+}
+
+/// A sample with no latencies (a scenario) that states a percentile and its target's
+/// `requests`: taken as that many latencies at the stated value, so the interval is the value
+/// itself once the count suffices (`docs/scenario.md`).
+fn stated(samples: &HashMap<String, Sample>, metric: &MetricRef) -> Result<Histogram<u64>, String> {
+    let count = MetricRef {
+        name: format!("{}.requests", target_of(metric)),
+        start: 0,
+    };
+    let (Reading::Value(value), Reading::Value(n)) =
+        (reading(samples, metric), reading(samples, &count))
+    else {
+        return Err(format!(
+            "no latencies recorded for `{}` (a scenario states `{}` and `{}`)",
+            target_of(metric),
+            metric.name,
+            count.name
+        ));
+    };
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "seconds to whole microseconds, clamped to the histogram's range"
+    )]
+    let micros = (value * 1e6).round().clamp(1.0, 3_600_000_000.0) as u64;
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a request count, clamped"
+    )]
+    let n = n.round().clamp(0.0, 1e9) as u64;
+    if n > 0 {
+        histogram.record_n(micros, n).map_err(|e| e.to_string())?;
+    }
+    Ok(histogram)
 }
 
 fn ratio_key(metric: &MetricRef, count: Option<&str>) -> String {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::WaitFor;
+use crate::event::{BakeFor, WaitFor};
 use crate::journal::dir;
 
 /// What a person asks for.
@@ -34,6 +34,13 @@ pub enum Request {
     },
     Abort {
         reason: String,
+    },
+    /// End the stage's bake now (`ion-plan promote`).
+    Promote {
+        stage: String,
+        reason: String,
+        /// The bake it ends: the journal sequence number of the stage's `stage_started`.
+        bake: u64,
     },
 }
 
@@ -70,8 +77,14 @@ impl Entry {
                         None => *ahead && !wait.paused,
                     }
             }
-            Request::Abort { .. } => false,
+            Request::Abort { .. } | Request::Promote { .. } => false,
         }
+    }
+
+    /// Whether this is a promotion of the bake `bake`.
+    pub fn promotes(&self, bake: BakeFor<'_>) -> bool {
+        matches!(&self.request, Request::Promote { stage, bake: seq, .. }
+            if stage == bake.stage && *seq == bake.seq)
     }
 }
 
@@ -151,13 +164,19 @@ impl Inbox {
     }
 
     /// Takes the oldest waiting abort, else (when something waits for a person) the oldest
-    /// approval that answers that wait. Anything else stays in the inbox.
-    pub fn take(&mut self, waiting: Option<WaitFor<'_>>) -> Option<Entry> {
+    /// approval that answers that wait, else (while a stage bakes) the oldest promotion of that
+    /// bake. Anything else stays in the inbox.
+    pub fn take(
+        &mut self,
+        waiting: Option<WaitFor<'_>>,
+        baking: Option<BakeFor<'_>>,
+    ) -> Option<Entry> {
         let pending = self.pending();
         let entry = pending
             .iter()
             .find(|e| e.is_abort())
-            .or_else(|| waiting.and_then(|wait| pending.iter().find(|e| e.approves(wait))))?
+            .or_else(|| waiting.and_then(|wait| pending.iter().find(|e| e.approves(wait))))
+            .or_else(|| baking.and_then(|bake| pending.iter().find(|e| e.promotes(bake))))?
             .clone();
         self.taken.insert(entry.id.clone());
         Some(entry)
@@ -222,11 +241,11 @@ mod tests {
             append(&path, &e).unwrap();
         }
         let mut inbox = Inbox::new(path.clone(), "r1", HashSet::from(["a".to_owned()]));
-        assert_eq!(inbox.take(Some(wait("s", 1))).unwrap().id, "b");
-        assert!(inbox.take(Some(wait("s", 1))).is_none());
+        assert_eq!(inbox.take(Some(wait("s", 1)), None).unwrap().id, "b");
+        assert!(inbox.take(Some(wait("s", 1)), None).is_none());
         // Another run sees none of run r1's requests, and r1 none of r0's.
         let mut other = Inbox::new(path.clone(), "r2", HashSet::new());
-        assert!(other.take(Some(wait("s", 1))).is_none());
+        assert!(other.take(Some(wait("s", 1)), None).is_none());
         assert!(other.pending().is_empty());
         // A torn line is not read until it is complete.
         std::fs::OpenOptions::new()
@@ -251,12 +270,18 @@ mod tests {
             append(&path, &e).unwrap();
         }
         let mut inbox = Inbox::new(path, "r", HashSet::new());
-        assert_eq!(inbox.take(None).unwrap().id, "3");
-        assert!(inbox.take(None).is_none(), "no stage waits: no approval");
-        assert_eq!(inbox.take(Some(wait("canary-5", 4))).unwrap().id, "2");
+        assert_eq!(inbox.take(None, None).unwrap().id, "3");
+        assert!(
+            inbox.take(None, None).is_none(),
+            "no stage waits: no approval"
+        );
+        assert_eq!(inbox.take(Some(wait("canary-5", 4)), None).unwrap().id, "2");
         // An approval of an earlier wait (seq 2) is not taken by this one.
-        assert!(inbox.take(Some(wait("canary-5", 4))).is_none());
+        assert!(inbox.take(Some(wait("canary-5", 4)), None).is_none());
         assert_eq!(inbox.pending().len(), 2);
-        assert_eq!(inbox.take(Some(wait("canary-10", 9))).unwrap().id, "1");
+        assert_eq!(
+            inbox.take(Some(wait("canary-10", 9)), None).unwrap().id,
+            "1"
+        );
     }
 }

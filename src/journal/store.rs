@@ -516,6 +516,9 @@ fn run_id_after(now: DateTime<Utc>, previous: Option<&str>) -> String {
                 .ok()
         })
         .map(|t| t.and_utc());
+    // Ids carry milliseconds: compare at that precision, or a run started in the same
+    // millisecond as `previous` could sort before it (by its salt).
+    let now = chrono::SubsecRound::trunc_subsecs(now, 3);
     let at = match previous {
         Some(previous) if previous >= now => {
             previous

@@ -146,6 +146,16 @@ fn next_of(
         let done = progress.checks.last().map(|c| c.offset);
         let at =
             |offset: std::time::Duration| crate::engine::clock::after(progress.started, offset);
+        if let Some(until) = progress.extended_until.filter(|_| !progress.bake_ended) {
+            return Some((
+                format!(
+                    "extended: waiting for evidence ({}) until {}",
+                    evidence_of(plan, run, stage),
+                    until.format("%Y-%m-%d %H:%M:%SZ")
+                ),
+                Some(until),
+            ));
+        }
         return Some(match timeline::next_check(stage, defaults, done) {
             Some(offset) => (format!("check of `{}`", stage.name), Some(at(offset))),
             None => (
@@ -163,6 +173,34 @@ fn next_of(
             at,
         )
     })
+}
+
+/// How far each end condition short of evidence is: "`load.canary.error_rate <= 0.5%`: 700
+/// of 765 requests".
+fn evidence_of(plan: &Plan, run: &RunState, stage: &crate::plan::model::Stage) -> String {
+    let planned = crate::plan::evidence::stage_evidence(plan, stage);
+    let parts: Vec<String> = run
+        .evaluations
+        .values()
+        .filter(|(_, e)| e.outcome == Judged::Insufficient)
+        .filter_map(|(_, e)| {
+            let evidence = e.evidence?;
+            let needed = planned
+                .iter()
+                .find(|p| p.gate == e.gate && p.check == e.condition)
+                .map(|p| match p.needed {
+                    crate::stats::Needed::Count(n) => format!(" of {n} {}", p.unit),
+                    crate::stats::Needed::Never => " (no amount will do)".to_owned(),
+                })
+                .unwrap_or_default();
+            Some(format!("`{}`: {}{needed}", e.condition, evidence.n))
+        })
+        .collect();
+    if parts.is_empty() {
+        "no insufficient condition recorded yet".to_owned()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// The status of a run of `plan`, as of `now`; `runner`: who holds the plan's lock, if anyone.
@@ -244,6 +282,9 @@ pub fn build(
                     Request::Approve { stage: Some(s), .. } => format!("approve `{s}`"),
                     Request::Approve { stage: None, .. } => "approve".to_owned(),
                     Request::Abort { reason } => format!("abort: {reason}"),
+                    Request::Promote { stage, reason, .. } => {
+                        format!("promote `{stage}`: {reason}")
+                    }
                 },
             })
             .collect(),
