@@ -133,6 +133,11 @@ pub trait ControlSource: Send {
     fn person_needed(&mut self, stage: &str, at: DateTime<Utc>);
     /// Whether anyone can answer in this run; if not, the run stops and says it waits.
     fn can_answer(&self) -> bool;
+    /// Whether an answer may still come at all (a scenario knows it will not): on simulated
+    /// time, a wait with no deadline that no answer can end stops the run as waiting.
+    fn may_answer(&self) -> bool {
+        true
+    }
     /// A decision already waiting, without waiting for one (`--once`, and before every action:
     /// an abort comes first).
     fn poll(&mut self) -> Option<Control> {

@@ -157,4 +157,8 @@ impl ControlSource for ScenarioControl {
     fn can_answer(&self) -> bool {
         true
     }
+
+    fn may_answer(&self) -> bool {
+        !self.pending.is_empty()
+    }
 }

@@ -713,6 +713,17 @@ impl<'p> Engine<'p> {
         let paused = wait.paused();
         let cadence = timeline::cadence(stage, self.plan.defaults.as_ref());
         let mut next_check = cadence.map(|c| at(self.now(), c));
+        // On simulated time with no answer to come (a scenario's `never`), the guards keep
+        // checking for the stage's bake (at least an hour) and then the run stops waiting.
+        let quiet_until = (!self.parts.control.may_answer()).then(|| {
+            at(
+                self.now(),
+                stage
+                    .bake
+                    .as_duration()
+                    .max(std::time::Duration::from_hours(1)),
+            )
+        });
         loop {
             match self.answer(&wait, next_check).await? {
                 Some(Control::Abort {
@@ -757,8 +768,12 @@ impl<'p> Engine<'p> {
                 next_check = cadence.map(|c| at(now, c));
                 Box::pin(self.check(stage, started)).await?;
             }
-            if next_check.is_none() && wait.deadline.is_none() && self.parts.clock.is_simulated() {
-                // Simulated time with nothing left to happen: nobody will ever answer.
+            if wait.deadline.is_none()
+                && self.parts.clock.is_simulated()
+                && (next_check.is_none() || quiet_until.is_some_and(|q| now >= q))
+            {
+                // Simulated time with nothing left to happen, or no answer to come and the
+                // guards given their time: nobody will ever answer.
                 return Err(Halt::Suspend {
                     outcome: Outcome::Waiting,
                     reason: format!("{}, and nobody answers", wait.why),
