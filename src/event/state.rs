@@ -110,6 +110,8 @@ pub struct RunState {
     pub evaluations: BTreeMap<(String, String), (DateTime<Utc>, Evaluation)>,
     /// Approvals and who gave them.
     pub approvals: Vec<(String, String, DateTime<Utc>)>,
+    /// The next stage waits for its window (or `not_before`) until then.
+    pub next_start: Option<(String, DateTime<Utc>)>,
 }
 
 impl RunState {
@@ -199,11 +201,15 @@ impl RunState {
                 self.preflight_passed.insert(name.clone());
                 self.preflight_steps.clear();
             }
+            Event::StageWaiting { stage, until, .. } => {
+                self.next_start = Some((stage.clone(), *until));
+            }
             Event::StageStarted {
                 stage,
                 index,
                 traffic,
             } => {
+                self.next_start = None;
                 self.stage = Some(StageProgress {
                     index: *index,
                     name: stage.clone(),
@@ -364,7 +370,6 @@ impl RunState {
             Event::RunResumed { .. }
             | Event::EvidencePlanned { .. }
             | Event::PreflightFailed { .. }
-            | Event::StageWaiting { .. }
             | Event::ChecksMissed { .. }
             | Event::StepStillRunning { .. }
             | Event::GatePlanned { .. }

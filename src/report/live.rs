@@ -2,7 +2,6 @@
 //! line, redrawn every second: stage, traffic, countdown to the next check and to the bake's
 //! end, and the last value of each condition against its threshold with its streak.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,65 +10,51 @@ use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::timeline;
+use crate::event::Record;
 use crate::event::Sink;
-use crate::event::evaluation::{Evaluation, Outcome, show};
-use crate::event::{Event, Record};
+use crate::event::evaluation::{Outcome, show};
+use crate::event::state::RunState;
 use crate::plan::model::Plan;
 use crate::plan::units::format_duration;
 use crate::report::progress::describe;
 
-/// What the status line shows.
+/// What the status line shows: the run's state, folded from the events as resume and `status`
+/// fold them (`event::state`).
 #[derive(Debug, Default, Clone)]
 pub struct View {
-    stage: Option<(String, f64, DateTime<Utc>)>,
-    /// Offsets (seconds since the stage started) of the checks done.
-    last_check: Option<f64>,
-    waiting: Option<String>,
-    conditions: BTreeMap<(String, String), Evaluation>,
+    run: RunState,
 }
 
 impl View {
     /// Takes an event into account.
     pub fn apply(&mut self, record: &Record) {
-        match &record.event {
-            Event::StageStarted { stage, traffic, .. } => {
-                self.stage = Some((stage.clone(), *traffic, record.at));
-                self.last_check = None;
-                self.waiting = None;
-                self.conditions.clear();
+        self.run.apply(record);
+    }
+
+    /// What the run waits for, if anything.
+    fn waiting(&self) -> Option<String> {
+        match (&self.run.stage, &self.run.next_start) {
+            (Some(stage), _) if stage.paused.is_some() => Some(format!("{} paused", stage.name)),
+            (Some(stage), _) if stage.approval.is_some() && !stage.approved => {
+                Some(format!("waiting for approval of {}", stage.name))
             }
-            Event::CheckStarted { offset, .. } => self.last_check = Some(*offset),
-            Event::Evaluated { evaluation, .. } => {
-                self.conditions.insert(
-                    (evaluation.gate.clone(), evaluation.condition.clone()),
-                    evaluation.clone(),
-                );
-            }
-            Event::ApprovalRequested { stage, .. } => {
-                self.waiting = Some(format!("waiting for approval of {stage}"));
-            }
-            Event::Paused { stage, .. } => self.waiting = Some(format!("{stage} paused")),
-            Event::Approved { .. } | Event::Resumed { .. } | Event::StageCompleted { .. } => {
-                self.waiting = None;
-            }
-            Event::StageWaiting { stage, until, .. } => {
-                self.waiting = Some(format!(
-                    "{stage} starts at {}",
-                    until.format("%Y-%m-%d %H:%M:%SZ")
-                ));
-            }
-            _ => {}
+            (None, Some((stage, until))) => Some(format!(
+                "{stage} starts at {}",
+                until.format("%Y-%m-%d %H:%M:%SZ")
+            )),
+            _ => None,
         }
     }
 
     /// The status line at `now`.
     pub fn line(&self, plan: &Plan, now: DateTime<Utc>) -> String {
         let mut parts = Vec::new();
-        if let Some((name, traffic, started)) = &self.stage {
-            parts.push(format!("{name} {traffic}%"));
-            let since = (now - *started).to_std().unwrap_or_default();
-            if let Some(stage) = plan.stages.iter().find(|s| &s.name == name) {
-                let next = timeline::next_check(stage, plan.defaults.as_ref(), self.last_check);
+        if let Some(progress) = &self.run.stage {
+            parts.push(format!("{} {}%", progress.name, progress.traffic));
+            let since = (now - progress.started).to_std().unwrap_or_default();
+            if let Some(stage) = plan.stages.iter().find(|s| s.name == progress.name) {
+                let last_check = progress.checks.last().map(|c| c.offset);
+                let next = timeline::next_check(stage, plan.defaults.as_ref(), last_check);
                 if let Some(next) = next {
                     parts.push(format!(
                         "next check in {}",
@@ -86,10 +71,15 @@ impl View {
                 }
             }
         }
-        if let Some(waiting) = &self.waiting {
-            parts.push(waiting.clone());
+        if let Some(waiting) = self.waiting() {
+            parts.push(waiting);
         }
-        for evaluation in self.conditions.values() {
+        // This stage's conditions only: streaks start from zero at each stage.
+        let since = self.run.stage.as_ref().map(|s| s.started);
+        for (at, evaluation) in self.run.evaluations.values() {
+            if since.is_some_and(|started| *at < started) {
+                continue;
+            }
             let mark = match (&evaluation.outcome, evaluation.fired) {
                 (_, true) => "✗",
                 (Outcome::Pass, _) => "✓",
@@ -208,7 +198,7 @@ impl Sink for LiveView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
+    use crate::event::{Evaluation, Event};
 
     #[test]
     fn the_status_line_counts_down_and_shows_streaks() {
