@@ -260,7 +260,7 @@ impl Engine<'_> {
                 return Ok(StepEnd::Done);
             }
             let place = context.stage.map_or_else(
-                || format!("{:?}", context.phase).to_lowercase(),
+                || context.phase.to_string(),
                 |s| format!("stage `{s}`"),
             );
             return Err(Halt::Fatal(EngineError::Conflict(format!(
