@@ -352,6 +352,21 @@ stages:
             ("load.canary.p95 <= 50ms".to_owned(), Judged::Violation),
         ]
     );
+    // The decision log shows each outcome with the interval it rests on.
+    let report = ion_plan()
+        .args(["report", "--format", "md"])
+        .arg(&path)
+        .run();
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let line = report
+        .stdout
+        .lines()
+        .find(|l| l.contains("p90 <= 50ms"))
+        .unwrap_or_else(|| panic!("{}", report.stdout));
+    assert!(
+        line.contains("insufficient") && line.contains("at 95% over 200"),
+        "{line}"
+    );
 }
 
 fn promote(path: &Path, by: &str) -> common::Output {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::event::evaluation::{Evaluation, Outcome as Judged};
+use crate::event::evaluation::{Evaluation, Outcome as Judged, show};
 use crate::event::{Event, Record};
 use crate::journal::replay::Replay;
 use crate::probe::{Reading, Sample};
@@ -371,9 +371,12 @@ pub fn markdown(log: &Log) -> String {
                         (Judged::Insufficient, _) => "insufficient",
                         (Judged::Error(_), _) => "error",
                     };
-                    let value = e.value.map_or_else(String::new, |v| {
-                        format!(" = {}", reading(&Reading::Value(v)))
-                    });
+                    let mut value = e
+                        .value
+                        .map_or_else(String::new, |v| format!(" = {}", show(v, e.unit())));
+                    if let Some(evidence) = &e.evidence {
+                        value = format!("{value} {}", cell(&evidence.describe(e.unit())));
+                    }
                     let streak = if e.streak.needed > 1 {
                         format!(" ({}/{})", e.streak.count, e.streak.needed)
                     } else {

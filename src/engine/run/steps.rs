@@ -259,10 +259,9 @@ impl Engine<'_> {
                 })?;
                 return Ok(StepEnd::Done);
             }
-            let place = context.stage.map_or_else(
-                || context.phase.to_string(),
-                |s| format!("stage `{s}`"),
-            );
+            let place = context
+                .stage
+                .map_or_else(|| context.phase.to_string(), |s| format!("stage `{s}`"));
             return Err(Halt::Fatal(EngineError::Conflict(format!(
                 "step {} of {place} (`{}`) started at {} and never finished, and it is not \
                  idempotent: it may or may not have taken effect. Check, then run again with \
