@@ -9,7 +9,7 @@ use crate::plan::diagnostic::{Code, Diagnostic, Target};
 use crate::plan::expr::{self, Expr, MetricRef, Op, Rhs};
 use crate::plan::metrics::{Catalog, MetricUnit};
 use crate::plan::model::{
-    Condition, ConditionSpec, Confidence, DEFAULT_REQUESTS, Gate, GateAt, LoadProbe, Plan,
+    Condition, ConditionSpec, Confidence, DEFAULT_REQUESTS, Gate, GateAt, LoadProbeSpec, Plan,
     ProbeKind, Stage,
 };
 use crate::plan::semantic::check_count;
@@ -268,7 +268,7 @@ fn unit_of(plan: &Plan, metric: &MetricRef) -> Option<MetricUnit> {
     Catalog::of(plan.probes.get(metric.probe())?).unit(metric.within_probe())
 }
 
-fn load_probe<'a>(plan: &'a Plan, name: &str) -> Option<&'a LoadProbe> {
+fn load_probe<'a>(plan: &'a Plan, name: &str) -> Option<&'a LoadProbeSpec> {
     match plan.probes.get(name)?.kind()? {
         ProbeKind::Load(load) => Some(load),
         _ => None,
@@ -277,7 +277,7 @@ fn load_probe<'a>(plan: &'a Plan, name: &str) -> Option<&'a LoadProbe> {
 
 /// Requests a load probe sends each target in one check: `requests` (default 50), or
 /// `rate` × `duration`; `None` when a duration is paced by `delay` (unknown ahead).
-pub fn requests_per_check(load: &LoadProbe) -> Option<u64> {
+pub fn requests_per_check(load: &LoadProbeSpec) -> Option<u64> {
     match (load.duration, load.rate) {
         (None, _) => Some(load.requests.unwrap_or(DEFAULT_REQUESTS)),
         #[expect(
@@ -624,7 +624,7 @@ mod tests {
 
     #[test]
     fn requests_of_a_timed_probe_are_rate_times_duration() {
-        let load = |yaml: &str| serde_saphyr::from_str::<LoadProbe>(yaml).unwrap();
+        let load = |yaml: &str| serde_saphyr::from_str::<LoadProbeSpec>(yaml).unwrap();
         let targets = "targets: {c: \"http://127.0.0.1:9\"}";
         assert_eq!(
             requests_per_check(&load(&format!("{{{targets}}}"))),

@@ -1,7 +1,7 @@
 //! Which metrics each probe produces, and in which unit: what gate conditions are checked
 //! against.
 
-use crate::plan::model::{Probe, ProbeKind};
+use crate::plan::model::{ProbeKind, ProbeSpec};
 use crate::plan::units::LiteralUnit;
 
 /// The unit a metric is measured in (Prometheus base units).
@@ -71,7 +71,7 @@ pub enum Catalog {
 }
 
 impl Catalog {
-    pub fn of(probe: &Probe) -> Catalog {
+    pub fn of(probe: &ProbeSpec) -> Catalog {
         match probe.kind() {
             Some(ProbeKind::Command(_)) | None => Catalog::Any,
             Some(ProbeKind::Http(http)) => Catalog::Fixed(

@@ -56,7 +56,7 @@ pub struct Plan {
     /// Named sources of metrics, run by checks and preflight.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
-    pub probes: IndexMap<String, Probe>,
+    pub probes: IndexMap<String, ProbeSpec>,
     /// Named sets of conditions that decide GO, NO-GO and rollback.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
@@ -227,20 +227,21 @@ pub struct Schedule {
     { "required": ["prometheus"] },
     { "required": ["load"] },
 ]))]
-pub struct Probe {
+#[schemars(rename = "Probe")]
+pub struct ProbeSpec {
     /// A program (argv, no shell) that prints a JSON object of numbers; each key is a metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub command: Option<Argv>,
     /// One HTTP request; metrics read from the JSON body by JSON Pointer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpProbe>,
+    pub http: Option<HttpProbeSpec>,
     /// `PromQL` instant queries; each query is a metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus: Option<PrometheusProbe>,
+    pub prometheus: Option<PrometheusProbeSpec>,
     /// N requests to each target, side by side; latency and error metrics per target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub load: Option<LoadProbe>,
+    pub load: Option<LoadProbeSpec>,
     /// The longest the whole probe may take; past it the sample is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<PlanDuration>,
@@ -250,12 +251,12 @@ pub struct Probe {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ProbeKind<'a> {
     Command(&'a Argv),
-    Http(&'a HttpProbe),
-    Prometheus(&'a PrometheusProbe),
-    Load(&'a LoadProbe),
+    Http(&'a HttpProbeSpec),
+    Prometheus(&'a PrometheusProbeSpec),
+    Load(&'a LoadProbeSpec),
 }
 
-impl Probe {
+impl ProbeSpec {
     /// The probe's kind; `None` when the plan sets none or several (validation reports that).
     pub fn kind(&self) -> Option<ProbeKind<'_>> {
         match (&self.command, &self.http, &self.prometheus, &self.load) {
@@ -294,7 +295,8 @@ pub enum Method {
 /// One HTTP request whose JSON body holds the metrics.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HttpProbe {
+#[schemars(rename = "HttpProbe")]
+pub struct HttpProbeSpec {
     /// The URL to request.
     pub url: String,
     /// Default `GET`.
@@ -348,7 +350,8 @@ string_schema!(StatusCode, "StatusCode", {
 /// `PromQL` instant queries against a Prometheus HTTP API.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PrometheusProbe {
+#[schemars(rename = "PrometheusProbe")]
+pub struct PrometheusProbeSpec {
     /// Base URL of the Prometheus server, e.g. `http://prometheus:9090`.
     pub url: String,
     /// Metric name → `PromQL` query returning one series (or a scalar).
@@ -373,7 +376,8 @@ pub const DEFAULT_REQUESTS: u64 = 50;
 /// Requests to each target, side by side, so canary and legacy are measured at the same moment.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LoadProbe {
+#[schemars(rename = "LoadProbe")]
+pub struct LoadProbeSpec {
     /// Target name → URL, e.g. `canary: https://canary.example/api/health`.
     #[schemars(length(min = 1), extend("propertyNames" = { "pattern": NAME_PATTERN }))]
     pub targets: IndexMap<String, String>,

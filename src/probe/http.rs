@@ -191,7 +191,7 @@ impl HttpProbe {
     /// The probe a plan's `http` describes; its request is bounded by its own `timeout` and
     /// the whole probe's.
     pub fn build(
-        spec: &crate::plan::model::HttpProbe,
+        spec: &crate::plan::model::HttpProbeSpec,
         setup: &super::Setup<'_>,
     ) -> Result<HttpProbe, String> {
         let timeout = spec

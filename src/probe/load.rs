@@ -19,7 +19,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::plan::model::{LoadProbe as LoadSpecModel, ProbeOverrides};
+use crate::plan::model::{LoadProbeSpec, ProbeOverrides};
 use crate::probe::{Reading, Sample};
 
 pub use crate::plan::model::DEFAULT_REQUESTS;
@@ -193,7 +193,7 @@ impl LoadProbe {
     /// returns (value, printable).
     pub fn from_plan(
         name: &str,
-        model: &LoadSpecModel,
+        model: &LoadProbeSpec,
         overrides: Option<&ProbeOverrides>,
         fill: impl Fn(&str) -> Result<(String, String), String>,
     ) -> Result<LoadProbe, String> {

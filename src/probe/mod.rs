@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::model::{Probe as ProbeSpec, ProbeKind, ProbeOverrides};
+use crate::plan::model::{ProbeKind, ProbeOverrides, ProbeSpec};
 use crate::plan::units::PlanDuration;
 use crate::redact::Redactor;
 

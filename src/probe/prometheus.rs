@@ -30,7 +30,7 @@ impl PrometheusProbe {
     /// The probe a plan's `prometheus` describes; each query is bounded by the probe's
     /// `timeout` and the whole probe's.
     pub fn build(
-        spec: &crate::plan::model::PrometheusProbe,
+        spec: &crate::plan::model::PrometheusProbeSpec,
         setup: &super::Setup<'_>,
     ) -> Result<PrometheusProbe, String> {
         let (url, shown_url) = (setup.fill)(&spec.url)?;

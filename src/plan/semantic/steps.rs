@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::plan::diagnostic::{Code, Diagnostic, Target};
 use crate::plan::interpolate::{self, Reference};
-use crate::plan::model::{Argv, Probe, ProbeKind, Step};
+use crate::plan::model::{Argv, ProbeKind, ProbeSpec, Step};
 use crate::plan::span::join;
 
 use super::Checker;
@@ -57,7 +57,7 @@ impl<'a> Checker<'a> {
             }
         }
         for (name, probe) in &plan.probes {
-            if let Some(ProbeKind::Command(argv)) = Probe::kind(probe) {
+            if let Some(ProbeKind::Command(argv)) = ProbeSpec::kind(probe) {
                 argvs.push((format!("{}/command", join("/probes", name)), argv));
             }
         }
