@@ -79,17 +79,6 @@ fn reading(r: &Reading) -> String {
     }
 }
 
-/// The unit a condition's threshold is written in (`<= 1%` → percent): how to show its values.
-pub fn condition_unit(condition: &str) -> LiteralUnit {
-    crate::plan::expr::parse(condition)
-        .ok()
-        .and_then(|e| match e.rhs {
-            crate::plan::expr::Rhs::Quantity { unit, .. } => Some(unit),
-            crate::plan::expr::Rhs::Metric { .. } => None,
-        })
-        .unwrap_or(LiteralUnit::Plain)
-}
-
 /// One event as a line for people.
 #[expect(
     clippy::too_many_lines,
