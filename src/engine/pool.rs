@@ -118,9 +118,10 @@ impl Pool {
             match ratio_in(samples, metric, count) {
                 Ok(ratio) => {
                     let pooled = self.ratios.entry(key).or_default();
-                    pooled.k += ratio.k;
-                    pooled.n += ratio.n;
-                    pooled.checks += 1;
+                    // A hostile count (a scenario's `requests: 1e300`) saturates, never wraps.
+                    pooled.k = pooled.k.saturating_add(ratio.k);
+                    pooled.n = pooled.n.saturating_add(ratio.n);
+                    pooled.checks = pooled.checks.saturating_add(1);
                 }
                 Err(why) => {
                     self.failures.insert(key, why);

@@ -30,6 +30,10 @@ pub(super) struct Cursor {
     started_seq: u64,
     /// The bake was extended for evidence, until then.
     extended_until: Option<DateTime<Utc>>,
+    /// A person promoted the stage: the bake is over.
+    promoted: bool,
+    /// The gate whose failure paused the stage last.
+    paused_by: Option<String>,
     steps: BTreeMap<usize, StepStatus>,
     /// The recorded checks' samples, in order: they rebuild the streaks.
     checks: Vec<HashMap<String, Sample>>,
@@ -52,6 +56,8 @@ impl Cursor {
             started: Some(p.started),
             started_seq: p.started_seq,
             extended_until: p.extended_until,
+            promoted: p.promoted,
+            paused_by: p.paused_by.clone(),
             steps: p.steps.clone(),
             checks: p.checks.iter().map(|c| c.samples.clone()).collect(),
             last_offset: p.checks.last().map(|c| c.offset),
@@ -105,17 +111,32 @@ impl<'p> Engine<'p> {
         self.streaks.reset();
         self.newest.clear();
         self.pool = Pool::default();
+        self.last_check = cursor
+            .last_offset
+            .map(|offset| at(started, std::time::Duration::from_secs_f64(offset.max(0.0))));
         self.stage_steps(stage, &cursor.steps).await?;
         // Streaks come back exactly: the recorded samples go through the gates again.
         for samples in &cursor.checks {
             self.replay_check(stage, samples);
         }
+        let mut bake_ended = cursor.bake_ended;
         if let Some((reason, seq)) = &cursor.paused {
             self.parts.control.person_needed(&stage.name, self.now());
             self.wait_for_person(stage, started, PersonWait::pause(stage, reason, *seq))
                 .await?;
+            // An `at: end` gate pauses after the bake (violated, short of evidence, or on a
+            // promotion): the person's answer ends the bake, as in the runner that paused.
+            let by_end_gate = cursor
+                .paused_by
+                .as_ref()
+                .and_then(|gate| self.gates.get(gate))
+                .is_some_and(|gate| gate.at == GateAt::End);
+            if by_end_gate && !bake_ended {
+                self.bake_ended(stage, false)?;
+                bake_ended = true;
+            }
         }
-        if !cursor.bake_ended {
+        if !bake_ended {
             self.bake(stage, started, &cursor).await?;
         }
         if !cursor.approved {
@@ -205,6 +226,11 @@ impl<'p> Engine<'p> {
     /// at once (after the bake, that is the check the `at: end` gates read). A promotion ends
     /// the bake at once; `early` may end it once its end gates pass.
     async fn bake(&mut self, stage: &'p Stage, started: DateTime<Utc>, cursor: &Cursor) -> Go {
+        if cursor.promoted {
+            // The promotion was journaled before the runner stopped: it still ends the bake.
+            self.promotion_judged(stage, started).await?;
+            return self.bake_ended(stage, false);
+        }
         let defaults = self.plan.defaults.as_ref();
         let mut last_offset = cursor.last_offset;
         if cursor.started.is_some() {
@@ -308,6 +334,11 @@ impl<'p> Engine<'p> {
             reason,
             request,
         })?;
+        self.promotion_judged(stage, started).await
+    }
+
+    /// The end gates of a promoted stage judge what it has.
+    async fn promotion_judged(&mut self, stage: &'p Stage, started: DateTime<Utc>) -> Go {
         if self.info.mode == Mode::DryRun {
             return Ok(());
         }
@@ -385,6 +416,7 @@ impl<'p> Engine<'p> {
         self.checks += 1;
         let number = self.checks;
         let now = self.now();
+        self.last_check = Some(now);
         let offset = (now - started).to_std().unwrap_or_default();
         self.emit(Event::CheckStarted {
             stage: stage.name.clone(),
@@ -552,7 +584,17 @@ impl<'p> Engine<'p> {
             until
         };
         let cadence = timeline::cadence(stage, self.plan.defaults.as_ref());
-        let mut next = cadence.map(|c| at(self.now(), c));
+        // The next check is a cadence after the last one, which a resumed run (`--once` each
+        // time) finds in its journal: a check that fell due while nothing ran runs at once.
+        let after_last = |engine: &Self, last: Option<DateTime<Utc>>, c| {
+            let next = at(last.unwrap_or_else(|| engine.now()), c);
+            if last.is_some() && next < engine.now() {
+                engine.now()
+            } else {
+                next
+            }
+        };
+        let mut next = cadence.map(|c| after_last(self, self.last_check, c));
         while let Some(due) = next.filter(|due| *due <= until) {
             if let Woke::Promoted {
                 by,
@@ -574,7 +616,7 @@ impl<'p> Engine<'p> {
             if !failed.is_empty() {
                 return self.act(stage, started, failed).await;
             }
-            next = cadence.map(|c| at(due, c));
+            next = cadence.map(|c| after_last(self, Some(due), c));
         }
         if self.now() < until
             && let Woke::Promoted {
