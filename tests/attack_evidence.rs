@@ -401,6 +401,16 @@ metrics:
         events_named(&events, "run_ended")[0]["outcome"],
         "completed"
     );
+    // Half of them errors: the pooled ratio stays a half (a saturated n read it as 100%).
+    let (code, events, stderr) = scenario_run(
+        &plan,
+        &scenario.replace("load.canary.error_rate: 0%", "load.canary.error_rate: 50%"),
+    );
+    assert_eq!(code, 3, "{stderr}");
+    let judged = events_named(&events, "evaluated");
+    let last = &judged.last().unwrap()["evaluation"];
+    assert_eq!(last["outcome"], "violation", "{last}");
+    assert_eq!(last["value"], 0.5, "{last}");
 }
 
 #[test]
