@@ -450,3 +450,33 @@ changes:
         "insufficient checks fired the warning again: {failed:?}"
     );
 }
+
+#[test]
+fn an_extension_that_runs_out_names_the_evidence_it_ended_with() {
+    // 50 requests a check every minute for 10 minutes: 500, then 2 more checks in `extend: 2m`
+    // (600, still short of the 765 that `<= 0.5%` needs at 95%).
+    let plan = load_plan(
+        "  go:
+    at: end
+    require:
+      - check: load.canary.error_rate <= 0.5%
+        confidence: 95%
+    insufficient: { extend: 2m, then: warn }",
+    );
+    let scenario = "version: 1
+metrics:
+  load.canary.requests: 50
+  load.canary.error_rate: 0%
+  load.legacy.error_rate: 0%
+";
+    let (code, events, stderr) = scenario_run(&plan, scenario);
+    assert_eq!(code, 0, "`then: warn` goes on: {stderr}");
+    let failed = events_named(&events, "gate_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let reason = failed[0]["reason"].as_str().unwrap();
+    assert_eq!(failed[0]["action"], "warn");
+    assert!(
+        reason.contains("over 600") && !reason.contains("over 500"),
+        "the reason names the evidence of the bake's end, not of the extension's: {reason}"
+    );
+}

@@ -562,14 +562,17 @@ impl<'p> Engine<'p> {
                 Action::Rollback => 2,
             })
             .unwrap_or(Action::Pause);
-        let reasons: Vec<&str> = short
-            .iter()
-            .filter_map(|(_, v)| match v {
-                Verdict::Insufficient { reason } => Some(reason.as_str()),
-                _ => None,
-            })
-            .collect();
-        let reason = reasons.join("; ");
+        let short_of = |verdicts: &[(String, Verdict)]| {
+            verdicts
+                .iter()
+                .filter_map(|(_, v)| match v {
+                    Verdict::Insufficient { reason } => Some(reason.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut reason = short_of(short);
         let until = if let Some(until) = extended_until {
             until
         } else {
@@ -609,6 +612,8 @@ impl<'p> Engine<'p> {
             if verdicts.iter().all(|(_, v)| *v == Verdict::Pass) {
                 return Ok(());
             }
+            // `then` names the evidence the stage has when the extension runs out.
+            reason = short_of(&verdicts);
             let failed: Vec<_> = verdicts
                 .into_iter()
                 .filter(|(_, v)| matches!(v, Verdict::Failed { .. } | Verdict::Errors { .. }))
