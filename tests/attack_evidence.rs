@@ -480,3 +480,69 @@ metrics:
         "the reason names the evidence of the bake's end, not of the extension's: {reason}"
     );
 }
+
+#[test]
+fn a_promotion_given_before_a_pause_is_not_taken_after_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let bad = Arc::new(AtomicBool::new(false));
+    let answer = Arc::clone(&bad);
+    let server = serve(Router::new().route(
+        "/stats",
+        get(move || {
+            let rate = if answer.load(Ordering::SeqCst) {
+                0.9
+            } else {
+                0.0
+            };
+            std::future::ready(format!(r#"{{"error_rate": {rate}, "requests": 10}}"#))
+        }),
+    ));
+    let plan = evidence_plan(
+        &server,
+        "  guard:
+    at: every_check
+    on_fail: pause
+    require: [stats.error_rate <= 50%]",
+        "    bake: 1h\n    checks: { every: 1m, probes: [stats] }",
+    )
+    .replace("gates: [go]", "gates: [go, guard]");
+    let (dir, path) = setup(&plan);
+    assert_eq!(once(&path).code, 5);
+    let promote = ion_plan()
+        .args(["promote", "--reason", "looks fine"])
+        .arg(&path)
+        .run();
+    assert_eq!(promote.code, 0, "{}", promote.stderr);
+    // Before the runner takes the promotion, the guard pauses the stage.
+    bad.store(true, Ordering::SeqCst);
+    let paused = once(&path);
+    assert_eq!(paused.code, 4, "{}", paused.stderr);
+    bad.store(false, Ordering::SeqCst);
+    let approve = ion_plan().arg("approve").arg(&path).run();
+    assert_eq!(approve.code, 0, "{}", approve.stderr);
+    // The person resumed the bake: the promotion from before the pause does not end it.
+    let resumed = once(&path);
+    let journal = kinds(dir.path());
+    assert_eq!(
+        resumed.code, 5,
+        "a promotion from before the pause ended the resumed bake: {journal:?}"
+    );
+    assert_eq!(count(&journal, "promoted"), 0, "{journal:?}");
+    let status = ion_plan().args(["status", "--json"]).arg(&path).run();
+    assert_eq!(
+        status.json()["requests"],
+        serde_json::json!([]),
+        "status lists the void promotion as pending"
+    );
+    // A promotion given now is for this bake; the end gate judges the whole stage, the bad
+    // check too (9 errors in 10 of the 30 requests pooled): a violation still rolls back.
+    let promote = ion_plan()
+        .args(["promote", "--reason", "after the pause"])
+        .arg(&path)
+        .run();
+    assert_eq!(promote.code, 0, "{}", promote.stderr);
+    let promoted = once(&path);
+    assert_eq!(promoted.code, 3, "{}{}", promoted.stdout, promoted.stderr);
+    assert_eq!(count(&kinds(dir.path()), "promoted"), 1);
+}

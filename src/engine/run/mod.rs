@@ -111,7 +111,8 @@ pub struct Engine<'p> {
     newest: HashMap<String, Sample>,
     /// The current stage's samples pooled (for `at: end` conditions with `confidence`).
     pool: Pool,
-    /// The journal sequence number of the current stage's `stage_started`.
+    /// The journal sequence number a promotion of the current bake names: the stage's
+    /// `stage_started`, or its newest `paused`.
     stage_seq: u64,
     checks: u32,
     /// When the current stage's last check ran (its journal says, on resume).

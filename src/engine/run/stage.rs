@@ -24,8 +24,9 @@ use crate::stats::Needed;
 /// a resumed one go through the same steps, each skipping what the cursor says is done.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Cursor {
-    /// When the stage started (`None`: it has not), and the sequence number of its
-    /// `stage_started`.
+    /// When the stage started (`None`: it has not), and the sequence number a promotion of
+    /// its bake names: its `stage_started`, or its newest `paused` (a promotion given before a
+    /// pause is not taken after it).
     started: Option<DateTime<Utc>>,
     started_seq: u64,
     /// The bake was extended for evidence, until then.
@@ -54,7 +55,7 @@ impl Cursor {
         };
         Cursor {
             started: Some(p.started),
-            started_seq: p.started_seq,
+            started_seq: p.started_seq.max(p.paused_seq),
             extended_until: p.extended_until,
             promoted: p.promoted,
             paused_by: p.paused_by.clone(),
@@ -726,6 +727,8 @@ impl<'p> Engine<'p> {
                 stage: stage.name.clone(),
                 reason: reason.clone(),
             })?;
+            // A promotion given before the pause is not one for the bake that goes on after it.
+            self.stage_seq = self.seq;
             let wait = PersonWait::pause(stage, &reason, self.seq);
             self.parts.control.person_needed(&stage.name, self.now());
             return Box::pin(self.wait_for_person(stage, started, wait)).await;
