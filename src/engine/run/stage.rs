@@ -563,16 +563,6 @@ impl<'p> Engine<'p> {
                 Action::Rollback => 2,
             })
             .unwrap_or(Action::Pause);
-        let short_of = |verdicts: &[(String, Verdict)]| {
-            verdicts
-                .iter()
-                .filter_map(|(_, v)| match v {
-                    Verdict::Insufficient { reason } => Some(reason.as_str()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
         let mut reason = short_of(short);
         let until = if let Some(until) = extended_until {
             until
@@ -588,17 +578,7 @@ impl<'p> Engine<'p> {
             until
         };
         let cadence = timeline::cadence(stage, self.plan.defaults.as_ref());
-        // The next check is a cadence after the last one, which a resumed run (`--once` each
-        // time) finds in its journal: a check that fell due while nothing ran runs at once.
-        let after_last = |engine: &Self, last: Option<DateTime<Utc>>, c| {
-            let next = at(last.unwrap_or_else(|| engine.now()), c);
-            if last.is_some() && next < engine.now() {
-                engine.now()
-            } else {
-                next
-            }
-        };
-        let mut next = cadence.map(|c| after_last(self, self.last_check, c));
+        let mut next = cadence.map(|c| self.due_after(self.last_check, c));
         while let Some(due) = next.filter(|due| *due <= until) {
             if let Woke::Promoted {
                 by,
@@ -622,7 +602,7 @@ impl<'p> Engine<'p> {
             if !failed.is_empty() {
                 return self.act(stage, started, failed).await;
             }
-            next = cadence.map(|c| after_last(self, Some(due), c));
+            next = cadence.map(|c| self.due_after(Some(due), c));
         }
         if self.now() < until
             && let Woke::Promoted {
@@ -657,6 +637,21 @@ impl<'p> Engine<'p> {
             )],
         )
         .await
+    }
+
+    /// When an extension's next check is due: a cadence after the last one, which a resumed
+    /// run (`--once` each time) finds in its journal; a check that fell due while nothing ran
+    /// is due at once (one, not back-filled).
+    fn due_after(
+        &self,
+        last: Option<DateTime<Utc>>,
+        cadence: std::time::Duration,
+    ) -> DateTime<Utc> {
+        let now = self.now();
+        match last {
+            Some(last) => at(last, cadence).max(now),
+            None => at(now, cadence),
+        }
     }
 
     /// A dry run shows which gates would be evaluated, and on what.
@@ -847,4 +842,16 @@ impl<'p> Engine<'p> {
         let clock = Arc::clone(&self.parts.clock);
         Ok(self.parts.control.wait(clock.as_ref(), until).await)
     }
+}
+
+/// What the end gates short of evidence lack, for the record.
+fn short_of(verdicts: &[(String, Verdict)]) -> String {
+    verdicts
+        .iter()
+        .filter_map(|(_, v)| match v {
+            Verdict::Insufficient { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
