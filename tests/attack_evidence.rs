@@ -546,3 +546,50 @@ fn a_promotion_given_before_a_pause_is_not_taken_after_it() {
     assert_eq!(promoted.code, 3, "{}{}", promoted.stdout, promoted.stderr);
     assert_eq!(count(&kinds(dir.path()), "promoted"), 1);
 }
+
+#[test]
+fn a_crash_at_every_event_of_an_extended_bake_resumes_to_the_same_end() {
+    // 200 requests a check: the bake's one check is short of evidence, the extension's first
+    // check (400 pooled, across the crash when it falls between) passes.
+    let server = requests_server(200);
+    let plan = evidence_plan(
+        &server,
+        "    insufficient: { extend: 1m, then: rollback }",
+        "    bake: 200ms\n    checks: { every: 200ms, probes: [stats] }",
+    );
+    let (dir, path) = setup(&plan);
+    let whole = ion_plan().arg("run").arg(&path).arg("--json").run();
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    let events = whole.stdout.lines().count() as u64;
+    assert!(events >= 15, "only {events} events: too few crash points");
+    assert!(
+        count(&kinds(dir.path()), "bake_extended") == 1,
+        "{:?}",
+        kinds(dir.path())
+    );
+    for n in 1..events {
+        let (dir, path) = setup(&plan);
+        let crashed = ion_plan()
+            .arg("run")
+            .arg(&path)
+            .env("ION_PLAN_CRASH_AFTER_EVENT", n.to_string())
+            .run();
+        assert_ne!(crashed.code, 0, "crash point {n}: no crash");
+        let resumed = ion_plan().arg("run").arg(&path).run();
+        let journal = kinds(dir.path());
+        assert_eq!(
+            resumed.code, 0,
+            "crash point {n}: {}\n{journal:?}",
+            resumed.stderr
+        );
+        assert!(
+            count(&journal, "bake_extended") <= 1,
+            "crash point {n}: {journal:?}"
+        );
+        assert_eq!(
+            lines(&dir.path().join("log.txt")),
+            ["shift-50", "shift-100"],
+            "crash point {n}"
+        );
+    }
+}
