@@ -593,3 +593,38 @@ fn a_crash_at_every_event_of_an_extended_bake_resumes_to_the_same_end() {
         );
     }
 }
+
+#[test]
+fn an_end_gate_violated_during_the_extension_takes_on_fail_not_then() {
+    let plan = load_plan(
+        "  go:
+    at: end
+    on_fail: rollback
+    require:
+      - check: load.canary.error_rate <= 0.5%
+        confidence: 95%
+    insufficient: { extend: 5m, then: warn }",
+    );
+    // Clean and short of evidence for the bake; errors arrive in the extension.
+    let scenario = "version: 1
+metrics:
+  load.canary.requests: 50
+  load.canary.error_rate: 0%
+  load.legacy.error_rate: 0%
+changes:
+  - { stage: first, from: 11m, until: 20m, metrics: { load.canary.requests: 1000, load.canary.error_rate: 10% } }
+";
+    let (code, events, stderr) = scenario_run(&plan, scenario);
+    assert_eq!(code, 3, "{stderr}");
+    let failed = events_named(&events, "gate_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["action"], "rollback", "{failed:?}");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not pass"),
+        "{failed:?}"
+    );
+    assert_eq!(events_named(&events, "bake_extended").len(), 1);
+}
