@@ -10,6 +10,8 @@
 //! with DEFLATE ([`encode_histogram`], [`decode_histogram`]), so a stage's latencies pool across
 //! a resume.
 
+use std::io::Read as _;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
@@ -412,11 +414,60 @@ pub fn encode_histogram(histogram: &Histogram<u64>) -> String {
     STANDARD.encode(bytes)
 }
 
-/// Reads back [`encode_histogram`]'s text (plain V2 is accepted too).
+/// The most a histogram's text may inflate to: a journal line holds at most 1 MiB, and the load
+/// probe's histogram is a few kilobytes however many requests it counts.
+const MAX_HISTOGRAM_BYTES: u64 = 1 << 20;
+/// The widest histogram read back: the load probe's (1 µs to an hour, 3 significant digits).
+/// The deserializer allocates counts for the range and precision a header states.
+const MAX_HISTOGRAM_HIGHEST: u64 = 3_600_000_000;
+const MAX_HISTOGRAM_DIGITS: u32 = 3;
+// The V2 cookies as `hdrhistogram` writes them (the format's base cookie | 0x10, its word size).
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
+
+/// Reads back [`encode_histogram`]'s text (plain V2 is accepted too). The text comes from a
+/// journal, which may be damaged or hostile: its header is checked against what the bytes hold
+/// before the deserializer sizes a buffer from it (a header may claim 4 GiB).
 pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, HistogramCodecError> {
+    let format = |why: &str| HistogramCodecError::Format(why.to_owned());
     let bytes = STANDARD.decode(text)?;
+    let word = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let plain = match word(&bytes, 0) {
+        Some(V2_COOKIE) => bytes,
+        Some(V2_COMPRESSED_COOKIE) => {
+            let mut plain = Vec::new();
+            flate2::read::ZlibDecoder::new(bytes.get(8..).unwrap_or_default())
+                .take(MAX_HISTOGRAM_BYTES + 1)
+                .read_to_end(&mut plain)
+                .map_err(|e| format(&format!("cannot inflate: {e}")))?;
+            if plain.len() as u64 > MAX_HISTOGRAM_BYTES {
+                return Err(format("inflates past 1 MiB"));
+            }
+            plain
+        }
+        _ => return Err(format("unknown cookie")),
+    };
+    // cookie, payload length, offset, digits (4 bytes each), lowest, highest, ratio (8 each).
+    let header = 40;
+    let (Some(V2_COOKIE), Some(payload), Some(digits)) =
+        (word(&plain, 0), word(&plain, 4), word(&plain, 12))
+    else {
+        return Err(format("truncated header"));
+    };
+    let highest = plain
+        .get(24..32)
+        .and_then(|b| b.try_into().ok())
+        .map_or(u64::MAX, u64::from_be_bytes);
+    if plain.len() < header || payload as usize > plain.len() - header {
+        return Err(format("the header claims more counts than it holds"));
+    }
+    if digits > MAX_HISTOGRAM_DIGITS || highest > MAX_HISTOGRAM_HIGHEST {
+        return Err(format("wider than a load probe's histogram"));
+    }
     Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
+        .deserialize(&mut plain.as_slice())
         .map_err(|e| HistogramCodecError::Format(format!("{e:?}")))
 }
 

@@ -269,7 +269,8 @@ pub fn promote(args: &PromoteArgs) -> Result<u8, CliError> {
     let request = Request::Promote {
         stage: stage.name.clone(),
         reason: args.reason.clone(),
-        bake: stage.started_seq,
+        // The bake as it goes on now: since the stage started, or since its newest pause.
+        bake: stage.started_seq.max(stage.paused_seq),
     };
     record(&store, &args.plan, &run, by, request)
 }

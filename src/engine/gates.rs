@@ -359,7 +359,10 @@ fn advance(rule: Rule, outcome: &Outcome, state: &mut ConditionState) -> (Streak
                     needed,
                     window: None,
                 },
-                count >= needed,
+                // Only a violation fires: an insufficient check (or an error) after a streak
+                // that fired with `warn` leaves the streak as it is and fires nothing, as
+                // `within` does.
+                *outcome == Outcome::Violation && count >= needed,
             )
         }
         Rule::Within { violations, checks } => {

@@ -118,9 +118,10 @@ impl Pool {
             match ratio_in(samples, metric, count) {
                 Ok(ratio) => {
                     let pooled = self.ratios.entry(key).or_default();
-                    pooled.k += ratio.k;
-                    pooled.n += ratio.n;
-                    pooled.checks += 1;
+                    // A hostile count (a scenario's `requests: 1e300`) saturates, never wraps.
+                    pooled.k = pooled.k.saturating_add(ratio.k);
+                    pooled.n = pooled.n.saturating_add(ratio.n);
+                    pooled.checks = pooled.checks.saturating_add(1);
                 }
                 Err(why) => {
                     self.failures.insert(key, why);
@@ -231,6 +232,9 @@ fn target_name(metric: &MetricRef) -> &str {
         .map_or("", |(target, _)| target)
 }
 
+/// The largest count one sample adds: 2^53, past which an f64 holds no whole numbers.
+const MAX_COUNT: f64 = 9_007_199_254_740_992.0;
+
 /// A ratio in one check's samples, as `k` in `n`.
 fn ratio_in(
     samples: &HashMap<String, Sample>,
@@ -260,12 +264,14 @@ fn ratio_in(
     if !n.is_finite() || n < 0.0 {
         return Err(format!("`{}` is {n}, not a count", count_ref.name));
     }
+    // Counts past 2^53 are not whole numbers in an f64 anyway; capped there, a stage's pool
+    // of thousands of such checks still sums k and n alike instead of saturating n first.
     #[expect(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
-        reason = "a finite count, checked non-negative; `as` saturates"
+        reason = "a finite count, checked non-negative, at most 2^53"
     )]
-    let n = n.round() as u64;
+    let n = n.round().min(MAX_COUNT) as u64;
     Ok(Ratio {
         k: stats::count_from_ratio(ratio, n),
         n,

@@ -68,6 +68,11 @@ pub struct StageProgress {
     pub started_seq: u64,
     /// The bake was extended for evidence, until then.
     pub extended_until: Option<DateTime<Utc>>,
+    /// A person promoted the stage: its bake is over, whatever the clock says.
+    pub promoted: bool,
+    /// The gate whose failure paused the stage last: an `at: end` gate's pause comes after
+    /// the bake, and its approval ends the bake.
+    pub paused_by: Option<String>,
 }
 
 /// A rollback in progress.
@@ -225,6 +230,8 @@ impl RunState {
                     paused_seq: 0,
                     started_seq: record.seq,
                     extended_until: None,
+                    promoted: false,
+                    paused_by: None,
                 });
             }
             Event::StepStarted {
@@ -311,6 +318,18 @@ impl RunState {
             }
             Event::Promoted { request, .. } => {
                 self.taken.extend(request.clone());
+                if let Some(stage) = &mut self.stage {
+                    stage.promoted = true;
+                }
+            }
+            Event::GateFailed {
+                gate,
+                action: crate::plan::model::Action::Pause,
+                ..
+            } => {
+                if let Some(stage) = &mut self.stage {
+                    stage.paused_by = Some(gate.clone());
+                }
             }
             Event::ApprovalRequested { deadline, .. } => {
                 if let Some(stage) = &mut self.stage {

@@ -39,7 +39,8 @@ pub enum Request {
     Promote {
         stage: String,
         reason: String,
-        /// The bake it ends: the journal sequence number of the stage's `stage_started`.
+        /// The bake it ends: the journal sequence number of the stage's `stage_started`, or of
+        /// its newest `paused` (a pause voids promotions given before it).
         bake: u64,
     },
 }

@@ -270,6 +270,13 @@ pub fn build(
             }),
         requests: pending
             .iter()
+            // A promotion of a bake that is over, or that a pause interrupted, is never taken.
+            .filter(|e| match &e.request {
+                Request::Promote { stage, bake, .. } => run.stage.as_ref().is_some_and(|p| {
+                    &p.name == stage && *bake == p.started_seq.max(p.paused_seq) && !p.bake_ended
+                }),
+                _ => true,
+            })
             .map(|e| PendingRequest {
                 by: e.by.clone(),
                 at: e.at,

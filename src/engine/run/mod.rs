@@ -111,9 +111,12 @@ pub struct Engine<'p> {
     newest: HashMap<String, Sample>,
     /// The current stage's samples pooled (for `at: end` conditions with `confidence`).
     pool: Pool,
-    /// The journal sequence number of the current stage's `stage_started`.
+    /// The journal sequence number a promotion of the current bake names: the stage's
+    /// `stage_started`, or its newest `paused`.
     stage_seq: u64,
     checks: u32,
+    /// When the current stage's last check ran (its journal says, on resume).
+    last_check: Option<DateTime<Utc>>,
     options: Options,
     /// The journal's state when this runner took the run up.
     resume: Option<RunState>,
@@ -152,6 +155,7 @@ impl<'p> Engine<'p> {
             newest: HashMap::new(),
             pool: Pool::default(),
             stage_seq: 0,
+            last_check: None,
             checks: resume.as_ref().map_or(0, |r| r.checks),
             options,
             resume,

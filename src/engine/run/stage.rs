@@ -24,12 +24,17 @@ use crate::stats::Needed;
 /// a resumed one go through the same steps, each skipping what the cursor says is done.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Cursor {
-    /// When the stage started (`None`: it has not), and the sequence number of its
-    /// `stage_started`.
+    /// When the stage started (`None`: it has not), and the sequence number a promotion of
+    /// its bake names: its `stage_started`, or its newest `paused` (a promotion given before a
+    /// pause is not taken after it).
     started: Option<DateTime<Utc>>,
     started_seq: u64,
     /// The bake was extended for evidence, until then.
     extended_until: Option<DateTime<Utc>>,
+    /// A person promoted the stage: the bake is over.
+    promoted: bool,
+    /// The gate whose failure paused the stage last.
+    paused_by: Option<String>,
     steps: BTreeMap<usize, StepStatus>,
     /// The recorded checks' samples, in order: they rebuild the streaks.
     checks: Vec<HashMap<String, Sample>>,
@@ -50,8 +55,10 @@ impl Cursor {
         };
         Cursor {
             started: Some(p.started),
-            started_seq: p.started_seq,
+            started_seq: p.started_seq.max(p.paused_seq),
             extended_until: p.extended_until,
+            promoted: p.promoted,
+            paused_by: p.paused_by.clone(),
             steps: p.steps.clone(),
             checks: p.checks.iter().map(|c| c.samples.clone()).collect(),
             last_offset: p.checks.last().map(|c| c.offset),
@@ -105,17 +112,32 @@ impl<'p> Engine<'p> {
         self.streaks.reset();
         self.newest.clear();
         self.pool = Pool::default();
+        self.last_check = cursor
+            .last_offset
+            .map(|offset| at(started, std::time::Duration::from_secs_f64(offset.max(0.0))));
         self.stage_steps(stage, &cursor.steps).await?;
         // Streaks come back exactly: the recorded samples go through the gates again.
         for samples in &cursor.checks {
             self.replay_check(stage, samples);
         }
+        let mut bake_ended = cursor.bake_ended;
         if let Some((reason, seq)) = &cursor.paused {
             self.parts.control.person_needed(&stage.name, self.now());
             self.wait_for_person(stage, started, PersonWait::pause(stage, reason, *seq))
                 .await?;
+            // An `at: end` gate pauses after the bake (violated, short of evidence, or on a
+            // promotion): the person's answer ends the bake, as in the runner that paused.
+            let by_end_gate = cursor
+                .paused_by
+                .as_ref()
+                .and_then(|gate| self.gates.get(gate))
+                .is_some_and(|gate| gate.at == GateAt::End);
+            if by_end_gate && !bake_ended {
+                self.bake_ended(stage, false)?;
+                bake_ended = true;
+            }
         }
-        if !cursor.bake_ended {
+        if !bake_ended {
             self.bake(stage, started, &cursor).await?;
         }
         if !cursor.approved {
@@ -205,6 +227,11 @@ impl<'p> Engine<'p> {
     /// at once (after the bake, that is the check the `at: end` gates read). A promotion ends
     /// the bake at once; `early` may end it once its end gates pass.
     async fn bake(&mut self, stage: &'p Stage, started: DateTime<Utc>, cursor: &Cursor) -> Go {
+        if cursor.promoted {
+            // The promotion was journaled before the runner stopped: it still ends the bake.
+            self.promotion_judged(stage, started).await?;
+            return self.bake_ended(stage, false);
+        }
         let defaults = self.plan.defaults.as_ref();
         let mut last_offset = cursor.last_offset;
         if cursor.started.is_some() {
@@ -308,6 +335,11 @@ impl<'p> Engine<'p> {
             reason,
             request,
         })?;
+        self.promotion_judged(stage, started).await
+    }
+
+    /// The end gates of a promoted stage judge what it has.
+    async fn promotion_judged(&mut self, stage: &'p Stage, started: DateTime<Utc>) -> Go {
         if self.info.mode == Mode::DryRun {
             return Ok(());
         }
@@ -385,6 +417,7 @@ impl<'p> Engine<'p> {
         self.checks += 1;
         let number = self.checks;
         let now = self.now();
+        self.last_check = Some(now);
         let offset = (now - started).to_std().unwrap_or_default();
         self.emit(Event::CheckStarted {
             stage: stage.name.clone(),
@@ -530,14 +563,7 @@ impl<'p> Engine<'p> {
                 Action::Rollback => 2,
             })
             .unwrap_or(Action::Pause);
-        let reasons: Vec<&str> = short
-            .iter()
-            .filter_map(|(_, v)| match v {
-                Verdict::Insufficient { reason } => Some(reason.as_str()),
-                _ => None,
-            })
-            .collect();
-        let reason = reasons.join("; ");
+        let mut reason = short_of(short);
         let until = if let Some(until) = extended_until {
             until
         } else {
@@ -552,7 +578,7 @@ impl<'p> Engine<'p> {
             until
         };
         let cadence = timeline::cadence(stage, self.plan.defaults.as_ref());
-        let mut next = cadence.map(|c| at(self.now(), c));
+        let mut next = cadence.map(|c| self.due_after(self.last_check, c));
         while let Some(due) = next.filter(|due| *due <= until) {
             if let Woke::Promoted {
                 by,
@@ -567,6 +593,8 @@ impl<'p> Engine<'p> {
             if verdicts.iter().all(|(_, v)| *v == Verdict::Pass) {
                 return Ok(());
             }
+            // `then` names the evidence the stage has when the extension runs out.
+            reason = short_of(&verdicts);
             let failed: Vec<_> = verdicts
                 .into_iter()
                 .filter(|(_, v)| matches!(v, Verdict::Failed { .. } | Verdict::Errors { .. }))
@@ -574,7 +602,7 @@ impl<'p> Engine<'p> {
             if !failed.is_empty() {
                 return self.act(stage, started, failed).await;
             }
-            next = cadence.map(|c| at(due, c));
+            next = cadence.map(|c| self.due_after(Some(due), c));
         }
         if self.now() < until
             && let Woke::Promoted {
@@ -609,6 +637,21 @@ impl<'p> Engine<'p> {
             )],
         )
         .await
+    }
+
+    /// When an extension's next check is due: a cadence after the last one, which a resumed
+    /// run (`--once` each time) finds in its journal; a check that fell due while nothing ran
+    /// is due at once (one, not back-filled).
+    fn due_after(
+        &self,
+        last: Option<DateTime<Utc>>,
+        cadence: std::time::Duration,
+    ) -> DateTime<Utc> {
+        let now = self.now();
+        match last {
+            Some(last) => at(last, cadence).max(now),
+            None => at(now, cadence),
+        }
     }
 
     /// A dry run shows which gates would be evaluated, and on what.
@@ -679,6 +722,8 @@ impl<'p> Engine<'p> {
                 stage: stage.name.clone(),
                 reason: reason.clone(),
             })?;
+            // A promotion given before the pause is not one for the bake that goes on after it.
+            self.stage_seq = self.seq;
             let wait = PersonWait::pause(stage, &reason, self.seq);
             self.parts.control.person_needed(&stage.name, self.now());
             return Box::pin(self.wait_for_person(stage, started, wait)).await;
@@ -812,4 +857,16 @@ impl<'p> Engine<'p> {
         let clock = Arc::clone(&self.parts.clock);
         Ok(self.parts.control.wait(clock.as_ref(), until).await)
     }
+}
+
+/// What the end gates short of evidence lack, for the record.
+fn short_of(verdicts: &[(String, Verdict)]) -> String {
+    verdicts
+        .iter()
+        .filter_map(|(_, v)| match v {
+            Verdict::Insufficient { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
