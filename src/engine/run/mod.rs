@@ -3,9 +3,13 @@
 //!
 //! Every part of the run returns [`Go`]: `Ok` goes on, `Err(Halt)` stops the run going forward
 //! (suspend, roll back, end, or a fatal error), so `?` carries a stop up to [`Engine::run`].
-//! A stage ([`stage`]) and the steps ([`steps`]) live in their own files; fresh and resumed
-//! runs share one path, a resumed stage starting from the [`stage::Cursor`] its journal gives.
+//! A stage ([`stage`]), the end of its bake ([`end`]: end gates, extension, early end,
+//! promotion), waits for a person ([`person`]) and the steps ([`steps`]) live in their own
+//! files; fresh and resumed runs share one path, a resumed stage starting from the
+//! [`stage::Cursor`] its journal gives.
 
+mod end;
+mod person;
 mod stage;
 mod steps;
 
