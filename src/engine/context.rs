@@ -123,7 +123,7 @@ pub fn env_names(plan: &Plan) -> Vec<String> {
 
 impl Redactor {
     /// The secrets of a live run: every `env` value the plan uses, and the value of every secret
-    /// header (by name, see [`is_secret_header`], or listed in `secret_headers`) anywhere in the
+    /// header (by name, see [`crate::redact::is_secret_header`], or listed in `secret_headers`) anywhere in the
     /// plan, as filled for preflight and for every stage.
     pub fn for_run(plan: &Plan, resolver: &Resolver) -> Redactor {
         let mut values: Vec<String> = resolver.secrets().map(str::to_owned).collect();
