@@ -313,24 +313,9 @@ impl<'p> Engine<'p> {
     /// too.
     async fn wait_until(&mut self, deadline: DateTime<Utc>, promotable: bool) -> Go<Woke> {
         if self.options.once {
-            match self.parts.control.poll() {
-                Some(Control::Abort {
-                    by,
-                    reason,
-                    request,
-                }) => return Err(self.aborted(&by, &reason, request)),
-                Some(Control::Promote {
-                    by,
-                    reason,
-                    request,
-                }) if promotable => {
-                    return Ok(Woke::Promoted {
-                        by,
-                        reason,
-                        request,
-                    });
-                }
-                _ => {}
+            let polled = self.parts.control.poll();
+            if let Some(woke) = self.woken_by(polled, promotable) {
+                return woke;
             }
             if deadline > self.now() {
                 return Err(Halt::Suspend {
@@ -346,30 +331,38 @@ impl<'p> Engine<'p> {
         }
         loop {
             let clock = Arc::clone(&self.parts.clock);
-            match self.parts.control.wait(clock.as_ref(), deadline).await {
-                None => return Ok(Woke::Due),
-                Some(Control::Abort {
-                    by,
-                    reason,
-                    request,
-                }) => return Err(self.aborted(&by, &reason, request)),
-                Some(Control::Promote {
-                    by,
-                    reason,
-                    request,
-                }) if promotable => {
-                    return Ok(Woke::Promoted {
-                        by,
-                        reason,
-                        request,
-                    });
-                }
-                Some(Control::Approve { .. } | Control::Promote { .. }) => {
-                    if self.now() >= deadline {
-                        return Ok(Woke::Due);
-                    }
-                }
+            let control = self.parts.control.wait(clock.as_ref(), deadline).await;
+            if control.is_none() {
+                return Ok(Woke::Due);
             }
+            if let Some(woke) = self.woken_by(control, promotable) {
+                return woke;
+            }
+            if self.now() >= deadline {
+                return Ok(Woke::Due);
+            }
+        }
+    }
+
+    /// What a decision that came during a wait does to it: an abort ends it with a rollback, a
+    /// promotion (where `promotable`) ends it; anything else leaves it waiting (`None`).
+    fn woken_by(&mut self, control: Option<Control>, promotable: bool) -> Option<Go<Woke>> {
+        match control? {
+            Control::Abort {
+                by,
+                reason,
+                request,
+            } => Some(Err(self.aborted(&by, &reason, request))),
+            Control::Promote {
+                by,
+                reason,
+                request,
+            } if promotable => Some(Ok(Woke::Promoted {
+                by,
+                reason,
+                request,
+            })),
+            Control::Approve { .. } | Control::Promote { .. } => None,
         }
     }
 }
