@@ -450,3 +450,77 @@ stages:
     let late = promote(&path, "sena");
     assert_eq!(late.code, 6, "{}", late.stderr);
 }
+
+#[test]
+fn status_shows_an_extended_bake_and_how_far_its_evidence_is() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "app.sh",
+        "#!/bin/sh\necho '{\"error_ratio\": 0, \"requests\": 50}'\n",
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.path().join("app.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let plan = "\
+version: 1
+name: extended
+probes:
+  app:
+    command: [./app.sh]
+gates:
+  go:
+    at: end
+    insufficient: { extend: 1h, then: pause }
+    require:
+      - { check: app.error_ratio <= 0.5%, confidence: 95%, of: app.requests }
+stages:
+  - name: canary
+    traffic: 5
+    bake: 1s
+    checks: { every: 1s, probes: [app] }
+    gates: [go]
+  - name: full
+    traffic: 100
+    bake: 0s
+";
+    let path = write(dir.path(), "plan.yaml", plan);
+    let _runner = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+            .arg("run")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let next = loop {
+        let status = ion_plan().args(["status", "--json"]).arg(&path).run();
+        if status.code == 0 {
+            let next = status.json()["next"]["action"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if next.starts_with("extended") {
+                break next;
+            }
+        }
+        assert!(Instant::now() < deadline, "the bake was never extended");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // 50 requests a check against the 765 that `<= 0.5%` at 95% needs.
+    assert!(
+        next.contains("waiting for evidence")
+            && next.contains("`app.error_ratio <= 0.5%`: ")
+            && next.contains(" of 765 requests"),
+        "{next}"
+    );
+}

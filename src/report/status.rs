@@ -150,7 +150,7 @@ fn next_of(
             return Some((
                 format!(
                     "extended: waiting for evidence ({}) until {}",
-                    evidence_of(plan, run, stage),
+                    evidence_of(plan, run),
                     until.format("%Y-%m-%d %H:%M:%SZ")
                 ),
                 Some(until),
@@ -177,19 +177,16 @@ fn next_of(
 
 /// How far each end condition short of evidence is: "`load.canary.error_rate <= 0.5%`: 700
 /// of 765 requests".
-fn evidence_of(plan: &Plan, run: &RunState, stage: &crate::plan::model::Stage) -> String {
-    let planned = crate::plan::evidence::stage_evidence(plan, stage);
+fn evidence_of(plan: &Plan, run: &RunState) -> String {
     let parts: Vec<String> = run
         .evaluations
         .values()
         .filter(|(_, e)| e.outcome == Judged::Insufficient)
         .filter_map(|(_, e)| {
             let evidence = e.evidence?;
-            let needed = planned
-                .iter()
-                .find(|p| p.gate == e.gate && p.check == e.condition)
-                .map(|p| match p.needed {
-                    crate::stats::Needed::Count(n) => format!(" of {n} {}", p.unit),
+            let needed = needed_for(plan, &e.gate, &e.condition, evidence.confidence)
+                .map(|(needed, unit)| match needed {
+                    crate::stats::Needed::Count(n) => format!(" of {n} {unit}"),
                     crate::stats::Needed::Never => " (no amount will do)".to_owned(),
                 })
                 .unwrap_or_default();
@@ -201,6 +198,38 @@ fn evidence_of(plan: &Plan, run: &RunState, stage: &crate::plan::model::Stage) -
     } else {
         parts.join("; ")
     }
+}
+
+/// What a gate's condition needs before it can pass, with no errors, and in what.
+fn needed_for(
+    plan: &Plan,
+    gate: &str,
+    check: &str,
+    confidence: f64,
+) -> Option<(crate::stats::Needed, &'static str)> {
+    use crate::plan::evidence::IntervalKind;
+    let condition = plan
+        .gates
+        .get(gate)?
+        .require
+        .iter()
+        .find(|c| c.check() == check)?;
+    let expr = crate::plan::expr::parse(check).ok()?;
+    let crate::plan::expr::Rhs::Quantity { value, .. } = expr.rhs else {
+        return None;
+    };
+    Some(
+        match crate::plan::evidence::interval_kind(plan, condition)? {
+            IntervalKind::Wilson { .. } => (
+                crate::stats::ratio_needed(expr.op, value, confidence),
+                "requests",
+            ),
+            IntervalKind::Percentile { p } => (
+                crate::stats::percentile_needed(expr.op, p, confidence),
+                "latencies",
+            ),
+        },
+    )
 }
 
 /// The status of a run of `plan`, as of `now`; `runner`: who holds the plan's lock, if anyone.
