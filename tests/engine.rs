@@ -190,10 +190,21 @@ fn run_with(
     script: impl Fn(&str, u64) -> Option<f64> + Send + Sync + 'static,
     control: Box<dyn ControlSource>,
 ) -> Ran {
+    run_from(plan, None, start(), script, control)
+}
+
+/// Runs `plan` afresh, or takes up `resume` (a journal's state), on a clock starting at `at`.
+fn run_from(
+    plan: &Plan,
+    resume: Option<ion_plan::event::state::RunState>,
+    at: DateTime<Utc>,
+    script: impl Fn(&str, u64) -> Option<f64> + Send + Sync + 'static,
+    control: Box<dyn ControlSource>,
+) -> Ran {
     let sink = Recorded::default();
     let steps = Arc::new(Steps::default());
     let parts = Parts {
-        clock: Arc::new(SimClock::new(start())),
+        clock: Arc::new(SimClock::new(at)),
         sampler: Arc::new(Script(Box::new(script))),
         steps: Arc::clone(&steps) as Arc<dyn StepRunner>,
         control,
@@ -209,9 +220,8 @@ fn run_with(
         .enable_time()
         .build()
         .unwrap();
-    let outcome = runtime
-        .block_on(Engine::new(plan, info, parts).unwrap().run())
-        .unwrap();
+    let engine = Engine::resume(plan, info, parts, resume, Options::default()).unwrap();
+    let outcome = runtime.block_on(engine.run()).unwrap();
     let records = sink.0.lock().unwrap().clone();
     let steps = steps.0.lock().unwrap().clone();
     Ran {
@@ -390,28 +400,15 @@ fn a_stage_approved_before_a_crash_is_not_asked_for_approval_again() {
         ion_plan::event::state::RunState::fold("test", "engine.yaml", "sha256:test", journal);
 
     // Taken up with nobody at the terminal: it goes on, it does not wait for a second approval.
-    let sink = Recorded::default();
-    let parts = Parts {
-        clock: Arc::new(SimClock::new(journal.last().unwrap().at)),
-        sampler: Arc::new(Script(Box::new(|_, _| Some(0.0)))),
-        steps: Arc::new(Steps::default()),
-        control: Box::new(NOBODY),
-        sinks: vec![Box::new(sink.clone())],
-    };
-    let info = RunInfo {
-        run_id: "test".to_owned(),
-        plan_path: "engine.yaml".to_owned(),
-        digest: "sha256:test".to_owned(),
-        mode: Mode::Scenario,
-    };
-    let engine = Engine::resume(&plan, info, parts, Some(state), Options::default()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let outcome = runtime.block_on(engine.run()).unwrap();
-    assert_eq!(outcome, Outcome::Completed);
-    let resumed = sink.0.lock().unwrap().clone();
+    let resumed = run_from(
+        &plan,
+        Some(state),
+        journal.last().unwrap().at,
+        |_, _| Some(0.0),
+        Box::new(NOBODY),
+    );
+    assert_eq!(resumed.outcome, Outcome::Completed);
+    let resumed = resumed.records;
     assert!(
         !resumed.iter().any(|r| matches!(
             r.event,
