@@ -361,6 +361,7 @@ mod tests {
                     fired: true,
                     evidence: None,
                     unit: None,
+                    compare: None,
                 },
             },
         };

@@ -412,6 +412,7 @@ impl Streaks {
                 fired,
                 evidence: judged.evidence,
                 unit: Some(condition.unit()),
+                compare: None,
             });
         }
         let fired: Vec<String> = evaluations
@@ -478,6 +479,7 @@ pub fn at_end(
                 fired,
                 evidence: judged.evidence,
                 unit: Some(condition.unit()),
+                compare: None,
             }
         })
         .collect();

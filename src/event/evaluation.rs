@@ -50,6 +50,43 @@ pub struct Evaluation {
     /// was recorded read as plain numbers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<LiteralUnit>,
+    /// What a `compare:` entry was judged on (`condition` is then "CANARY vs BASELINE").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Comparison>,
+}
+
+/// A `compare:` entry's statistic: the shift canary − baseline with its interval, in base
+/// units (`docs/plan.md`, "Compare").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Values on the canary's side and the baseline's (latencies for a distribution, checks
+    /// for a series).
+    pub nx: u64,
+    pub ny: u64,
+    /// The interval of the shift; `None` when it could not be computed (too few values, or
+    /// every value tied).
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+    /// The shift's estimate (Hodges–Lehmann-like: where the test statistic is centred).
+    pub estimate: Option<f64>,
+    /// tolerance × |median(baseline)|: a shift within it is no change.
+    pub margin: f64,
+    pub median_canary: Option<f64>,
+    pub median_baseline: Option<f64>,
+    /// The confidence asked for, a fraction (0.98).
+    pub confidence: f64,
+    /// `higher` or `lower` when the outcome is a violation: which way the canary moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<ShiftWay>,
+}
+
+/// Which way a violating canary moved against its baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ShiftWay {
+    Higher,
+    Lower,
 }
 
 /// The interval a condition with `confidence` was judged on, and what it rests on.

@@ -476,9 +476,13 @@ pub enum Action {
 pub struct Gate {
     /// `end`: once when the bake ends; `every_check`: after every check.
     pub at: GateAt,
-    /// Conditions that must all hold.
-    #[schemars(length(min = 1))]
+    /// Conditions that must all hold. A gate has `require`, `compare`, or both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub require: Vec<Condition>,
+    /// The canary against the version it replaces, statistically (`docs/plan.md`, "Compare"):
+    /// each entry is judged like a condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compare: Vec<Compare>,
     /// What a failure does. Default `rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_fail: Option<Action>,
@@ -501,6 +505,141 @@ impl Gate {
     /// What an insufficient verdict does, defaults filled in.
     pub fn on_insufficient(&self) -> Insufficient {
         self.insufficient.unwrap_or_default()
+    }
+}
+
+/// One `compare:` entry: is the canary worse than the baseline, beyond a tolerance, at a
+/// confidence? Judged on the Mann–Whitney interval of the shift canary − baseline.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    /// The canary's metric: a scalar metric (`canary.error_rate`: its values at the stage's
+    /// checks) or a load target's latencies (`load.canary.latency`: a distribution).
+    #[schemars(length(min = 1))]
+    pub canary: String,
+    /// The baseline's metric, of the same kind and unit (`load.legacy.latency`).
+    #[schemars(length(min = 1))]
+    pub baseline: String,
+    /// Which shift is worse: `increase` (default), `decrease` or `either`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// A shift within this fraction of the baseline's median is no change (`10%`). Default 0%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<Tolerance>,
+    /// Fewer values on either side are *insufficient*. Default 5 for a series, 20 for a
+    /// distribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 1_000_000))]
+    pub min_points: Option<u32>,
+    /// The interval's two-sided confidence. Default 98%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
+}
+
+impl Compare {
+    /// The default confidence of a comparison (Kayenta's).
+    pub const CONFIDENCE: f64 = 0.98;
+    /// The default `min_points` of a series and of a distribution.
+    pub const MIN_POINTS_SERIES: u32 = 5;
+    pub const MIN_POINTS_DISTRIBUTION: u32 = 20;
+
+    pub fn direction(&self) -> Direction {
+        self.direction.unwrap_or_default()
+    }
+
+    /// The tolerance as a fraction (0.1).
+    pub fn tolerance(&self) -> f64 {
+        self.tolerance.map_or(0.0, |t| t.0)
+    }
+
+    /// The confidence as a fraction (0.98).
+    pub fn confidence(&self) -> f64 {
+        self.confidence
+            .map_or(Self::CONFIDENCE, Confidence::fraction)
+    }
+
+    /// "`load.canary.latency` vs `load.legacy.latency`": how reports name the entry.
+    pub fn label(&self) -> String {
+        format!("{} vs {}", self.canary, self.baseline)
+    }
+}
+
+/// Which shift of the canary against the baseline is worse.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema, strum::Display,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Direction {
+    /// Higher is worse (latency, error rate).
+    #[default]
+    Increase,
+    /// Lower is worse (throughput, success rate).
+    Decrease,
+    /// Any shift beyond the tolerance is a change.
+    Either,
+}
+
+/// A tolerance, as a fraction: `10%` is 0.1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance(pub f64);
+
+/// `tolerance` as the schema checks it: a percentage, at most 1000%.
+pub const TOLERANCE_PATTERN: &str = r"^([0-9]{1,3}|1000)(\.[0-9]{1,4})?%$";
+
+impl Serialize for Tolerance {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}%", (self.0 * 1e6).round() / 1e4))
+    }
+}
+
+impl<'de> Deserialize<'de> for Tolerance {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ToleranceVisitor;
+        impl Visitor<'_> for ToleranceVisitor {
+            type Value = Tolerance;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a percentage from 0% to 1000%, e.g. `10%`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Tolerance, E> {
+                match crate::plan::units::parse_quantity(v) {
+                    Some((fraction, crate::plan::units::LiteralUnit::Percent)) => {
+                        self.visit_f64(fraction)
+                    }
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Tolerance, E> {
+                if (0.0..=10.0).contains(&v) {
+                    Ok(Tolerance(v))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Tolerance, E> {
+                if v == 0 {
+                    Ok(Tolerance(0.0))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Unsigned(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(ToleranceVisitor)
+    }
+}
+
+impl JsonSchema for Tolerance {
+    fn schema_name() -> Cow<'static, str> {
+        "Tolerance".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A tolerance from 0% to 1000%, e.g. `10%` (or the fraction, 0.1).",
+            "oneOf": [
+                { "type": "string", "pattern": TOLERANCE_PATTERN },
+                { "type": "number", "minimum": 0, "maximum": 10 },
+            ],
+        })
     }
 }
 
