@@ -19,6 +19,8 @@ use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerial
 
 use crate::plan::expr::Op;
 
+pub mod compare;
+
 /// The lowest confidence a condition may ask for.
 pub const MIN_CONFIDENCE: f64 = 0.5;
 /// The highest confidence a condition may ask for.

@@ -1,0 +1,280 @@
+//! Compare: the interval and estimate of the shift canary − baseline from the Mann–Whitney
+//! (Wilcoxon rank-sum) test, asymptotic, with continuity and tie correction — what R's
+//! `wilcox.test(x, y, conf.int = TRUE, conf.level = c, exact = FALSE, correct = TRUE)` reports
+//! (`docs/plan.md`, "Compare").
+//!
+//! For a shift μ, the values x − μ and y are ranked together (average ranks for ties);
+//! dz = Σ ranks(x) − nx(nx + 1)/2 − nx·ny/2, σ = √(nx·ny/12 · ((N + 1) − Σ(t³ − t)/(N(N − 1)))),
+//! z(μ) = (dz − ½·sign(dz))/σ. The bounds solve z(μ) = ±z_c and the estimate z(μ) = 0, on
+//! [min x − max y, max x − min y]. z(μ) falls as μ grows, so bisection finds each root.
+//!
+//! Values carry counts: a series is values of count 1, a latency histogram its buckets with
+//! their counts (values within the histogram's precision tie), so ranking 100,000 latencies
+//! costs what ranking their few hundred buckets does.
+
+use hdrhistogram::Histogram;
+
+/// Values with counts, sorted, equal values merged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Points {
+    /// (value, count), ascending by value, counts > 0.
+    points: Vec<(f64, u64)>,
+    n: u64,
+}
+
+impl Points {
+    /// Values with counts; non-finite values and zero counts are dropped.
+    pub fn new(values: impl IntoIterator<Item = (f64, u64)>) -> Points {
+        let mut points: Vec<(f64, u64)> = values
+            .into_iter()
+            .filter(|(v, c)| v.is_finite() && *c > 0)
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut merged: Vec<(f64, u64)> = Vec::with_capacity(points.len());
+        for (value, count) in points {
+            match merged.last_mut() {
+                // -0.0 and 0.0 are one value, as R's rank has them.
+                Some(last) if last.0 == value => last.1 = last.1.saturating_add(count),
+                _ => merged.push((value, count)),
+            }
+        }
+        let n = merged.iter().fold(0u64, |n, (_, c)| n.saturating_add(*c));
+        Points { points: merged, n }
+    }
+
+    /// A series: each value once.
+    pub fn from_values(values: &[f64]) -> Points {
+        Points::new(values.iter().map(|v| (*v, 1)))
+    }
+
+    /// A histogram's buckets, each at its highest equivalent value times `scale` (1e-6 turns the
+    /// load probe's microseconds into seconds).
+    #[expect(clippy::cast_precision_loss, reason = "latencies in µs far below 2^52")]
+    pub fn from_histogram(histogram: &Histogram<u64>, scale: f64) -> Points {
+        Points::new(
+            histogram
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to() as f64 * scale, v.count_at_value())),
+        )
+    }
+
+    /// How many values, counting repeats.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The median as R's `median` has it: the middle value, or the mean of the two middle ones.
+    pub fn median(&self) -> Option<f64> {
+        if self.n == 0 {
+            return None;
+        }
+        let low = self.at_rank(self.n.div_ceil(2))?;
+        let high = self.at_rank(self.n / 2 + 1)?;
+        Some(if self.n % 2 == 1 {
+            low
+        } else {
+            f64::midpoint(low, high)
+        })
+    }
+
+    /// The value of 1-based rank `rank`.
+    fn at_rank(&self, rank: u64) -> Option<f64> {
+        let mut seen = 0u64;
+        self.points.iter().find_map(|(value, count)| {
+            seen += count;
+            (seen >= rank).then_some(*value)
+        })
+    }
+
+    fn min(&self) -> Option<f64> {
+        self.points.first().map(|p| p.0)
+    }
+
+    fn max(&self) -> Option<f64> {
+        self.points.last().map(|p| p.0)
+    }
+}
+
+/// The shift canary − baseline: its interval and estimate, in the values' units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shift {
+    pub lower: f64,
+    pub upper: f64,
+    pub estimate: f64,
+}
+
+/// Why no interval could be computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ShiftError {
+    #[error("no values on the {0} side")]
+    Empty(Side),
+    #[error("every value is tied: the rank test has no spread to measure a shift by")]
+    AllTied,
+}
+
+/// Which side of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum Side {
+    Canary,
+    Baseline,
+}
+
+/// The two-sided `confidence` interval and the estimate of the shift `canary − baseline`
+/// (module docs).
+pub fn shift(canary: &Points, baseline: &Points, confidence: f64) -> Result<Shift, ShiftError> {
+    let (Some(x_min), Some(x_max)) = (canary.min(), canary.max()) else {
+        return Err(ShiftError::Empty(Side::Canary));
+    };
+    let (Some(y_min), Some(y_max)) = (baseline.min(), baseline.max()) else {
+        return Err(ShiftError::Empty(Side::Baseline));
+    };
+    let test = RankSum { canary, baseline };
+    // σ does not depend on μ except through ties; at the estimate's search start every value of
+    // x − μ lies above every y, so only ties within each side remain. R stops with "cannot
+    // compute confidence interval when all observations are tied" when σ is 0 where it looks.
+    let (low, high) = (x_min - y_max, x_max - y_min);
+    test.z(low).ok_or(ShiftError::AllTied)?;
+    test.z(high).ok_or(ShiftError::AllTied)?;
+    let zc = super::z(confidence);
+    let root = |zq: f64| test.root(low, high, zq).ok_or(ShiftError::AllTied);
+    Ok(Shift {
+        lower: root(zc)?,
+        upper: root(-zc)?,
+        estimate: root(0.0)?,
+    })
+}
+
+/// The rank-sum statistic of `canary − μ` against `baseline`.
+struct RankSum<'a> {
+    canary: &'a Points,
+    baseline: &'a Points,
+}
+
+impl RankSum<'_> {
+    /// z(μ) with continuity correction; `None` when σ is 0 (every value tied).
+    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    fn z(&self, mu: f64) -> Option<f64> {
+        let (x, y) = (&self.canary.points, &self.baseline.points);
+        let (nx, ny) = (self.canary.n as f64, self.baseline.n as f64);
+        let (mut i, mut j) = (0, 0);
+        let (mut below, mut rank_sum_x, mut ties) = (0.0f64, 0.0f64, 0.0f64);
+        while i < x.len() || j < y.len() {
+            let next_x = x.get(i).map(|p| p.0 - mu);
+            let next_y = y.get(j).map(|p| p.0);
+            let value = match (next_x, next_y) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            // Every x − μ and y equal to `value` tie: x values apart may meet after the shift's
+            // rounding, so take all of them.
+            let mut tied_x = 0.0;
+            while let Some(p) = x.get(i).filter(|p| p.0 - mu == value) {
+                tied_x += p.1 as f64;
+                i += 1;
+            }
+            let mut tied_y = 0.0;
+            while let Some(p) = y.get(j).filter(|p| p.0 == value) {
+                tied_y += p.1 as f64;
+                j += 1;
+            }
+            let t = tied_x + tied_y;
+            rank_sum_x += tied_x * (below + (t + 1.0) / 2.0);
+            ties += t * t * t - t;
+            below += t;
+        }
+        let total = nx + ny;
+        let dz = rank_sum_x - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
+        let variance = nx * ny / 12.0 * ((total + 1.0) - ties / (total * (total - 1.0)));
+        if variance.is_nan() || variance <= 0.0 {
+            return None;
+        }
+        let correction = 0.5
+            * if dz > 0.0 {
+                1.0
+            } else if dz < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+        Some((dz - correction) / variance.sqrt())
+    }
+
+    /// The μ in [low, high] where z(μ) crosses `zq` (R's `root`: an end when z is already past
+    /// `zq` there). `None` when σ is 0 somewhere on the way.
+    fn root(&self, low: f64, high: f64, zq: f64) -> Option<f64> {
+        let f = |mu: f64| self.z(mu).map(|z| z - zq);
+        if f(low)? <= 0.0 {
+            return Some(low);
+        }
+        if f(high)? >= 0.0 {
+            return Some(high);
+        }
+        // f(lo) > 0 ≥ f(hi): z falls as μ grows, so the crossing stays between them.
+        let (mut lo, mut hi) = (low, high);
+        let tolerance = (high - low).abs() * 1e-12;
+        for _ in 0..200 {
+            let mid = f64::midpoint(lo, hi);
+            if hi - lo <= tolerance || mid <= lo || mid >= hi {
+                break;
+            }
+            if f(mid)? > 0.0 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(f64::midpoint(lo, hi))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+    }
+
+    /// A sample shifted by 5 against itself: the estimate is the shift, inside its interval.
+    #[test]
+    fn a_pure_shift_is_estimated() {
+        let y: Vec<f64> = (1..=10).map(f64::from).collect();
+        let x: Vec<f64> = y.iter().map(|v| v + 5.0).collect();
+        let s = shift(&Points::from_values(&x), &Points::from_values(&y), 0.95).unwrap();
+        assert!(close(s.estimate, 5.0), "{s:?}");
+        assert!(s.lower < 5.0 && 5.0 < s.upper, "{s:?}");
+    }
+
+    #[test]
+    fn all_tied_is_an_error_not_a_nan() {
+        let x = Points::from_values(&[1.0, 1.0, 1.0]);
+        let y = Points::from_values(&[1.0, 1.0]);
+        assert_eq!(shift(&x, &y, 0.98), Err(ShiftError::AllTied));
+        assert_eq!(
+            shift(&Points::default(), &y, 0.98),
+            Err(ShiftError::Empty(Side::Canary))
+        );
+    }
+
+    #[test]
+    fn median_is_rs() {
+        assert_eq!(Points::from_values(&[3.0, 1.0, 2.0]).median(), Some(2.0));
+        assert_eq!(
+            Points::from_values(&[4.0, 1.0, 2.0, 3.0]).median(),
+            Some(2.5)
+        );
+        assert_eq!(Points::new([(1.0, 3), (5.0, 1)]).median(), Some(1.0));
+        assert_eq!(Points::default().median(), None);
+        assert!(close(
+            Points::new([(1.0, 2), (5.0, 2)]).median().unwrap(),
+            3.0
+        ));
+    }
+}
