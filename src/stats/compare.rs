@@ -167,9 +167,9 @@ impl RankSum<'_> {
             let next_x = x.get(i).map(|p| p.0 - mu);
             let next_y = y.get(j).map(|p| p.0);
             let value = match (next_x, next_y) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) => a,
-                (None, Some(b)) => b,
+                (Some(from_x), Some(from_y)) => from_x.min(from_y),
+                (Some(from_x), None) => from_x,
+                (None, Some(from_y)) => from_y,
                 (None, None) => break,
             };
             // Every x − μ and y equal to `value` tie: x values apart may meet after the shift's
@@ -184,10 +184,10 @@ impl RankSum<'_> {
                 tied_y += p.1 as f64;
                 j += 1;
             }
-            let t = tied_x + tied_y;
-            rank_sum_x += tied_x * (below + (t + 1.0) / 2.0);
-            ties += t * t * t - t;
-            below += t;
+            let tied = tied_x + tied_y;
+            rank_sum_x += tied_x * (below + (tied + 1.0) / 2.0);
+            ties += tied * tied * tied - tied;
+            below += tied;
         }
         let total = nx + ny;
         let dz = rank_sum_x - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
