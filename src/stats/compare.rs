@@ -5,7 +5,7 @@
 //!
 //! For a shift μ, the values x − μ and y are ranked together (average ranks for ties);
 //! dz = Σ ranks(x) − nx(nx + 1)/2 − nx·ny/2, σ = √(nx·ny/12 · ((N + 1) − Σ(t³ − t)/(N(N − 1)))),
-//! z(μ) = (dz − ½·sign(dz))/σ. The bounds solve z(μ) = ±z_c and the estimate z(μ) = 0, on
+//! z(μ) = (dz − ½·sign(dz))/σ. The bounds solve z(μ) = ±`z_c` and the estimate z(μ) = 0, on
 //! [min x − max y, max x − min y]. z(μ) falls as μ grows, so bisection finds each root.
 //!
 //! Values carry counts: a series is values of count 1, a latency histogram its buckets with
@@ -24,6 +24,7 @@ pub struct Points {
 
 impl Points {
     /// Values with counts; non-finite values and zero counts are dropped.
+    #[expect(clippy::float_cmp, reason = "ties are exact equality, as in R's rank")]
     pub fn new(values: impl IntoIterator<Item = (f64, u64)>) -> Points {
         let mut points: Vec<(f64, u64)> = values
             .into_iter()
@@ -158,6 +159,7 @@ struct RankSum<'a> {
 impl RankSum<'_> {
     /// z(μ) with continuity correction; `None` when σ is 0 (every value tied).
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    #[expect(clippy::float_cmp, reason = "ties are exact equality, as in R's rank")]
     fn z(&self, mu: f64) -> Option<f64> {
         let (x, y) = (&self.canary.points, &self.baseline.points);
         let (nx, ny) = (self.canary.n as f64, self.baseline.n as f64);
@@ -185,7 +187,8 @@ impl RankSum<'_> {
                 j += 1;
             }
             let tied = tied_x + tied_y;
-            rank_sum_x += tied_x * (below + (tied + 1.0) / 2.0);
+            // The average of ranks below + 1 ..= below + tied.
+            rank_sum_x += tied_x * (below + f64::midpoint(tied, 1.0));
             ties += tied * tied * tied - tied;
             below += tied;
         }
