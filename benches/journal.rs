@@ -274,7 +274,7 @@ impl Records {
             );
             current.insert(sample.probe.clone(), sample);
         }
-        let (evaluations, _) = streaks.every_check(&phase4.guard, &current);
+        let (evaluations, _) = streaks.every_check(&phase4.guard, &current, &Pool::default());
         for evaluation in evaluations {
             self.push(
                 at,

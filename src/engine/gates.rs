@@ -17,7 +17,8 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::engine::pool::Data;
+use crate::engine::compare::{self, CompiledCompare};
+use crate::engine::pool::{Data, Pool};
 use crate::event::evaluation::Evidence;
 use crate::plan::evidence::{IntervalKind, interval_kind};
 use crate::plan::expr::{self, Expr, Rhs};
@@ -77,6 +78,8 @@ pub struct CompiledGate {
     /// Errors in a row that act, and the action.
     pub on_error: (u32, Action),
     pub conditions: Vec<CompiledCondition>,
+    /// Its `compare:` entries, judged after its conditions.
+    pub compares: Vec<CompiledCompare>,
     /// What an `at: end` verdict of insufficient does.
     pub insufficient: Insufficient,
 }
@@ -103,6 +106,11 @@ impl CompiledGate {
             on_fail,
             on_error,
             conditions,
+            compares: gate
+                .compare
+                .iter()
+                .map(|c| CompiledCompare::compile(c, plan))
+                .collect(),
             insufficient: gate.on_insufficient(),
         })
     }
@@ -112,6 +120,20 @@ impl CompiledGate {
         self.conditions
             .iter()
             .flat_map(|c| c.expr.metrics().map(expr::MetricRef::probe))
+            .chain(
+                self.compares
+                    .iter()
+                    .flat_map(|c| c.metrics().map(expr::MetricRef::probe)),
+            )
+    }
+
+    /// What each condition and comparison reads, as their texts (dry runs show them).
+    pub fn texts(&self) -> Vec<String> {
+        self.conditions
+            .iter()
+            .map(|c| c.text.clone())
+            .chain(self.compares.iter().map(|c| c.label.clone()))
+            .collect()
     }
 }
 
@@ -385,15 +407,18 @@ fn advance(rule: Rule, outcome: &Outcome, state: &mut ConditionState) -> (Streak
 
 impl Streaks {
     /// Evaluates an `every_check` gate after a check, updating its streaks.
+    /// `pool` holds the stage's checks so far, this one included (a compared series).
     pub fn every_check(
         &mut self,
         gate: &CompiledGate,
         samples: &HashMap<String, Sample>,
+        pool: &Pool,
     ) -> (Vec<Evaluation>, Verdict) {
         let state = self.gates.entry(gate.name.clone()).or_default();
-        state
-            .conditions
-            .resize_with(gate.conditions.len(), ConditionState::default);
+        state.conditions.resize_with(
+            gate.conditions.len() + gate.compares.len(),
+            ConditionState::default,
+        );
         let mut evaluations = Vec::with_capacity(gate.conditions.len());
         let mut any_error = None;
         for (condition, cond_state) in gate.conditions.iter().zip(&mut state.conditions) {
@@ -414,6 +439,15 @@ impl Streaks {
                 unit: Some(condition.unit()),
                 compare: None,
             });
+        }
+        let compare_states = state.conditions.iter_mut().skip(gate.conditions.len());
+        for (entry, cond_state) in gate.compares.iter().zip(compare_states) {
+            let judged = compare::judge(entry, pool, Data::Check(samples), Some(samples));
+            if let Outcome::Error(e) = &judged.outcome {
+                any_error.get_or_insert_with(|| format!("`{}`: {e}", entry.label));
+            }
+            let (streak, fired) = advance(Rule::Once, &judged.outcome, cond_state);
+            evaluations.push(compared(gate, entry, judged, streak, fired));
         }
         let fired: Vec<String> = evaluations
             .iter()
@@ -452,6 +486,28 @@ impl Streaks {
     }
 }
 
+/// A comparison's evaluation: its value is the estimated shift, its threshold the margin.
+fn compared(
+    gate: &CompiledGate,
+    entry: &CompiledCompare,
+    judged: compare::Judged,
+    streak: Streak,
+    fired: bool,
+) -> Evaluation {
+    Evaluation {
+        gate: gate.name.clone(),
+        condition: entry.label.clone(),
+        outcome: judged.outcome,
+        value: judged.comparison.estimate,
+        threshold: Some(judged.comparison.margin),
+        streak,
+        fired,
+        evidence: None,
+        unit: Some(entry.unit),
+        compare: Some(judged.comparison),
+    }
+}
+
 /// Evaluates an `at: end` gate once: point conditions on the newest sample of each probe,
 /// `confidence` conditions on `pooled` (the stage's samples; preflight's one check).
 pub fn at_end(
@@ -482,6 +538,21 @@ pub fn at_end(
                 compare: None,
             }
         })
+        .chain(gate.compares.iter().map(|entry| {
+            let empty = Pool::default();
+            let series = match pooled {
+                Data::Pool(pool) => pool,
+                Data::Check(_) => &empty,
+            };
+            let judged = compare::judge(entry, series, pooled, None);
+            let fired = !matches!(judged.outcome, Outcome::Pass | Outcome::Insufficient);
+            let streak = Streak {
+                count: u32::from(fired),
+                needed: 1,
+                window: None,
+            };
+            compared(gate, entry, judged, streak, fired)
+        }))
         .collect();
     let described = |pick: fn(&Outcome) -> bool| -> Vec<String> {
         evaluations
@@ -553,7 +624,12 @@ mod tests {
         let mut streaks = Streaks::default();
         readings
             .iter()
-            .map(|r| streaks.every_check(gate, &samples(r.clone())).1 != Verdict::Pass)
+            .map(|r| {
+                streaks
+                    .every_check(gate, &samples(r.clone()), &Pool::default())
+                    .1
+                    != Verdict::Pass
+            })
             .collect()
     }
 
@@ -631,13 +707,17 @@ mod tests {
             let g = gate(&format!(
                 "at: every_check\nrequire: [{{check: canary.error_rate <= 1%, no_data: {policy}}}]"
             ));
-            let (evaluations, _) = Streaks::default().every_check(&g, &samples(Reading::NoData));
+            let (evaluations, _) =
+                Streaks::default().every_check(&g, &samples(Reading::NoData), &Pool::default());
             assert_eq!(evaluations[0].outcome, expected, "{policy}");
         }
         // NaN from a probe is no data, never a pass.
         let g = gate("at: every_check\nrequire: [canary.error_rate <= 1%]");
-        let (evaluations, _) =
-            Streaks::default().every_check(&g, &samples(Reading::from_number(f64::NAN)));
+        let (evaluations, _) = Streaks::default().every_check(
+            &g,
+            &samples(Reading::from_number(f64::NAN)),
+            &Pool::default(),
+        );
         assert!(matches!(evaluations[0].outcome, Outcome::Error(_)));
     }
 
@@ -647,25 +727,31 @@ mod tests {
             "at: every_check\nrequire: [{check: canary.error_rate <= 1%, consecutive: 3}]\non_fail: rollback\non_error: {consecutive: 2, then: pause}",
         );
         let mut streaks = Streaks::default();
-        assert_eq!(streaks.every_check(&g, &samples(err())).1, Verdict::Pass);
-        match streaks.every_check(&g, &samples(err())).1 {
+        assert_eq!(
+            streaks.every_check(&g, &samples(err()), &Pool::default()).1,
+            Verdict::Pass
+        );
+        match streaks.every_check(&g, &samples(err()), &Pool::default()).1 {
             Verdict::Errors { action, .. } => assert_eq!(action, Action::Pause),
             other => panic!("{other:?}"),
         }
         // A clean check resets the error count.
         let mut streaks = Streaks::default();
         for r in [err(), GOOD, err()] {
-            assert_eq!(streaks.every_check(&g, &samples(r)).1, Verdict::Pass);
+            assert_eq!(
+                streaks.every_check(&g, &samples(r), &Pool::default()).1,
+                Verdict::Pass
+            );
         }
         // Default: 3 errors, the gate's on_fail.
         let g = gate("at: every_check\nrequire: [canary.error_rate <= 1%]\non_fail: warn");
         assert_eq!(run(&g, &[err(), err(), err()]), [false, false, true]);
         let mut streaks = Streaks::default();
         for _ in 0..2 {
-            streaks.every_check(&g, &samples(err()));
+            streaks.every_check(&g, &samples(err()), &Pool::default());
         }
         assert!(matches!(
-            streaks.every_check(&g, &samples(err())).1,
+            streaks.every_check(&g, &samples(err()), &Pool::default()).1,
             Verdict::Errors {
                 action: Action::Warn,
                 ..
@@ -718,11 +804,15 @@ mod tests {
             )])
         };
         assert_eq!(
-            Streaks::default().every_check(&g, &load(0.119)).1,
+            Streaks::default()
+                .every_check(&g, &load(0.119), &Pool::default())
+                .1,
             Verdict::Pass
         );
         assert!(matches!(
-            Streaks::default().every_check(&g, &load(0.121)).1,
+            Streaks::default()
+                .every_check(&g, &load(0.121), &Pool::default())
+                .1,
             Verdict::Failed { .. }
         ));
     }

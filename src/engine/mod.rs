@@ -8,6 +8,7 @@
 //! report, notifications.
 
 pub mod clock;
+pub mod compare;
 pub mod context;
 pub mod dry_run;
 pub mod gates;

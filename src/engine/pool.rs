@@ -88,6 +88,8 @@ pub struct Pool {
     stated: HashMap<String, (Histogram<u64>, u32)>,
     /// Why a ratio's last sample could not be pooled (no data for its count, say).
     failures: HashMap<String, String>,
+    /// A compared scalar metric → its values at the stage's checks, errors and no data dropped.
+    series: HashMap<String, Vec<f64>>,
 }
 
 impl Pool {
@@ -150,6 +152,31 @@ impl Pool {
 }
 
 impl Pool {
+    /// Adds one check's values of the scalar metrics a `compare:` entry reads.
+    pub fn add_series<'a>(
+        &mut self,
+        metrics: impl Iterator<Item = &'a MetricRef>,
+        samples: &HashMap<String, Sample>,
+    ) {
+        let mut seen = HashSet::new();
+        for metric in metrics {
+            if !samples.contains_key(metric.probe()) || !seen.insert(metric.name.as_str()) {
+                continue;
+            }
+            if let Reading::Value(value) = reading(samples, metric) {
+                self.series
+                    .entry(metric.name.clone())
+                    .or_default()
+                    .push(value);
+            }
+        }
+    }
+
+    /// A compared metric's values at the stage's checks so far.
+    pub fn series(&self, metric: &str) -> &[f64] {
+        self.series.get(metric).map_or(&[], Vec::as_slice)
+    }
+
     /// A percentile a sample states without latencies (a scenario's `load.canary.p95`).
     fn add_stated(&mut self, samples: &HashMap<String, Sample>, metric: &MetricRef) {
         let has_latencies = samples

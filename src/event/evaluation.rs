@@ -114,6 +114,9 @@ impl Evaluation {
     /// "`canary.error_rate <= 1%` = 2.3% (violation, 3 of 3)"; with `confidence`,
     /// "`canary.error_rate <= 0.5%` = 0% [0%, 0.61%] at 95% over 600 (insufficient)".
     pub fn describe(&self) -> String {
+        if let Some(comparison) = &self.compare {
+            return self.describe_comparison(comparison);
+        }
         let unit = self.unit();
         let outcome = match &self.outcome {
             Outcome::Pass => "pass".to_owned(),
@@ -133,6 +136,45 @@ impl Evaluation {
             String::new()
         };
         format!("`{}`{value} ({outcome}{streak})", self.condition)
+    }
+}
+
+impl Evaluation {
+    /// "`load.canary.latency` +12.3ms [+8.1ms, +16ms] vs `load.legacy.latency`, 98%,
+    /// margin 5ms, 2000/2000 values: higher".
+    fn describe_comparison(&self, comparison: &Comparison) -> String {
+        let unit = self.unit();
+        let (canary, baseline) = self
+            .condition
+            .split_once(" vs ")
+            .unwrap_or((self.condition.as_str(), ""));
+        let signed = |v: f64| {
+            let text = show(v, unit);
+            if v > 0.0 { format!("+{text}") } else { text }
+        };
+        let shift = match (comparison.estimate, comparison.lower, comparison.upper) {
+            (Some(estimate), Some(lower), Some(upper)) => format!(
+                " {} [{}, {}]",
+                signed(estimate),
+                signed(lower),
+                signed(upper)
+            ),
+            _ => String::new(),
+        };
+        let outcome = match (&self.outcome, comparison.shift) {
+            (_, Some(way)) => way.to_string(),
+            (Outcome::Pass, None) => "pass".to_owned(),
+            (Outcome::Violation, None) => "violation".to_owned(),
+            (Outcome::Insufficient, None) => "insufficient".to_owned(),
+            (Outcome::Error(e), None) => format!("error: {e}"),
+        };
+        format!(
+            "`{canary}`{shift} vs `{baseline}`, {}%, margin {}, {}/{} values: {outcome}",
+            trim(comparison.confidence * 100.0),
+            show(comparison.margin, unit),
+            comparison.nx,
+            comparison.ny,
+        )
     }
 }
 

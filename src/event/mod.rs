@@ -8,7 +8,7 @@ pub mod evaluation;
 pub mod state;
 
 pub use control::{BakeFor, Control, Sink, WaitFor};
-pub use evaluation::Evaluation;
+pub use evaluation::{Comparison, Evaluation, ShiftWay};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

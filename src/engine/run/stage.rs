@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
-use crate::engine::gates::Verdict;
+use crate::engine::compare::CompiledCompare;
+use crate::engine::gates::{CompiledGate, Verdict};
 use crate::engine::pool::Pool;
 use crate::engine::run::person::PersonWait;
 use crate::engine::run::steps::StepEnd;
@@ -327,27 +328,37 @@ impl<'p> Engine<'p> {
 
     /// Feeds a recorded check through the stage's gates again, to rebuild streaks on resume.
     pub(super) fn replay_check(&mut self, stage: &Stage, samples: &HashMap<String, Sample>) {
-        for name in stage.effective_gates(self.plan.defaults.as_ref()) {
-            if let Some(gate) = self.gates.get(name).filter(|g| g.at == GateAt::EveryCheck) {
-                self.streaks.every_check(gate, samples);
-            }
-        }
         for (probe, sample) in samples {
             self.newest.insert(probe.clone(), sample.clone());
         }
+        // As a live check does: pooled first, so a compared series includes this check.
         self.pool_check(stage, samples);
+        for name in stage.effective_gates(self.plan.defaults.as_ref()) {
+            if let Some(gate) = self.gates.get(name).filter(|g| g.at == GateAt::EveryCheck) {
+                self.streaks.every_check(gate, samples, &self.pool);
+            }
+        }
     }
 
-    /// Adds a check's samples to the stage's pool, for its end gates' `confidence` conditions.
+    /// Adds a check's samples to the stage's pool: for its end gates' `confidence` conditions,
+    /// and every gate's compared series.
     pub(super) fn pool_check(&mut self, stage: &Stage, samples: &HashMap<String, Sample>) {
-        let gates = &self.gates;
-        let conditions = stage
+        let gates: Vec<&CompiledGate> = stage
             .effective_gates(self.plan.defaults.as_ref())
             .iter()
-            .filter_map(|name| gates.get(name))
+            .filter_map(|name| self.gates.get(name))
+            .collect();
+        let conditions = gates
+            .iter()
             .filter(|gate| gate.at == GateAt::End)
             .flat_map(|gate| gate.conditions.iter());
         self.pool.add(conditions, samples);
+        let series = gates
+            .iter()
+            .flat_map(|gate| &gate.compares)
+            .filter(|c| !c.distribution)
+            .flat_map(CompiledCompare::metrics);
+        self.pool.add_series(series, samples);
     }
 
     /// One check: the stage's probes concurrently, then its `every_check` gates. A stage
@@ -396,7 +407,7 @@ impl<'p> Engine<'p> {
             let Some(gate) = self.gates.get(name).filter(|g| g.at == GateAt::EveryCheck) else {
                 continue;
             };
-            let (evaluations, verdict) = self.streaks.every_check(gate, &current);
+            let (evaluations, verdict) = self.streaks.every_check(gate, &current, &self.pool);
             let gate_name = gate.name.clone();
             self.evaluated(stage, number, evaluations)?;
             verdicts.push((gate_name, verdict));
@@ -427,12 +438,7 @@ impl<'p> Engine<'p> {
             .iter()
             .filter_map(|n| self.gates.get(n))
             .filter(|g| g.at == at)
-            .map(|g| {
-                (
-                    g.name.clone(),
-                    g.conditions.iter().map(|c| c.text.clone()).collect(),
-                )
-            })
+            .map(|g| (g.name.clone(), g.texts()))
             .collect();
         for (gate, conditions) in planned {
             self.emit(Event::GatePlanned {

@@ -123,6 +123,7 @@ impl Engine<'_> {
                 .map(|c| gates::compile_condition(c, Some(self.plan)))
                 .collect::<Result<_, _>>()
                 .map_err(EngineError::Plan)?,
+            compares: Vec::new(),
             insufficient: Insufficient::default(),
         };
         let samples = HashMap::from([(probe.to_owned(), sample)]);

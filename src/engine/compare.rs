@@ -1,0 +1,208 @@
+//! A gate's `compare:` entries judged (`docs/plan.md`, "Compare"): the canary's values against
+//! the baseline's, by the Mann–Whitney interval of the shift canary − baseline
+//! ([`crate::stats::compare`]).
+//!
+//! - A **series** is a scalar metric's values at the stage's checks so far (errors and no data
+//!   dropped), kept in the stage's [`Pool`].
+//! - A **distribution** is a load target's latencies: the check's own histogram in an
+//!   `every_check` gate, the stage's pooled histogram in an `at: end` gate.
+//!
+//! margin = tolerance × |median(baseline)|; `higher` (a violation) when the direction counts an
+//! increase and the interval's lower end is above the margin, `lower` when it counts a decrease
+//! and the upper end is below −margin, *insufficient* when a side has fewer than `min_points`
+//! values, else a pass.
+
+use std::collections::HashMap;
+
+use crate::engine::pool::{Data, Pool};
+use crate::event::evaluation::{Comparison, Outcome, ShiftWay};
+use crate::plan::expr::MetricRef;
+use crate::plan::metrics::{Catalog, MetricUnit};
+use crate::plan::model::{Compare, Direction, Plan};
+use crate::plan::units::LiteralUnit;
+use crate::probe::{Reading, Sample};
+use crate::stats::compare::{Points, ShiftError, shift};
+
+/// A `compare:` entry, parsed once.
+#[derive(Debug, Clone)]
+pub struct CompiledCompare {
+    /// "`load.canary.latency` vs `load.legacy.latency`": what reports call it.
+    pub label: String,
+    pub canary: MetricRef,
+    pub baseline: MetricRef,
+    /// Latencies (`PROBE.TARGET.latency`) rather than a scalar metric's values.
+    pub distribution: bool,
+    pub direction: Direction,
+    /// A fraction of the baseline's median.
+    pub tolerance: f64,
+    pub min_points: u32,
+    /// A fraction (0.98).
+    pub confidence: f64,
+    /// The unit values are shown in.
+    pub unit: LiteralUnit,
+}
+
+impl CompiledCompare {
+    /// Compiles a validated entry; `plan` tells the metrics' units (without it, values show
+    /// as plain numbers, latencies as durations).
+    pub fn compile(compare: &Compare, plan: Option<&Plan>) -> CompiledCompare {
+        let metric = |name: &str| MetricRef {
+            name: name.to_owned(),
+            start: 0,
+        };
+        let (canary, baseline) = (metric(&compare.canary), metric(&compare.baseline));
+        let distribution = is_distribution(&canary, plan);
+        let unit = if distribution {
+            LiteralUnit::Duration
+        } else {
+            plan.and_then(|plan| {
+                let probe = plan.probes.get(canary.probe())?;
+                Catalog::of(probe).unit(canary.within_probe())
+            })
+            .map_or(LiteralUnit::Plain, |unit| match unit {
+                MetricUnit::Seconds => LiteralUnit::Duration,
+                MetricUnit::Ratio => LiteralUnit::Percent,
+                _ => LiteralUnit::Plain,
+            })
+        };
+        CompiledCompare {
+            label: compare.label(),
+            canary,
+            baseline,
+            distribution,
+            direction: compare.direction(),
+            tolerance: compare.tolerance(),
+            min_points: compare.min_points.unwrap_or(if distribution {
+                Compare::MIN_POINTS_DISTRIBUTION
+            } else {
+                Compare::MIN_POINTS_SERIES
+            }),
+            confidence: compare.confidence(),
+            unit,
+        }
+    }
+
+    /// The metrics it reads.
+    pub fn metrics(&self) -> [&MetricRef; 2] {
+        [&self.canary, &self.baseline]
+    }
+}
+
+/// `PROBE.TARGET.latency` of a load probe: the target's raw latencies. Without the plan, the
+/// name alone says it.
+fn is_distribution(metric: &MetricRef, plan: Option<&Plan>) -> bool {
+    let Some((target, "latency")) = metric.within_probe().rsplit_once('.') else {
+        return false;
+    };
+    plan.is_none_or(|plan| {
+        plan.probes
+            .get(metric.probe())
+            .and_then(|p| p.load.as_ref())
+            .is_some_and(|load| load.targets.contains_key(target))
+    })
+}
+
+/// What one comparison gave.
+pub struct Judged {
+    pub outcome: Outcome,
+    pub comparison: Comparison,
+}
+
+/// Judges one entry. `series` holds the stage's values so far; `latencies` the histograms to
+/// rank (the check's, or the stage's pooled); `check` is the check just taken, when judged
+/// after one: a side whose probe failed in it is an error, as a condition's would be.
+pub fn judge(
+    compare: &CompiledCompare,
+    series: &Pool,
+    latencies: Data<'_>,
+    check: Option<&HashMap<String, Sample>>,
+) -> Judged {
+    let mut comparison = Comparison {
+        nx: 0,
+        ny: 0,
+        lower: None,
+        upper: None,
+        estimate: None,
+        margin: 0.0,
+        median_canary: None,
+        median_baseline: None,
+        confidence: compare.confidence,
+        shift: None,
+    };
+    let points = |metric: &MetricRef| -> Result<Points, String> {
+        if let Some(Reading::Error(e)) = check.map(|c| crate::engine::gates::reading(c, metric)) {
+            return Err(e);
+        }
+        if compare.distribution {
+            latencies
+                .latencies(metric)
+                .map(|(histogram, _)| Points::from_histogram(&histogram, 1e-6))
+        } else {
+            Ok(Points::from_values(series.series(&metric.name)))
+        }
+    };
+    let (canary, baseline) = match (points(&compare.canary), points(&compare.baseline)) {
+        (Ok(canary), Ok(baseline)) => (canary, baseline),
+        (Err(e), _) | (_, Err(e)) => {
+            return Judged {
+                outcome: Outcome::Error(e),
+                comparison,
+            };
+        }
+    };
+    comparison.nx = canary.len();
+    comparison.ny = baseline.len();
+    comparison.median_canary = canary.median();
+    comparison.median_baseline = baseline.median();
+    comparison.margin = compare.tolerance * comparison.median_baseline.unwrap_or(0.0).abs();
+    let shifted = match shift(&canary, &baseline, compare.confidence) {
+        Ok(s) => Ok((s.lower, s.upper, s.estimate)),
+        // Both sides one constant value each: the shift is exactly their difference, with no
+        // spread to doubt it (R gives up here; a canary at 0% errors beside a legacy at 0% is
+        // no reason to stop a rollout).
+        Err(ShiftError::AllTied) => match (comparison.median_canary, comparison.median_baseline) {
+            (Some(c), Some(b)) => Ok((c - b, c - b, c - b)),
+            _ => Err(ShiftError::AllTied.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    if let Ok((lower, upper, estimate)) = shifted {
+        comparison.lower = Some(lower);
+        comparison.upper = Some(upper);
+        comparison.estimate = Some(estimate);
+    }
+    let min = u64::from(compare.min_points);
+    if comparison.nx < min || comparison.ny < min {
+        return Judged {
+            outcome: Outcome::Insufficient,
+            comparison,
+        };
+    }
+    let (lower, upper) = match shifted {
+        Ok((lower, upper, _)) => (lower, upper),
+        Err(e) => {
+            return Judged {
+                outcome: Outcome::Error(e),
+                comparison,
+            };
+        }
+    };
+    let margin = comparison.margin;
+    let counts =
+        |way: Direction| compare.direction == way || compare.direction == Direction::Either;
+    comparison.shift = if counts(Direction::Increase) && lower > margin {
+        Some(ShiftWay::Higher)
+    } else if counts(Direction::Decrease) && upper < -margin {
+        Some(ShiftWay::Lower)
+    } else {
+        None
+    };
+    Judged {
+        outcome: if comparison.shift.is_some() {
+            Outcome::Violation
+        } else {
+            Outcome::Pass
+        },
+        comparison,
+    }
+}
