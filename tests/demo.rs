@@ -1,5 +1,6 @@
 //! `ion-plan demo`: the README's first command. A good canary is promoted, a bad one is rolled
-//! back by the guard after exactly two violations in a row, all on 127.0.0.1.
+//! back by the guard on its first bad check (its latencies compared with legacy's), all on
+//! 127.0.0.1.
 
 mod common;
 
@@ -79,12 +80,36 @@ fn a_good_canary_is_promoted_and_a_bad_one_rolled_back() {
         .into_iter()
         .filter(|e| e["evaluation"]["fired"] == true)
         .collect();
-    assert!(!fired.is_empty());
-    for evaluation in &fired {
-        assert_eq!(evaluation["stage"], "canary-5");
-        assert_eq!(evaluation["evaluation"]["streak"]["count"], 2);
-        assert_eq!(evaluation["evaluation"]["gate"], "guard");
-    }
+    // The guard's comparison with legacy caught it on the first bad check: the canary's
+    // latencies `higher` than legacy's. Its thresholds saw it too, at 1 of the 2 in a row
+    // they need.
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let caught = fired[0];
+    assert_eq!(caught["stage"], "canary-5");
+    assert_eq!(caught["evaluation"]["gate"], "guard");
+    assert_eq!(
+        caught["evaluation"]["condition"],
+        "load.canary.latency vs load.legacy.latency"
+    );
+    assert_eq!(caught["evaluation"]["compare"]["shift"], "higher");
+    let thresholds: Vec<&Value> = find(&events, "evaluated")
+        .into_iter()
+        .filter(|e| e["check"] == caught["check"] && e["evaluation"]["gate"] == "guard")
+        .filter(|e| e["evaluation"]["compare"].is_null())
+        .collect();
+    assert!(!thresholds.is_empty());
+    assert!(
+        thresholds
+            .iter()
+            .any(|e| e["evaluation"]["outcome"] == "violation"
+                && e["evaluation"]["streak"]["count"] == 1),
+        "{thresholds:?}"
+    );
+    let failed = find(&events, "gate_failed");
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains(": higher"),
+        "{failed:?}"
+    );
     // The rollback step moved all traffic back to legacy, and it worked.
     let rollback: Vec<&Value> = find(&events, "step_finished")
         .into_iter()
