@@ -206,3 +206,120 @@ pub fn judge(
         comparison,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A pool holding `canary.rate` and `legacy.rate` series of these values.
+    fn pool(canary: &[f64], legacy: &[f64], entry: &CompiledCompare) -> Pool {
+        let mut pool = Pool::default();
+        for i in 0..canary.len().max(legacy.len()) {
+            let mut metrics = BTreeMap::new();
+            if let Some(v) = canary.get(i) {
+                metrics.insert("rate".to_owned(), Reading::Value(*v));
+            }
+            let canary = Sample::ok("canary", metrics);
+            let mut metrics = BTreeMap::new();
+            if let Some(v) = legacy.get(i) {
+                metrics.insert("rate".to_owned(), Reading::Value(*v));
+            }
+            let legacy = Sample::ok("legacy", metrics);
+            let samples =
+                HashMap::from([("canary".to_owned(), canary), ("legacy".to_owned(), legacy)]);
+            pool.add_series(entry.metrics().into_iter(), &samples);
+        }
+        pool
+    }
+
+    fn entry(yaml: &str) -> CompiledCompare {
+        let compare: Compare = serde_saphyr::from_str(yaml).unwrap();
+        CompiledCompare::compile(&compare, None)
+    }
+
+    fn judged(yaml: &str, canary: &[f64], legacy: &[f64]) -> Judged {
+        let entry = entry(yaml);
+        let pool = pool(canary, legacy, &entry);
+        judge(&entry, &pool, Data::Pool(&pool), None)
+    }
+
+    const RATE: &str = "{canary: canary.rate, baseline: legacy.rate}";
+
+    #[test]
+    fn fewer_than_min_points_is_insufficient_but_still_shown() {
+        let j = judged(RATE, &[5.0, 6.0, 7.0, 8.0], &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(j.outcome, Outcome::Insufficient);
+        assert_eq!((j.comparison.nx, j.comparison.ny), (4, 4));
+        assert!(j.comparison.estimate.is_some());
+    }
+
+    #[test]
+    fn a_clear_increase_is_higher_and_only_where_the_direction_counts_it() {
+        let canary = [11.0, 12.0, 13.0, 14.0, 15.0, 16.0];
+        let legacy = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let j = judged(RATE, &canary, &legacy);
+        assert_eq!(j.outcome, Outcome::Violation);
+        assert_eq!(j.comparison.shift, Some(ShiftWay::Higher));
+        let decrease = "{canary: canary.rate, baseline: legacy.rate, direction: decrease}";
+        assert_eq!(judged(decrease, &canary, &legacy).outcome, Outcome::Pass);
+        let either = "{canary: canary.rate, baseline: legacy.rate, direction: either}";
+        let swapped = judged(either, &legacy, &canary);
+        assert_eq!(swapped.comparison.shift, Some(ShiftWay::Lower));
+        assert_eq!(
+            judged(decrease, &legacy, &canary).outcome,
+            Outcome::Violation
+        );
+    }
+
+    #[test]
+    fn a_shift_within_the_tolerance_of_the_baselines_median_passes() {
+        // Legacy's median is 100; the canary is 5 higher, surely, but within 10%.
+        let legacy = [99.0, 99.5, 100.0, 100.5, 101.0];
+        let canary: Vec<f64> = legacy.iter().map(|v| v + 5.0).collect();
+        let tolerant = "{canary: canary.rate, baseline: legacy.rate, tolerance: 10%}";
+        let j = judged(tolerant, &canary, &legacy);
+        assert_eq!(j.outcome, Outcome::Pass, "{:?}", j.comparison);
+        assert!((j.comparison.margin - 10.0).abs() < 1e-9);
+        assert_eq!(judged(RATE, &canary, &legacy).outcome, Outcome::Violation);
+    }
+
+    #[test]
+    fn both_sides_constant_compare_exactly() {
+        // A canary at 0% errors beside a legacy at 0%: no shift, a pass (not R's error).
+        let zeros = [0.0; 6];
+        let j = judged(RATE, &zeros, &zeros);
+        assert_eq!(j.outcome, Outcome::Pass);
+        assert_eq!(j.comparison.estimate, Some(0.0));
+        // Constant but apart: the shift is their difference.
+        let j = judged(RATE, &[0.02; 6], &zeros);
+        assert_eq!(j.outcome, Outcome::Violation);
+        assert_eq!(j.comparison.lower, Some(0.02));
+    }
+
+    #[test]
+    fn a_failed_probe_in_the_check_is_an_error() {
+        let entry = entry(RATE);
+        let pool = pool(&[1.0; 6], &[1.0; 6], &entry);
+        let check = HashMap::from([
+            (
+                "canary".to_owned(),
+                Sample::failed("canary", "connection refused"),
+            ),
+            ("legacy".to_owned(), Sample::ok("legacy", BTreeMap::new())),
+        ]);
+        let j = judge(&entry, &pool, Data::Check(&check), Some(&check));
+        assert_eq!(j.outcome, Outcome::Error("connection refused".into()));
+    }
+
+    #[test]
+    fn latency_of_a_load_target_is_a_distribution() {
+        assert!(entry("{canary: load.canary.latency, baseline: load.legacy.latency}").distribution);
+        assert!(!entry(RATE).distribution);
+        assert_eq!(
+            entry("{canary: load.canary.latency, baseline: load.legacy.latency}").min_points,
+            20
+        );
+    }
+}

@@ -371,6 +371,10 @@ pub fn markdown(log: &Log) -> String {
                         (Judged::Insufficient, _) => "insufficient",
                         (Judged::Error(_), _) => "error",
                     };
+                    if e.compare.is_some() {
+                        // "`canary` +12ms [+8ms, +16ms] vs `baseline`, 98%, …: higher".
+                        return format!("{}: {} {mark}", cell(&e.gate), cell(&e.describe()));
+                    }
                     let mut value = e
                         .value
                         .map_or_else(String::new, |v| format!(" = {}", show(v, e.unit())));

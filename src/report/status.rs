@@ -183,6 +183,14 @@ fn evidence_of(plan: &Plan, run: &RunState) -> String {
         .values()
         .filter(|(_, e)| e.outcome == Judged::Insufficient)
         .filter_map(|(_, e)| {
+            if let Some(comparison) = &e.compare {
+                let needed = compare_min_points(plan, &e.gate, &e.condition)
+                    .map_or_else(String::new, |n| format!(" of {n}"));
+                return Some(format!(
+                    "`{}`: {}/{} values{needed}",
+                    e.condition, comparison.nx, comparison.ny
+                ));
+            }
             let evidence = e.evidence?;
             let needed = needed_for(plan, &e.gate, &e.condition, evidence.confidence)
                 .map(|(needed, unit)| match needed {
@@ -198,6 +206,13 @@ fn evidence_of(plan: &Plan, run: &RunState) -> String {
     } else {
         parts.join("; ")
     }
+}
+
+/// The values each side of a gate's `compare:` entry needs (its label, "CANARY vs BASELINE").
+fn compare_min_points(plan: &Plan, gate: &str, label: &str) -> Option<u32> {
+    let gate = plan.gates.get(gate)?;
+    let entry = gate.compare.iter().find(|c| c.label() == label)?;
+    Some(crate::engine::compare::CompiledCompare::compile(entry, Some(plan)).min_points)
 }
 
 /// What a gate's condition needs before it can pass, with no errors, and in what.
