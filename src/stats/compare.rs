@@ -224,7 +224,10 @@ impl RankSum<'_> {
 
     /// Where `above(μ)` turns from true to false on [low, high], z falling as μ grows: `low`
     /// when it is false there already, `high` when still true there (R's `root` returns the
-    /// ends so). `None` when σ is 0 somewhere on the way.
+    /// ends so). z steps only where some x − μ meets some y, so the turn is a pairwise
+    /// difference x − y: bisection narrows the bracket until it holds one, and that difference
+    /// is the answer, exactly (a bound of exactly 0 stays 0, not ±1e-13 of rounding, and a
+    /// narrow interval among large values keeps its size). `None` when σ is 0 on the way.
     fn boundary(&self, low: f64, high: f64, above: &dyn Fn(f64) -> Option<bool>) -> Option<f64> {
         if !above(low)? {
             return Some(low);
@@ -233,11 +236,21 @@ impl RankSum<'_> {
             return Some(high);
         }
         let (mut lo, mut hi) = (low, high);
-        let tolerance = (high - low).abs() * 1e-12;
-        for _ in 0..200 {
+        // Below this width the bracket usually holds one difference; it is looked for from
+        // there on, each look costing about what a z(μ) does.
+        let narrow = (high - low) * 1e-12;
+        // Enough halvings to reach adjacent floats from any bracket of normal numbers.
+        for _ in 0..2200 {
             let mid = f64::midpoint(lo, hi);
-            if hi - lo <= tolerance || mid <= lo || mid >= hi {
+            if mid <= lo || mid >= hi {
                 break;
+            }
+            if hi - lo <= narrow {
+                match self.differences_within(lo, hi) {
+                    Within::One(difference) => return Some(difference),
+                    Within::None => break,
+                    Within::Many => {}
+                }
             }
             if above(mid)? {
                 lo = mid;
@@ -245,8 +258,42 @@ impl RankSum<'_> {
                 hi = mid;
             }
         }
-        Some(f64::midpoint(lo, hi))
+        Some(match self.differences_within(lo, hi) {
+            Within::One(difference) => difference,
+            Within::None | Within::Many => f64::midpoint(lo, hi),
+        })
     }
+
+    /// The pairwise differences x − y in [lo, hi]: none, one value, or several.
+    #[expect(clippy::float_cmp, reason = "one difference is one exact value")]
+    fn differences_within(&self, lo: f64, hi: f64) -> Within {
+        let y = &self.baseline.points;
+        let mut found = Within::None;
+        for &(x, _) in &self.canary.points {
+            // y in [x − hi, x − lo], one more on each side for the rounding of x − hi.
+            let start = y.partition_point(|p| p.0 < x - hi).saturating_sub(1);
+            let end = (y.partition_point(|p| p.0 <= x - lo) + 1).min(y.len());
+            for &(y, _) in &y[start..end] {
+                let difference = x - y;
+                if !(lo..=hi).contains(&difference) {
+                    continue;
+                }
+                match found {
+                    Within::None => found = Within::One(difference),
+                    Within::One(seen) if seen == difference => {}
+                    Within::One(_) | Within::Many => return Within::Many,
+                }
+            }
+        }
+        found
+    }
+}
+
+/// What a bracket holds of the pairwise differences.
+enum Within {
+    None,
+    One(f64),
+    Many,
 }
 
 #[cfg(test)]
@@ -299,6 +346,19 @@ mod tests {
         let y = Points::from_values(&[0.01; 4]);
         assert_eq!(shift(&x, &y, 0.98), Err(ShiftError::AllTied));
         assert_eq!(shift(&y, &x, 0.98), Err(ShiftError::AllTied));
+    }
+
+    /// Two equal samples: the estimate and the bounds are pairwise differences exactly, so an
+    /// estimate of 0 is 0 and not ±1e-13 (which a margin of 0 would read as a shift).
+    #[test]
+    fn ends_are_exact_pairwise_differences() {
+        let v = [0.0, 0.001, 0.002, 0.002, 0.004, 0.0105, 0.02, 0.03];
+        let p = Points::from_values(&v);
+        let s = shift(&p, &p, 0.9).unwrap();
+        assert_eq!(s.estimate.to_bits(), 0.0f64.to_bits(), "{s:?}");
+        for end in [s.lower, s.upper] {
+            assert!(v.iter().any(|a| v.iter().any(|b| a - b == end)), "{s:?}");
+        }
     }
 
     #[test]
