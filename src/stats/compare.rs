@@ -351,6 +351,7 @@ mod tests {
     /// Two equal samples: the estimate and the bounds are pairwise differences exactly, so an
     /// estimate of 0 is 0 and not ±1e-13 (which a margin of 0 would read as a shift).
     #[test]
+    #[expect(clippy::float_cmp, reason = "exactly a difference, by design")]
     fn ends_are_exact_pairwise_differences() {
         let v = [0.0, 0.001, 0.002, 0.002, 0.004, 0.0105, 0.02, 0.03];
         let p = Points::from_values(&v);
