@@ -5,8 +5,9 @@
 //!
 //! For a shift μ, the values x − μ and y are ranked together (average ranks for ties);
 //! dz = Σ ranks(x) − nx(nx + 1)/2 − nx·ny/2, σ = √(nx·ny/12 · ((N + 1) − Σ(t³ − t)/(N(N − 1)))),
-//! z(μ) = (dz − ½·sign(dz))/σ. The bounds solve z(μ) = ±`z_c` and the estimate z(μ) = 0, on
-//! [min x − max y, max x − min y]. z(μ) falls as μ grows, so bisection finds each root.
+//! z(μ) = (dz − ½·sign(dz))/σ. The bounds solve z(μ) = ±`z_c` and the estimate z(μ) = 0 (there
+//! without the ½, as R has it), on [min x − max y, max x − min y]. z(μ) is a step function
+//! falling as μ grows, so bisection finds where it crosses each level.
 //!
 //! Values carry counts: a series is values of count 1, a latency histogram its buckets with
 //! their counts (values within the histogram's precision tie), so ranking 100,000 latencies
@@ -134,19 +135,33 @@ pub fn shift(canary: &Points, baseline: &Points, confidence: f64) -> Result<Shif
     let (Some(y_min), Some(y_max)) = (baseline.min(), baseline.max()) else {
         return Err(ShiftError::Empty(Side::Baseline));
     };
+    // Two constant sides allow one shift, at which every value ties; rounding in x − μ may
+    // untie them, but R stops there either way (σ = 0, or `uniroot` on a one-point range).
+    if canary.points.len() == 1 && baseline.points.len() == 1 {
+        return Err(ShiftError::AllTied);
+    }
     let test = RankSum { canary, baseline };
-    // σ does not depend on μ except through ties; at the estimate's search start every value of
-    // x − μ lies above every y, so only ties within each side remain. R stops with "cannot
-    // compute confidence interval when all observations are tied" when σ is 0 where it looks.
     let (low, high) = (x_min - y_max, x_max - y_min);
-    test.z(low).ok_or(ShiftError::AllTied)?;
-    test.z(high).ok_or(ShiftError::AllTied)?;
     let zc = super::z(confidence);
-    let root = |zq: f64| test.root(low, high, zq).ok_or(ShiftError::AllTied);
+    // σ is 0 only when every value ties, which the check above rules out; `None` stays an
+    // error rather than a NaN all the same.
+    let root = |above: &dyn Fn(f64) -> Option<bool>| {
+        test.boundary(low, high, above).ok_or(ShiftError::AllTied)
+    };
+    // R's `root`: the bounds solve z(μ) = ±z_c with the continuity correction; the estimate
+    // solves it for 0 with the correction off (R sets `correct <- FALSE` before its `uniroot`).
+    let lower = root(&|mu| test.z(mu, true).map(|z| z > zc))?;
+    let upper = root(&|mu| test.z(mu, true).map(|z| z > -zc))?;
+    // Uncorrected z is 0 on a whole range of μ when nx·ny is even (between the two middle
+    // pairwise differences); R's `uniroot` stops anywhere in it. The middle of that range is
+    // the one answer symmetric under swapping the sides (and, without ties, the median of the
+    // pairwise differences).
+    let last_above = root(&|mu| test.z(mu, false).map(|z| z > 0.0))?;
+    let first_below = root(&|mu| test.z(mu, false).map(|z| z >= 0.0))?;
     Ok(Shift {
-        lower: root(zc)?,
-        upper: root(-zc)?,
-        estimate: root(0.0)?,
+        lower,
+        upper,
+        estimate: f64::midpoint(last_above, first_below),
     })
 }
 
@@ -157,10 +172,11 @@ struct RankSum<'a> {
 }
 
 impl RankSum<'_> {
-    /// z(μ) with continuity correction; `None` when σ is 0 (every value tied).
+    /// z(μ), with the continuity correction when `correct`; `None` when σ is 0 (every value
+    /// tied).
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
     #[expect(clippy::float_cmp, reason = "ties are exact equality, as in R's rank")]
-    fn z(&self, mu: f64) -> Option<f64> {
+    fn z(&self, mu: f64, correct: bool) -> Option<f64> {
         let (x, y) = (&self.canary.points, &self.baseline.points);
         let (nx, ny) = (self.canary.n as f64, self.baseline.n as f64);
         let (mut i, mut j) = (0, 0);
@@ -198,43 +214,86 @@ impl RankSum<'_> {
         if variance.is_nan() || variance <= 0.0 {
             return None;
         }
-        let correction = 0.5
-            * if dz > 0.0 {
-                1.0
-            } else if dz < 0.0 {
-                -1.0
-            } else {
-                0.0
-            };
+        let correction = if !correct || dz == 0.0 {
+            0.0
+        } else {
+            0.5_f64.copysign(dz)
+        };
         Some((dz - correction) / variance.sqrt())
     }
 
-    /// The μ in [low, high] where z(μ) crosses `zq` (R's `root`: an end when z is already past
-    /// `zq` there). `None` when σ is 0 somewhere on the way.
-    fn root(&self, low: f64, high: f64, zq: f64) -> Option<f64> {
-        let f = |mu: f64| self.z(mu).map(|z| z - zq);
-        if f(low)? <= 0.0 {
+    /// Where `above(μ)` turns from true to false on [low, high], z falling as μ grows: `low`
+    /// when it is false there already, `high` when still true there (R's `root` returns the
+    /// ends so). z steps only where some x − μ meets some y, so the turn is a pairwise
+    /// difference x − y: bisection narrows the bracket until it holds one, and that difference
+    /// is the answer, exactly (a bound of exactly 0 stays 0, not ±1e-13 of rounding, and a
+    /// narrow interval among large values keeps its size). `None` when σ is 0 on the way.
+    fn boundary(&self, low: f64, high: f64, above: &dyn Fn(f64) -> Option<bool>) -> Option<f64> {
+        if !above(low)? {
             return Some(low);
         }
-        if f(high)? >= 0.0 {
+        if above(high)? {
             return Some(high);
         }
-        // f(lo) > 0 ≥ f(hi): z falls as μ grows, so the crossing stays between them.
         let (mut lo, mut hi) = (low, high);
-        let tolerance = (high - low).abs() * 1e-12;
-        for _ in 0..200 {
+        // Below this width the bracket usually holds one difference; it is looked for from
+        // there on, each look costing about what a z(μ) does.
+        let narrow = (high - low) * 1e-12;
+        // Enough halvings to reach adjacent floats from any bracket of normal numbers.
+        for _ in 0..2200 {
             let mid = f64::midpoint(lo, hi);
-            if hi - lo <= tolerance || mid <= lo || mid >= hi {
+            if mid <= lo || mid >= hi {
                 break;
             }
-            if f(mid)? > 0.0 {
+            if hi - lo <= narrow {
+                match self.differences_within(lo, hi) {
+                    Within::One(difference) => return Some(difference),
+                    Within::None => break,
+                    Within::Many => {}
+                }
+            }
+            if above(mid)? {
                 lo = mid;
             } else {
                 hi = mid;
             }
         }
-        Some(f64::midpoint(lo, hi))
+        Some(match self.differences_within(lo, hi) {
+            Within::One(difference) => difference,
+            Within::None | Within::Many => f64::midpoint(lo, hi),
+        })
     }
+
+    /// The pairwise differences x − y in [lo, hi]: none, one value, or several.
+    #[expect(clippy::float_cmp, reason = "one difference is one exact value")]
+    fn differences_within(&self, lo: f64, hi: f64) -> Within {
+        let y = &self.baseline.points;
+        let mut found = Within::None;
+        for &(x, _) in &self.canary.points {
+            // y in [x − hi, x − lo], one more on each side for the rounding of x − hi.
+            let start = y.partition_point(|p| p.0 < x - hi).saturating_sub(1);
+            let end = (y.partition_point(|p| p.0 <= x - lo) + 1).min(y.len());
+            for &(y, _) in &y[start..end] {
+                let difference = x - y;
+                if !(lo..=hi).contains(&difference) {
+                    continue;
+                }
+                match found {
+                    Within::None => found = Within::One(difference),
+                    Within::One(seen) if seen == difference => {}
+                    Within::One(_) | Within::Many => return Within::Many,
+                }
+            }
+        }
+        found
+    }
+}
+
+/// What a bracket holds of the pairwise differences.
+enum Within {
+    None,
+    One(f64),
+    Many,
 }
 
 #[cfg(test)]
@@ -264,6 +323,43 @@ mod tests {
             shift(&Points::default(), &y, 0.98),
             Err(ShiftError::Empty(Side::Canary))
         );
+    }
+
+    /// R's estimate solves z(μ) = 0 without the continuity correction. With it, z is 0 over
+    /// (0, 20) here and the search ended at 0; without it the sign changes at 10, the median of
+    /// the pairwise differences 0, 10, 20 (R: `wilcox.test(c(0, 10, 20), 0, conf.int = TRUE,
+    /// exact = FALSE)$estimate` is 10).
+    #[test]
+    fn the_estimate_takes_no_continuity_correction() {
+        let x = Points::from_values(&[0.0, 10.0, 20.0]);
+        let y = Points::from_values(&[0.0]);
+        let s = shift(&x, &y, 0.5).unwrap();
+        assert!(close(s.estimate, 10.0), "{s:?}");
+    }
+
+    /// 0.7 − (0.7 − 0.01) is not 0.01 in floating point, so the one shift both constant sides
+    /// allow ties nothing after rounding; R stops there all the same (`uniroot` on the
+    /// one-point range), and so do we.
+    #[test]
+    fn two_constant_sides_are_all_tied_whatever_the_rounding() {
+        let x = Points::from_values(&[0.7; 5]);
+        let y = Points::from_values(&[0.01; 4]);
+        assert_eq!(shift(&x, &y, 0.98), Err(ShiftError::AllTied));
+        assert_eq!(shift(&y, &x, 0.98), Err(ShiftError::AllTied));
+    }
+
+    /// Two equal samples: the estimate and the bounds are pairwise differences exactly, so an
+    /// estimate of 0 is 0 and not ±1e-13 (which a margin of 0 would read as a shift).
+    #[test]
+    #[expect(clippy::float_cmp, reason = "exactly a difference, by design")]
+    fn ends_are_exact_pairwise_differences() {
+        let v = [0.0, 0.001, 0.002, 0.002, 0.004, 0.0105, 0.02, 0.03];
+        let p = Points::from_values(&v);
+        let s = shift(&p, &p, 0.9).unwrap();
+        assert_eq!(s.estimate.to_bits(), 0.0f64.to_bits(), "{s:?}");
+        for end in [s.lower, s.upper] {
+            assert!(v.iter().any(|a| v.iter().any(|b| a - b == end)), "{s:?}");
+        }
     }
 
     #[test]
