@@ -148,10 +148,7 @@ impl Evaluation {
             .condition
             .split_once(" vs ")
             .unwrap_or((self.condition.as_str(), ""));
-        let signed = |v: f64| {
-            let text = show(v, unit);
-            if v > 0.0 { format!("+{text}") } else { text }
-        };
+        let signed = |v: f64| show_signed(v, unit);
         let shift = match (comparison.estimate, comparison.lower, comparison.upper) {
             (Some(estimate), Some(lower), Some(upper)) => format!(
                 " {} [{}, {}]",
@@ -198,6 +195,16 @@ pub fn show(value: f64, unit: LiteralUnit) -> String {
         LiteralUnit::Duration if value < 1.0 => format!("{}ms", trim(value * 1000.0)),
         LiteralUnit::Duration => format!("{}s", trim(value)),
         LiteralUnit::Plain => trim(value),
+    }
+}
+
+/// A shift shown with its sign: "+4ms", "-1.2%", "0".
+pub fn show_signed(value: f64, unit: LiteralUnit) -> String {
+    let text = show(value, unit);
+    if value > 0.0 {
+        format!("+{text}")
+    } else {
+        text
     }
 }
 

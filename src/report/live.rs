@@ -12,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::engine::timeline;
 use crate::event::Record;
 use crate::event::Sink;
-use crate::event::evaluation::{Outcome, show};
+use crate::event::evaluation::{Outcome, show, show_signed};
 use crate::event::state::RunState;
 use crate::plan::model::Plan;
 use crate::plan::units::format_duration;
@@ -87,9 +87,25 @@ impl View {
                 (Outcome::Insufficient, _) => "~",
                 (Outcome::Error(_), _) => "?",
             };
-            let value = evaluation
+            let unit = evaluation.unit();
+            let mut value = evaluation
                 .value
-                .map_or_else(|| "-".to_owned(), |v| show(v, evaluation.unit()));
+                .map_or_else(|| "-".to_owned(), |v| show(v, unit));
+            if let Some(c) = &evaluation.compare {
+                // The shift with its interval: "+4ms [+3.8ms, +4.3ms] higher".
+                let signed = |v: f64| show_signed(v, unit);
+                if let (Some(estimate), Some(lower), Some(upper)) = (c.estimate, c.lower, c.upper) {
+                    value = format!(
+                        "{} [{}, {}]",
+                        signed(estimate),
+                        signed(lower),
+                        signed(upper)
+                    );
+                }
+                if let Some(way) = c.shift {
+                    value = format!("{value} {way}");
+                }
+            }
             let streak = if evaluation.streak.needed > 1 {
                 format!(" {}/{}", evaluation.streak.count, evaluation.streak.needed)
             } else {
