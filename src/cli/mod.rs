@@ -1,6 +1,7 @@
 //! The command line: clap arguments, each subcommand in its own file turning them into calls of
 //! the library. Nothing outside `cli` depends on it.
 
+mod backtest;
 mod control;
 mod demo;
 mod error;
@@ -43,6 +44,9 @@ enum Command {
     Status(inspect::StatusArgs),
     /// The decision log of a run: every sample, every evaluation, what fired, who approved.
     Report(inspect::ReportArgs),
+    /// Re-judge past runs' recorded samples with the plan as it is now; runs nothing. Exit 3
+    /// when an outcome flips.
+    Backtest(backtest::Args),
     /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
 }
@@ -79,6 +83,7 @@ impl Cli {
             Command::Status(args) => inspect::status(&args),
             Command::Report(args) => inspect::report(&args),
             Command::Schema(args) => schema::run(&args),
+            Command::Backtest(args) => backtest::run(&args),
         }
     }
 }

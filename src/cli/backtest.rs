@@ -1,0 +1,155 @@
+//! `ion-plan backtest PLAN [JOURNAL...]`: would this plan have decided the recorded runs
+//! differently? Reads journals, writes nothing, runs nothing (README, "Backtest").
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use super::CliError;
+use crate::backtest::{self, Judged};
+use crate::exit_code;
+use crate::journal::replay;
+use crate::journal::store::Store;
+use crate::plan::validate::{Checks, validate_file};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Samples are taken by position: the n-th check of a stage is judged on the n-th recorded
+/// check of the same stage. Approvals and resumed pauses are granted as the recorded run had
+/// them; aborts, promotions and failed steps are not replayed. When the samples run out before
+/// the plan decides, the outcome now is `undecided`; that counts as a flip only when a gate
+/// ended the recorded run (a rollback or a pause). Exit codes: 0 no outcome flips, 3 one
+/// does, 1 a journal cannot be read, 2 an invalid plan or usage.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The plan, as it is now.
+    #[arg(value_name = "PLAN")]
+    plan: PathBuf,
+    /// Journals of past runs. Default: every run of this plan in the state folder.
+    #[arg(value_name = "JOURNAL")]
+    journals: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Where the journals are. Default: `.ion-plan/` beside the plan.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<u8, CliError> {
+    let report = validate_file(&args.plan, Checks { filesystem: false })?;
+    let Some(plan) = report.plan.clone().filter(|_| report.is_valid(false)) else {
+        return Err(report.into());
+    };
+    let journals = if args.journals.is_empty() {
+        let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+        store.check()?;
+        let journals = store.journals();
+        if journals.is_empty() {
+            return Err(CliError::NoRun {
+                plan: args.plan.clone(),
+                dir: store.dir().to_owned(),
+            });
+        }
+        journals
+    } else {
+        args.journals.clone()
+    };
+    // Every journal is read before any is judged: a bad one fails the command at once.
+    let mut replays = Vec::with_capacity(journals.len());
+    for path in &journals {
+        let replay = replay::read(path).map_err(CliError::Journal)?;
+        if let Some(warning) = &replay.torn {
+            eprintln!("warning: {warning}");
+        }
+        replays.push(replay);
+    }
+    let runtime = super::runtime()?;
+    let mut judged = Vec::with_capacity(replays.len());
+    for replay in &replays {
+        judged.push(runtime.block_on(backtest::judge(&plan, replay))?);
+    }
+    let text = match args.format {
+        Format::Human => human(&judged),
+        Format::Json => {
+            let mut text = serde_json::to_string_pretty(&serde_json::json!({ "runs": judged }))
+                .expect("backtest results serialize");
+            text.push('\n');
+            text
+        }
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(CliError::Stdout {
+                what: "backtest",
+                source: e,
+            });
+        }
+        _ => {}
+    }
+    Ok(if judged.iter().any(|j| j.flipped) {
+        exit_code::OUTCOME_FLIPPED
+    } else {
+        exit_code::SUCCESS
+    })
+}
+
+fn number(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v}"))
+}
+
+fn human(judged: &[Judged]) -> String {
+    let mut out = String::new();
+    for run in judged {
+        let _ = writeln!(out, "run {} ({})", run.run_id, run.journal);
+        let _ = writeln!(out, "  recorded: {}", run.recorded.describe());
+        let _ = writeln!(
+            out,
+            "  now:      {}{}",
+            run.now.describe(),
+            if run.flipped { "  [FLIPPED]" } else { "" }
+        );
+        match &run.first_difference {
+            Some(d) => {
+                let at = d.offset.map(|o| format!(" (at {o}s)")).unwrap_or_default();
+                let was = d
+                    .condition_then
+                    .as_ref()
+                    .filter(|c| **c != d.condition)
+                    .map(|c| format!(" (was `{c}`)"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  first difference: stage `{}`, check {}{at}, gate `{}`, `{}`{was}: value {}, threshold {} then, {} now; recorded {}, now {}",
+                    d.stage,
+                    d.check,
+                    d.gate,
+                    d.condition,
+                    number(d.values.value),
+                    number(d.values.threshold_then),
+                    number(d.values.threshold_now),
+                    d.recorded,
+                    d.now
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  no decision differs");
+            }
+        }
+        for skipped in &run.skipped {
+            let _ = writeln!(out, "  skipped: {skipped}");
+        }
+    }
+    let flipped = judged.iter().filter(|j| j.flipped).count();
+    let _ = writeln!(
+        out,
+        "{} run{} backtested, {flipped} outcome{} flipped",
+        judged.len(),
+        if judged.len() == 1 { "" } else { "s" },
+        if flipped == 1 { "" } else { "s" }
+    );
+    out
+}
