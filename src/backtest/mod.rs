@@ -114,10 +114,11 @@ pub async fn judge(plan: &Plan, replay: &Replay) -> Result<Judged, EngineError> 
             Ending {
                 outcome: "undecided".to_owned(),
                 by_gate: false,
-                reason: Some(format!(
-                    "no samples past stage `{stage}` check {}",
-                    out.check - 1
-                )),
+                reason: Some(if out.check > 1 {
+                    format!("no samples past stage `{stage}` check {}", out.check - 1)
+                } else {
+                    format!("no samples in stage `{stage}`")
+                }),
                 stage: Some(stage),
             }
         }

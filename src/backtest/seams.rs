@@ -53,20 +53,25 @@ impl Sampler for JournalSampler {
             *count += 1;
             *count - 1
         };
+        let ran_out = || {
+            let mut exhausted = self
+                .exhausted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            exhausted.get_or_insert(RanOut {
+                stage: key.0.clone(),
+                check: index + 1,
+            });
+            Sample::ok(probe, std::collections::BTreeMap::new())
+        };
         let sample = match self.samples.get(&key) {
-            Some(samples) => samples.get(index).cloned().unwrap_or_else(|| {
-                let mut exhausted = self
-                    .exhausted
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                exhausted.get_or_insert(RanOut {
-                    stage: key.0.clone(),
-                    check: index + 1,
-                });
+            Some(samples) => samples.get(index).cloned().unwrap_or_else(ran_out),
+            // A probe the recorded run never sampled in a stage it sampled others in: no data
+            // (README, "Backtest").
+            None if self.samples.keys().any(|(stage, _)| *stage == key.0) => {
                 Sample::ok(probe, std::collections::BTreeMap::new())
-            }),
-            // A probe the recorded run never sampled here: no data (README, "Backtest").
-            None => Sample::ok(probe, std::collections::BTreeMap::new()),
+            }
+            None => ran_out(),
         };
         Box::pin(std::future::ready(sample))
     }
