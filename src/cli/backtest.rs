@@ -18,12 +18,7 @@ pub enum Format {
     Json,
 }
 
-/// Samples are taken by position: the n-th check of a stage is judged on the n-th recorded
-/// check of the same stage. Approvals and resumed pauses are granted as the recorded run had
-/// them; aborts, promotions and failed steps are not replayed. When the samples run out before
-/// the plan decides, the outcome now is `undecided`; that counts as a flip only when a gate
-/// ended the recorded run (a rollback or a pause). Exit codes: 0 no outcome flips, 3 one
-/// does, 1 a journal cannot be read, 2 an invalid plan or usage.
+/// How the samples are matched and when an outcome flips: `ion-plan backtest --help`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The plan, as it is now.
@@ -32,6 +27,7 @@ pub struct Args {
     /// Journals of past runs. Default: every run of this plan in the state folder.
     #[arg(value_name = "JOURNAL")]
     journals: Vec<PathBuf>,
+    /// `json`: one document, `{"runs":[…]}` (README, "Backtest").
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
     /// Where the journals are. Default: `.ion-plan/` beside the plan.

@@ -46,6 +46,17 @@ enum Command {
     Report(inspect::ReportArgs),
     /// Re-judge past runs' recorded samples with the plan as it is now; runs nothing. Exit 3
     /// when an outcome flips.
+    ///
+    /// The n-th check of a stage is judged on the sample each probe gave at the n-th check of
+    /// the same stage in the recorded run (by position, not by time). Approvals and resumed
+    /// pauses are granted as long after the wait began as they were; aborts, promotions and
+    /// failed steps are not replayed. When the samples run out before the plan decides, the
+    /// outcome now is `undecided`; that counts as a flip only when a gate ended the recorded
+    /// run (a rollback or a pause). Conditions on metrics the journal never recorded are left
+    /// out and listed as skipped, with stages only one side has.
+    ///
+    /// Exit codes: 0 no outcome flips, 3 one does, 1 a journal cannot be read, 2 an invalid
+    /// plan or a usage error.
     Backtest(backtest::Args),
     /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
