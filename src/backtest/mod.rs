@@ -105,8 +105,16 @@ pub async fn judge(plan: &Plan, replay: &Replay) -> Result<Judged, EngineError> 
         mode: Mode::Scenario,
     };
     Engine::new(&fitted, info, parts)?.run().await?;
-    let mut records = std::mem::take(&mut *collect.0.lock().unwrap_or_else(|e| e.into_inner()));
-    let ran_out = exhausted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut records = std::mem::take(
+        &mut *collect
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let ran_out = exhausted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let now = match &ran_out {
         Some(out) => {
             cut_at(&mut records, out);

@@ -54,7 +54,9 @@ impl Ending {
             .as_ref()
             .filter(|_| !matches!(self.outcome.as_str(), "completed" | "undecided"))
         {
-            text.push_str(&format!(" in `{stage}`"));
+            text.push_str(" in `");
+            text.push_str(stage);
+            text.push('`');
         }
         if let Some(reason) = &self.reason {
             text.push_str(": ");
@@ -111,13 +113,12 @@ impl Recorded {
                     check,
                     evaluation,
                 } => {
-                    let (check, offset) = match stage {
-                        Some(name) => recorded.position(name, *check),
-                        None => {
-                            let seen = preflight_checks.entry(evaluation.gate.clone()).or_default();
-                            *seen += 1;
-                            (*seen, None)
-                        }
+                    let (check, offset) = if let Some(name) = stage {
+                        recorded.position(name, *check)
+                    } else {
+                        let seen = preflight_checks.entry(evaluation.gate.clone()).or_default();
+                        *seen += 1;
+                        (*seen, None)
                     };
                     recorded.decisions.push(Decision {
                         stage: stage.clone(),

@@ -47,7 +47,7 @@ impl Seen {
         })
     }
 
-    fn condition_missing<'c>(&self, condition: &'c Condition) -> Option<String> {
+    fn condition_missing(&self, condition: &Condition) -> Option<String> {
         let expr = crate::plan::expr::parse(condition.check()).ok()?;
         let names: Vec<&str> = expr.metrics().map(|m| m.name.as_str()).collect();
         self.missing(names.into_iter()).map(str::to_owned)
