@@ -202,7 +202,7 @@ fn a_stricter_threshold_flips_a_completed_run_and_names_the_first_difference() {
         human.stdout
     );
     assert!(
-        human.stdout.contains("first difference: stage `first`, check 1 (at 60s), gate `guard`, `app.error_rate <= 0.1%` (was `app.error_rate <= 1%`)"),
+        human.stdout.contains("first difference: stage `first`, check 1 (at 60s), gate `guard`, `app.error_rate <= 0.1%` (was `app.error_rate <= 1%`): value 0.3%, threshold 1% then, 0.1% now; recorded pass, now violation\n"),
         "{}",
         human.stdout
     );

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 
 use super::CliError;
 use crate::backtest::{self, Judged};
+use crate::event::evaluation::{literal_unit, show};
 use crate::exit_code;
 use crate::journal::replay;
 use crate::journal::store::Store;
+use crate::plan::units::LiteralUnit;
 use crate::plan::validate::{Checks, validate_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,8 +95,9 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
     })
 }
 
-fn number(value: Option<f64>) -> String {
-    value.map_or_else(|| "-".to_owned(), |v| format!("{v}"))
+/// A value in the unit the condition's threshold is written in.
+fn number(value: Option<f64>, unit: LiteralUnit) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| show(v, unit))
 }
 
 fn human(judged: &[Judged]) -> String {
@@ -117,6 +120,7 @@ fn human(judged: &[Judged]) -> String {
                     .filter(|c| **c != d.condition)
                     .map(|c| format!(" (was `{c}`)"))
                     .unwrap_or_default();
+                let unit = literal_unit(&d.condition);
                 let _ = writeln!(
                     out,
                     "  first difference: stage `{}`, check {}{at}, gate `{}`, `{}`{was}: value {}, threshold {} then, {} now; recorded {}, now {}",
@@ -124,9 +128,9 @@ fn human(judged: &[Judged]) -> String {
                     d.check,
                     d.gate,
                     d.condition,
-                    number(d.values.value),
-                    number(d.values.threshold_then),
-                    number(d.values.threshold_now),
+                    number(d.values.value, unit),
+                    number(d.values.threshold_then, unit),
+                    number(d.values.threshold_now, unit),
                     d.recorded,
                     d.now
                 );
