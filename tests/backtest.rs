@@ -413,3 +413,54 @@ fn backtest_runs_nothing_and_connects_nowhere() {
     // And it wrote nothing into the state folder.
     assert_eq!(common::journals(&bench.state()), [journal]);
 }
+
+/// A journal a live run wrote (real programs, real time, its checks' times jittered), found in
+/// the state folder beside the plan, judged by the plan as it was and as it is changed.
+#[test]
+fn a_live_run_journal_is_found_beside_the_plan_and_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    common::script(dir.path(), "metrics.sh", "echo '{\"error_rate\": 0.003}'");
+    common::script(dir.path(), "shift.sh", "true");
+    common::script(dir.path(), "rollback.sh", "true");
+    common::script(dir.path(), "app-metrics.sh", "exec ./metrics.sh");
+    let live = |guard: &str| {
+        plan(guard, "")
+            .replace("every: 1m", "every: 200ms")
+            .replace("bake: 10m", "bake: 600ms")
+            .replace("    approval: { timeout: 1h }\n", "")
+    };
+    let path = write(dir.path(), "plan.yaml", live(GUARD));
+    let output = ion_plan().arg("run").arg(&path).run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+
+    let output = ion_plan().arg("backtest").arg(&path).run();
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert!(
+        output
+            .stdout
+            .contains("recorded: completed\n  now:      completed\n  no decision differs\n"),
+        "{}",
+        output.stdout
+    );
+
+    // The same file, made stricter, as a pull request changes it.
+    write(
+        dir.path(),
+        "plan.yaml",
+        live(&GUARD.replace("<= 1%", "<= 0.2%")),
+    );
+    let output = ion_plan().arg("backtest").arg(&path).run();
+    assert_eq!(output.code, 3, "{}{}", output.stdout, output.stderr);
+    assert!(
+        output.stdout.contains("now:      rolled_back in `first`"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output
+            .stdout
+            .contains("first difference: stage `first`, check 1 (at 0"),
+        "{}",
+        output.stdout
+    );
+}
