@@ -282,6 +282,19 @@ fn a_journal_of_another_shape_is_judged_where_it_matches_and_says_what_it_skippe
     assert_eq!(run["flipped"], false);
     assert!(run["first_difference"].is_null(), "{run}");
 
+    // A preflight probe the recorded run never took: left out, not undecided.
+    let preflighted = plan(GUARD, "").replace(
+        "rollback:\n",
+        "preflight:\n  - { name: app is up, probe: app, require: [app.error_rate < 1%] }\nrollback:\n",
+    );
+    let (output, json) = bench.backtest("preflighted.yaml", &preflighted, &[&journal]);
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert_eq!(json["runs"][0]["now"]["outcome"], "completed");
+    assert_eq!(
+        json["runs"][0]["skipped"],
+        serde_json::json!(["preflight `app is up`: probe `app` not recorded in preflight"])
+    );
+
     // A recorded stage the plan no longer has.
     let renamed = plan(GUARD, "").replace("name: last", "name: final");
     let (_, json) = bench.backtest("renamed.yaml", &renamed, &[&journal]);

@@ -155,7 +155,14 @@ fn cut_at(records: &mut Vec<Record>, out: &seams::RanOut) {
             seen += 1;
             seen == out.check
         }
-        (Event::SampleTaken { stage: None, .. }, None) => {
+        (
+            Event::SampleTaken {
+                stage: None,
+                sample,
+                ..
+            },
+            None,
+        ) if sample.probe == out.probe => {
             seen += 1;
             seen == out.check
         }

@@ -18,6 +18,7 @@ use crate::probe::Sample;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RanOut {
     pub stage: StageKey,
+    pub probe: String,
     pub check: usize,
 }
 
@@ -60,6 +61,7 @@ impl Sampler for JournalSampler {
                 .unwrap_or_else(PoisonError::into_inner);
             exhausted.get_or_insert(RanOut {
                 stage: key.0.clone(),
+                probe: key.1.clone(),
                 check: index + 1,
             });
             Sample::ok(probe, std::collections::BTreeMap::new())

@@ -127,6 +127,21 @@ pub fn fit(plan: &Plan, recorded: &Recorded) -> (Plan, Vec<String>) {
             false
         });
     }
+    // A preflight probe the recorded run never took: the item is not judged (the run would
+    // otherwise be undecided before its first stage).
+    plan.preflight.retain(|item| {
+        let Some(probe) = &item.probe else {
+            return true;
+        };
+        if recorded.samples.contains_key(&(None, probe.clone())) {
+            return true;
+        }
+        skipped.push(format!(
+            "preflight `{}`: probe `{probe}` not recorded in preflight",
+            item.name
+        ));
+        false
+    });
     for item in &mut plan.preflight {
         let name = item.name.clone();
         item.require.retain(|condition| {
