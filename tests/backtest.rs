@@ -282,6 +282,15 @@ fn a_journal_of_another_shape_is_judged_where_it_matches_and_says_what_it_skippe
     assert_eq!(run["flipped"], false);
     assert!(run["first_difference"].is_null(), "{run}");
 
+    // A gate all of whose conditions read what was never recorded judges nothing.
+    let (output, json) = bench.backtest(
+        "unrecorded.yaml",
+        &plan("      - app.latency <= 200ms\n", ""),
+        &[&journal],
+    );
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert_eq!(json["runs"][0]["now"]["outcome"], "completed");
+
     // A preflight probe the recorded run never took: left out, not undecided.
     let preflighted = plan(GUARD, "").replace(
         "rollback:\n",

@@ -70,7 +70,51 @@ pub fn flips(recorded: &Ending, now: &Ending) -> bool {
     if now.outcome == "undecided" {
         return recorded.by_gate;
     }
-    recorded.outcome != now.outcome
+    // Rollback steps are only shown, so they never fail now: a recorded run that rolled back
+    // and whose rollback failed took the same decision.
+    let decision = |outcome: &str| match outcome {
+        "failed" => "rolled_back".to_owned(),
+        other => other.to_owned(),
+    };
+    decision(&recorded.outcome) != decision(&now.outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ending(outcome: &str, by_gate: bool) -> Ending {
+        Ending {
+            outcome: outcome.to_owned(),
+            by_gate,
+            stage: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn running_out_flips_only_what_a_gate_ended() {
+        let undecided = ending("undecided", false);
+        assert!(flips(&ending("rolled_back", true), &undecided));
+        assert!(flips(&ending("paused", true), &undecided));
+        for outcome in [
+            "completed",
+            "aborted",
+            "rolled_back",
+            "incomplete",
+            "waiting",
+        ] {
+            assert!(!flips(&ending(outcome, false), &undecided), "{outcome}");
+        }
+    }
+
+    #[test]
+    fn a_failed_rollback_is_the_same_decision_as_a_rollback() {
+        let now = ending("rolled_back", true);
+        assert!(!flips(&ending("failed", true), &now));
+        assert!(flips(&ending("completed", false), &now));
+        assert!(flips(&ending("aborted", false), &now));
+    }
 }
 
 /// Re-judges the run `replay` recorded under `plan`.

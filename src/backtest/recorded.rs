@@ -192,7 +192,8 @@ pub fn ending(records: &[Record]) -> Ending {
                 suspended = Some((*outcome, reason.clone()));
             }
             Event::RunEnded { outcome, reason } => {
-                let by_gate = *outcome == Outcome::RolledBack
+                // A failed rollback step does not change who decided to roll back.
+                let by_gate = matches!(outcome, Outcome::RolledBack | Outcome::Failed)
                     && matches!(gate_failed, Some((Action::Rollback, _)));
                 let reason = if by_gate {
                     gate_failed.map(|(_, why)| why)
