@@ -350,6 +350,29 @@ fn a_broken_journal_is_an_error_that_names_the_file() {
     );
     assert!(!output.stderr.contains("panicked"));
 
+    // Instants at the end of chrono's time: judged on, never a panic.
+    let late = text
+        .lines()
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+            for key in ["at", "created"] {
+                if value.get(key).is_some() {
+                    value[key] = "+262142-12-31T23:59:59Z".into();
+                }
+            }
+            value.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let late = write(bench.dir.path(), "late.jsonl", format!("{late}\n"));
+    let output = ion_plan()
+        .arg("backtest")
+        .arg(bench.path("plan.yaml"))
+        .arg(&late)
+        .run();
+    assert!(output.code == 0 || output.code == 3, "{}", output.stderr);
+    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
+
     // Not a journal at all, and one that is missing.
     let binary = write(bench.dir.path(), "binary.jsonl", [0xff_u8, 0, 1, b'\n']);
     let output = ion_plan()
