@@ -79,47 +79,9 @@ pub fn flips(recorded: &Ending, now: &Ending) -> bool {
     decision(&recorded.outcome) != decision(&now.outcome)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ending(outcome: &str, by_gate: bool) -> Ending {
-        Ending {
-            outcome: outcome.to_owned(),
-            by_gate,
-            stage: None,
-            reason: None,
-        }
-    }
-
-    #[test]
-    fn running_out_flips_only_what_a_gate_ended() {
-        let undecided = ending("undecided", false);
-        assert!(flips(&ending("rolled_back", true), &undecided));
-        assert!(flips(&ending("paused", true), &undecided));
-        for outcome in [
-            "completed",
-            "aborted",
-            "rolled_back",
-            "incomplete",
-            "waiting",
-        ] {
-            assert!(!flips(&ending(outcome, false), &undecided), "{outcome}");
-        }
-    }
-
-    #[test]
-    fn a_failed_rollback_is_the_same_decision_as_a_rollback() {
-        let now = ending("rolled_back", true);
-        assert!(!flips(&ending("failed", true), &now));
-        assert!(flips(&ending("completed", false), &now));
-        assert!(flips(&ending("aborted", false), &now));
-    }
-}
-
 /// Re-judges the run `replay` recorded under `plan`.
 pub async fn judge(plan: &Plan, replay: &Replay) -> Result<Judged, EngineError> {
-    let recorded = Recorded::read(&replay.records);
+    let mut recorded = Recorded::read(&replay.records);
     let (fitted, skipped) = shape::fit(plan, &recorded);
     let exhausted = Exhausted::default();
     let collect = Collect::default();
@@ -132,12 +94,12 @@ pub async fn judge(plan: &Plan, replay: &Replay) -> Result<Judged, EngineError> 
     let parts = Parts {
         clock: Arc::new(SimClock::new(start)),
         sampler: Arc::new(JournalSampler::new(
-            recorded.samples.clone(),
+            std::mem::take(&mut recorded.samples),
             Arc::clone(&exhausted),
         )),
         steps: Arc::new(ShowSteps::new(resolver)),
         control: Box::new(JournalControl::new(
-            recorded.answers.clone(),
+            std::mem::take(&mut recorded.answers),
             Arc::clone(&exhausted),
         )),
         sinks: vec![Box::new(collect.clone())],
@@ -293,5 +255,43 @@ fn difference(then: Option<&Decision>, now: Option<&Decision>) -> Difference {
             threshold_then: then.and_then(|d| d.evaluation.threshold),
             threshold_now: now.and_then(|d| d.evaluation.threshold),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ending(outcome: &str, by_gate: bool) -> Ending {
+        Ending {
+            outcome: outcome.to_owned(),
+            by_gate,
+            stage: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn running_out_flips_only_what_a_gate_ended() {
+        let undecided = ending("undecided", false);
+        assert!(flips(&ending("rolled_back", true), &undecided));
+        assert!(flips(&ending("paused", true), &undecided));
+        for outcome in [
+            "completed",
+            "aborted",
+            "rolled_back",
+            "incomplete",
+            "waiting",
+        ] {
+            assert!(!flips(&ending(outcome, false), &undecided), "{outcome}");
+        }
+    }
+
+    #[test]
+    fn a_failed_rollback_is_the_same_decision_as_a_rollback() {
+        let now = ending("rolled_back", true);
+        assert!(!flips(&ending("failed", true), &now));
+        assert!(flips(&ending("completed", false), &now));
+        assert!(flips(&ending("aborted", false), &now));
     }
 }
