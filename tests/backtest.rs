@@ -151,6 +151,21 @@ fn the_same_plan_flips_nothing() {
     outcomes.sort_unstable();
     assert_eq!(outcomes, ["completed", "rolled_back"]);
     for run in runs {
+        let keys: Vec<&String> = run.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "first_difference",
+                "flipped",
+                "journal",
+                "now",
+                "recorded",
+                "run_id",
+                "skipped"
+            ]
+        );
+        assert!(run["run_id"].as_str().unwrap().len() > 20);
+        assert!(run["journal"].as_str().unwrap().ends_with(".jsonl"));
         assert_eq!(run["recorded"]["outcome"], run["now"]["outcome"]);
         assert_eq!(run["flipped"], false);
         assert!(run["first_difference"].is_null(), "{run}");
