@@ -524,3 +524,33 @@ fn a_live_run_journal_is_found_beside_the_plan_and_judged() {
         output.stdout
     );
 }
+
+/// A pause a person resumed is resumed again, as long after; a pause the recorded run never had
+/// waits for nobody, and that flips the outcome.
+#[test]
+fn pauses_are_answered_as_they_were_and_a_new_pause_waits() {
+    let bench = Bench::new();
+    let pausing = plan(GUARD, "").replace("    on_fail: rollback", "    on_fail: pause");
+    write(bench.dir.path(), "plan.yaml", &pausing);
+    let journal = bench.record(
+        "metrics: { app.error_rate: 0.3% }\napprovals:\n  first: { after: 2m }\nchanges:\n  - stage: first\n    from: 3m\n    until: 5m\n    metrics: { app.error_rate: 2% }\n",
+    );
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.contains("\"paused\"") && text.contains("\"resumed\""),
+        "{text}"
+    );
+    let (output, json) = bench.backtest("plan.yaml", &pausing, &[&journal]);
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert_eq!(json["runs"][0]["now"]["outcome"], "completed");
+    assert!(json["runs"][0]["first_difference"].is_null());
+
+    // Stricter: it pauses at once, where nobody answered.
+    let stricter = pausing.replace("<= 1%", "<= 0.1%");
+    let (output, json) = bench.backtest("stricter.yaml", &stricter, &[&journal]);
+    assert_eq!(output.code, 3, "{}{}", output.stdout, output.stderr);
+    let run = &json["runs"][0];
+    assert_eq!(run["now"]["outcome"], "paused", "{run}");
+    assert_eq!(run["now"]["by_gate"], true);
+    assert_eq!(run["flipped"], true);
+}

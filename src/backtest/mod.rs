@@ -124,16 +124,13 @@ pub async fn judge(plan: &Plan, replay: &Replay) -> Result<Judged, EngineError> 
     let now = match &ran_out {
         Some(out) => {
             cut_at(&mut records, out);
-            let stage = out.stage.clone().unwrap_or_else(|| "preflight".to_owned());
-            Ending {
-                outcome: "undecided".to_owned(),
-                by_gate: false,
-                reason: Some(if out.check > 1 {
-                    format!("no samples past stage `{stage}` check {}", out.check - 1)
-                } else {
-                    format!("no samples in stage `{stage}`")
-                }),
-                stage: Some(stage),
+            // Paused by a gate when the samples ran out: nobody would have resumed it, and its
+            // checks went on to the end of what was recorded. That is the plan's decision.
+            let so_far = ending(&records);
+            if so_far.outcome == "paused" {
+                so_far
+            } else {
+                undecided(out)
             }
         }
         None => ending(&records),
@@ -150,6 +147,21 @@ pub async fn judge(plan: &Plan, replay: &Replay) -> Result<Judged, EngineError> 
         first_difference,
         skipped,
     })
+}
+
+/// The outcome when the samples ran out before the plan decided.
+fn undecided(out: &seams::RanOut) -> Ending {
+    let stage = out.stage.clone().unwrap_or_else(|| "preflight".to_owned());
+    Ending {
+        outcome: "undecided".to_owned(),
+        by_gate: false,
+        reason: Some(if out.check > 1 {
+            format!("no samples past stage `{stage}` check {}", out.check - 1)
+        } else {
+            format!("no samples in stage `{stage}`")
+        }),
+        stage: Some(stage),
+    }
 }
 
 /// Drops the records from the check whose samples ran out on: what was judged there was

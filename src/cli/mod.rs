@@ -51,8 +51,8 @@ enum Command {
     /// the same stage in the recorded run (by position, not by time). Approvals and resumed
     /// pauses are granted as long after the wait began as they were; aborts, promotions and
     /// failed steps are not replayed. When the samples run out before the plan decides, the
-    /// outcome now is `undecided`; that counts as a flip only when a gate ended the recorded
-    /// run (a rollback or a pause). Conditions on metrics the journal never recorded are left
+    /// outcome now is `undecided` (`paused` if a gate paused it); `undecided` counts as a flip
+    /// only when a gate ended the recorded run (a rollback or a pause). Conditions on metrics the journal never recorded are left
     /// out and listed as skipped, with stages only one side has.
     ///
     /// Exit codes: 0 no outcome flips, 3 one does, 1 a journal cannot be read, 2 an invalid
