@@ -11,7 +11,7 @@ use crate::event::evaluation::{literal_unit, show};
 use crate::exit_code;
 use crate::journal::replay;
 use crate::journal::store::Store;
-use crate::plan::units::LiteralUnit;
+use crate::plan::units::{LiteralUnit, format_duration};
 use crate::plan::validate::{Checks, validate_file};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,7 +113,11 @@ fn human(judged: &[Judged]) -> String {
         );
         match &run.first_difference {
             Some(d) => {
-                let at = d.offset.map(|o| format!(" (at {o}s)")).unwrap_or_default();
+                let at = d
+                    .offset
+                    .and_then(|o| std::time::Duration::try_from_secs_f64(o).ok())
+                    .map(|o| format!(" (at {})", format_duration(o)))
+                    .unwrap_or_default();
                 let was = d
                     .condition_then
                     .as_ref()
