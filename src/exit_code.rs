@@ -10,6 +10,8 @@ pub const RUNTIME_ERROR: u8 = 1;
 pub const INVALID: u8 = 2;
 /// The run was rolled back or aborted.
 pub const ROLLED_BACK: u8 = 3;
+/// `backtest`: the plan would have ended a recorded run otherwise.
+pub const OUTCOME_FLIPPED: u8 = 3;
 /// The run waits for a person: an approval, or a pause.
 pub const WAITING: u8 = 4;
 /// The run is in progress: `--once` did what was due.

@@ -4,6 +4,7 @@
 //! engine → journal → reports. [`cli`] turns command lines into calls of these; a run starts
 //! from a [`request::RunRequest`], in the runs that [`journal::store`] keeps.
 
+pub mod backtest;
 pub mod cli;
 pub mod demo;
 pub mod engine;

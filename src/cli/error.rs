@@ -36,6 +36,9 @@ pub enum CliError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Engine(#[from] EngineError),
+    /// A journal `backtest` cannot read (it names the file and the line).
+    #[error("{0}; nothing was judged")]
+    Journal(#[source] crate::journal::replay::ReplayError),
     /// A plan without any run to show.
     #[error("{} has no run yet (looked in {})", plan.display(), dir.display())]
     NoRun { plan: PathBuf, dir: PathBuf },
@@ -85,6 +88,7 @@ impl CliError {
             | CliError::Probes(_)
             | CliError::Engine(_)
             | CliError::NoRun { .. }
+            | CliError::Journal(_)
             | CliError::Inbox { .. }
             | CliError::DemoService { .. }
             | CliError::Load(_)

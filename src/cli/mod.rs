@@ -1,6 +1,7 @@
 //! The command line: clap arguments, each subcommand in its own file turning them into calls of
 //! the library. Nothing outside `cli` depends on it.
 
+mod backtest;
 mod control;
 mod demo;
 mod error;
@@ -43,6 +44,20 @@ enum Command {
     Status(inspect::StatusArgs),
     /// The decision log of a run: every sample, every evaluation, what fired, who approved.
     Report(inspect::ReportArgs),
+    /// Re-judge past runs' recorded samples with the plan as it is now; runs nothing. Exit 3
+    /// when an outcome flips.
+    ///
+    /// The n-th check of a stage is judged on the sample each probe gave at the n-th check of
+    /// the same stage in the recorded run (by position, not by time). Approvals and resumed
+    /// pauses are granted as long after the wait began as they were; aborts, promotions and
+    /// failed steps are not replayed. When the samples run out before the plan decides, the
+    /// outcome now is `undecided` (`paused` if a gate paused it); `undecided` counts as a flip
+    /// only when a gate ended the recorded run (a rollback or a pause). Conditions on metrics the journal never recorded are left
+    /// out and listed as skipped, with stages only one side has.
+    ///
+    /// Exit codes: 0 no outcome flips, 3 one does, 1 a journal cannot be read, 2 an invalid
+    /// plan or a usage error.
+    Backtest(backtest::Args),
     /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
 }
@@ -79,6 +94,7 @@ impl Cli {
             Command::Status(args) => inspect::status(&args),
             Command::Report(args) => inspect::report(&args),
             Command::Schema(args) => schema::run(&args),
+            Command::Backtest(args) => backtest::run(&args),
         }
     }
 }

@@ -200,6 +200,11 @@ impl Store {
             .collect()
     }
 
+    /// The journals of the plan's runs, oldest first.
+    pub fn journals(&self) -> Vec<PathBuf> {
+        replay::runs(&self.dir, &self.stem)
+    }
+
     /// The newest run, if the plan has one (journals without a header are no run: skipped,
     /// and `warn` is told).
     pub fn latest(&self, warn: &mut dyn FnMut(String)) -> Result<Option<StoredRun>, StoreError> {

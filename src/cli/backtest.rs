@@ -1,0 +1,159 @@
+//! `ion-plan backtest PLAN [JOURNAL...]`: would this plan have decided the recorded runs
+//! differently? Reads journals, writes nothing, runs nothing (README, "Backtest").
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use super::CliError;
+use crate::backtest::{self, Judged};
+use crate::event::evaluation::{literal_unit, show};
+use crate::exit_code;
+use crate::journal::replay;
+use crate::journal::store::Store;
+use crate::plan::units::{LiteralUnit, format_duration};
+use crate::plan::validate::{Checks, validate_file};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// How the samples are matched and when an outcome flips: `ion-plan backtest --help`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The plan, as it is now.
+    #[arg(value_name = "PLAN")]
+    plan: PathBuf,
+    /// Journals of past runs. Default: every run of this plan in the state folder.
+    #[arg(value_name = "JOURNAL")]
+    journals: Vec<PathBuf>,
+    /// `json`: one document, `{"runs":[…]}` (README, "Backtest").
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Where the journals are. Default: `.ion-plan/` beside the plan.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<u8, CliError> {
+    let report = validate_file(&args.plan, Checks { filesystem: false })?;
+    let Some(plan) = report.plan.clone().filter(|_| report.is_valid(false)) else {
+        return Err(report.into());
+    };
+    let journals = if args.journals.is_empty() {
+        let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+        store.check()?;
+        let journals = store.journals();
+        if journals.is_empty() {
+            return Err(CliError::NoRun {
+                plan: args.plan.clone(),
+                dir: store.dir().to_owned(),
+            });
+        }
+        journals
+    } else {
+        args.journals.clone()
+    };
+    // Every journal is read before any is judged: a bad one fails the command at once.
+    let mut replays = Vec::with_capacity(journals.len());
+    for path in &journals {
+        let replay = replay::read(path).map_err(CliError::Journal)?;
+        if let Some(warning) = &replay.torn {
+            eprintln!("warning: {warning}");
+        }
+        replays.push(replay);
+    }
+    let runtime = super::runtime()?;
+    let mut judged = Vec::with_capacity(replays.len());
+    for replay in &replays {
+        judged.push(runtime.block_on(backtest::judge(&plan, replay))?);
+    }
+    let text = match args.format {
+        Format::Human => human(&judged),
+        Format::Json => {
+            let mut text = serde_json::to_string_pretty(&serde_json::json!({ "runs": judged }))
+                .expect("backtest results serialize");
+            text.push('\n');
+            text
+        }
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(CliError::Stdout {
+                what: "backtest",
+                source: e,
+            });
+        }
+        _ => {}
+    }
+    Ok(if judged.iter().any(|j| j.flipped) {
+        exit_code::OUTCOME_FLIPPED
+    } else {
+        exit_code::SUCCESS
+    })
+}
+
+/// A value in the unit the condition's threshold is written in.
+fn number(value: Option<f64>, unit: LiteralUnit) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| show(v, unit))
+}
+
+fn human(judged: &[Judged]) -> String {
+    let mut out = String::new();
+    for run in judged {
+        let _ = writeln!(out, "run {} ({})", run.run_id, run.journal);
+        let _ = writeln!(out, "  recorded: {}", run.recorded.describe());
+        let _ = writeln!(
+            out,
+            "  now:      {}{}",
+            run.now.describe(),
+            if run.flipped { "  [FLIPPED]" } else { "" }
+        );
+        match &run.first_difference {
+            Some(d) => {
+                let at = d
+                    .offset
+                    .and_then(|o| std::time::Duration::try_from_secs_f64(o).ok())
+                    .map(|o| format!(" (at {})", format_duration(o)))
+                    .unwrap_or_default();
+                let was = d
+                    .condition_then
+                    .as_ref()
+                    .filter(|c| **c != d.condition)
+                    .map(|c| format!(" (was `{c}`)"))
+                    .unwrap_or_default();
+                let unit = literal_unit(&d.condition);
+                let _ = writeln!(
+                    out,
+                    "  first difference: stage `{}`, check {}{at}, gate `{}`, `{}`{was}: value {}, threshold {} then, {} now; recorded {}, now {}",
+                    d.stage,
+                    d.check,
+                    d.gate,
+                    d.condition,
+                    number(d.values.value, unit),
+                    number(d.values.threshold_then, unit),
+                    number(d.values.threshold_now, unit),
+                    d.recorded,
+                    d.now
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  no decision differs");
+            }
+        }
+        for skipped in &run.skipped {
+            let _ = writeln!(out, "  skipped: {skipped}");
+        }
+    }
+    let flipped = judged.iter().filter(|j| j.flipped).count();
+    let _ = writeln!(
+        out,
+        "{} run{} backtested, {flipped} outcome{} flipped",
+        judged.len(),
+        if judged.len() == 1 { "" } else { "s" },
+        if flipped == 1 { "" } else { "s" }
+    );
+    out
+}
