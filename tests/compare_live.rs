@@ -50,8 +50,9 @@ async fn latency(backend: std::net::SocketAddr, ms: u64) {
     assert!(response.status().is_success(), "{response:?}");
 }
 
-/// Runs the plan against backends at these latencies; the exit code and the comparison.
-fn run(legacy_ms: u64, canary_ms: u64) -> (i32, Evaluation) {
+/// Runs the plan against backends at these latencies; the exit code, the comparison, and the
+/// folder with the plan (`plan.yaml`) and its state (`state/`).
+fn run(legacy_ms: u64, canary_ms: u64) -> (i32, Evaluation, tempfile::TempDir) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let backends = runtime
         .block_on(Backends::start(false, Ports::default()))
@@ -84,12 +85,13 @@ fn run(legacy_ms: u64, canary_ms: u64) -> (i32, Evaluation) {
         "one end gate, judged once: {}",
         output.stderr
     );
-    (output.code, compared.into_iter().next().unwrap())
+    let evaluation = compared.into_iter().next().unwrap();
+    (output.code, evaluation, dir)
 }
 
 #[test]
 fn a_canary_20_percent_slower_is_higher_and_an_equal_one_passes() {
-    let (code, slower) = run(20, 24);
+    let (code, slower, dir) = run(20, 24);
     let comparison = slower.compare.unwrap();
     assert_eq!(slower.outcome, Outcome::Violation, "{}", slower.describe());
     assert_eq!(comparison.shift, Some(ShiftWay::Higher));
@@ -113,7 +115,34 @@ fn a_canary_20_percent_slower_is_higher_and_an_equal_one_passes() {
         slower.describe()
     );
 
-    let (code, alike) = run(20, 20);
+    // Backtest: the same plan decides the same on the recorded latencies; one that tolerates
+    // twice legacy's median would not have rolled back (exit 3, the comparison named).
+    let plan = dir.path().join("plan.yaml");
+    let backtest = |plan: &std::path::Path| {
+        ion_plan()
+            .arg("backtest")
+            .arg(plan)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .run()
+    };
+    let same = backtest(&plan);
+    assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let tolerant = write(
+        dir.path(),
+        "plan.yaml",
+        text.replace("tolerance: 5%", "tolerance: 200%"),
+    );
+    let flipped = backtest(&tolerant);
+    assert_eq!(flipped.code, 3, "{}{}", flipped.stdout, flipped.stderr);
+    assert!(
+        flipped.stdout.contains("higher") && flipped.stdout.contains(": pass"),
+        "{}",
+        flipped.stdout
+    );
+
+    let (code, alike, _) = run(20, 20);
     assert_eq!(alike.outcome, Outcome::Pass, "{}", alike.describe());
     assert_eq!(alike.compare.unwrap().shift, None);
     assert_eq!(code, 0, "{}", alike.describe());

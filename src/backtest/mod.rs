@@ -53,6 +53,12 @@ pub struct Difference {
     pub now: String,
     /// The values judged: the metric's, and the thresholds then and now.
     pub values: Values,
+    /// Each judgement as reports word it ("`load.canary.latency` +4ms [+3.8ms, +4.3ms] vs
+    /// `load.legacy.latency`, 98%, …: higher"), when there is one.
+    pub described_then: Option<String>,
+    pub described_now: Option<String>,
+    /// The decision is a `compare:` entry's (its shift says more than a value and threshold).
+    pub compare: bool,
 }
 
 /// The numbers behind a [`Difference`], in base units.
@@ -267,6 +273,9 @@ fn difference(then: Option<&Decision>, now: Option<&Decision>) -> Difference {
             threshold_then: then.and_then(|d| d.evaluation.threshold),
             threshold_now: now.and_then(|d| d.evaluation.threshold),
         },
+        described_then: then.map(|d| d.evaluation.describe()),
+        described_now: now.map(|d| d.evaluation.describe()),
+        compare: any.evaluation.compare.is_some(),
     }
 }
 

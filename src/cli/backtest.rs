@@ -100,6 +100,13 @@ fn number(value: Option<f64>, unit: LiteralUnit) -> String {
     value.map_or_else(|| "-".to_owned(), |v| show(v, unit))
 }
 
+/// What a run's backtest skipped, one line each.
+fn print_skipped(out: &mut String, skipped: &[String]) {
+    for skipped in skipped {
+        let _ = writeln!(out, "  skipped: {skipped}");
+    }
+}
+
 fn human(judged: &[Judged]) -> String {
     let mut out = String::new();
     for run in judged {
@@ -124,6 +131,20 @@ fn human(judged: &[Judged]) -> String {
                     .filter(|c| **c != d.condition)
                     .map(|c| format!(" (was `{c}`)"))
                     .unwrap_or_default();
+                if d.compare {
+                    let none = || "not judged".to_owned();
+                    let _ = writeln!(
+                        out,
+                        "  first difference: stage `{}`, check {}{at}, gate `{}`: recorded {}; now {}",
+                        d.stage,
+                        d.check,
+                        d.gate,
+                        d.described_then.clone().unwrap_or_else(none),
+                        d.described_now.clone().unwrap_or_else(none),
+                    );
+                    print_skipped(&mut out, &run.skipped);
+                    continue;
+                }
                 let unit = literal_unit(&d.condition);
                 let _ = writeln!(
                     out,
@@ -143,9 +164,7 @@ fn human(judged: &[Judged]) -> String {
                 let _ = writeln!(out, "  no decision differs");
             }
         }
-        for skipped in &run.skipped {
-            let _ = writeln!(out, "  skipped: {skipped}");
-        }
+        print_skipped(&mut out, &run.skipped);
     }
     let flipped = judged.iter().filter(|j| j.flipped).count();
     let _ = writeln!(
