@@ -9,8 +9,8 @@ use crate::plan::diagnostic::{Code, Diagnostic, Target};
 use crate::plan::expr::{self, Expr, MetricRef, Op, Rhs};
 use crate::plan::metrics::{Catalog, MetricUnit};
 use crate::plan::model::{
-    Condition, ConditionSpec, Confidence, DEFAULT_REQUESTS, Gate, GateAt, LoadProbeSpec, Plan,
-    ProbeKind, Stage,
+    Compare, Condition, ConditionSpec, Confidence, DEFAULT_REQUESTS, Gate, GateAt, LoadProbeSpec,
+    Plan, ProbeKind, Stage,
 };
 use crate::plan::semantic::check_count;
 use crate::plan::span::join;
@@ -294,9 +294,11 @@ pub fn requests_per_check(load: &LoadProbeSpec) -> Option<u64> {
 /// `validate` warns and the dry run prints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvidencePlan {
-    /// The gate and the condition's index in its `require`.
+    /// The gate and the condition's index in its `require` (in its `compare` when `compare`).
     pub gate: String,
     pub condition: usize,
+    /// A `compare:` entry: `needed` is its `min_points`, on each side.
+    pub compare: bool,
     /// The condition's text and its confidence (a fraction).
     pub check: String,
     pub confidence: f64,
@@ -355,8 +357,77 @@ pub fn stage_evidence(plan: &Plan, stage: &Stage) -> Vec<EvidencePlan> {
                 out.push(entry);
             }
         }
+        for (k, compare) in gate.compare.iter().enumerate() {
+            if let Some(entry) = compare_evidence(plan, gate_name, gate, k, compare, count, every) {
+                out.push(entry);
+            }
+        }
     }
     out
+}
+
+/// Checks an `at: end` gate's `insufficient.extend` may add at the stage's cadence.
+fn extension_checks(gate: &Gate, every: Duration) -> u64 {
+    if every.is_zero() {
+        return 0;
+    }
+    let extend = gate.on_insufficient().extend();
+    u64::try_from(extend.as_millis() / every.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What a `compare:` entry needs (`min_points` a side) and what the stage gathers: a load
+/// target's latencies per check (one check's in an `every_check` gate, the bake's at its end),
+/// or one value per check for a series.
+fn compare_evidence(
+    plan: &Plan,
+    gate_name: &str,
+    gate: &Gate,
+    k: usize,
+    compare: &Compare,
+    count: u64,
+    every: Duration,
+) -> Option<EvidencePlan> {
+    let metric = MetricRef {
+        name: compare.canary.clone(),
+        start: 0,
+    };
+    let distribution = metric
+        .within_probe()
+        .rsplit_once('.')
+        .is_some_and(|(_, name)| name == "latency");
+    let (per_check, unit) = if distribution {
+        (
+            requests_per_check(load_probe(plan, metric.probe())?)?,
+            "latencies",
+        )
+    } else {
+        (1, "values")
+    };
+    let min_points = compare.min_points.unwrap_or(if distribution {
+        Compare::MIN_POINTS_DISTRIBUTION
+    } else {
+        Compare::MIN_POINTS_SERIES
+    });
+    let (checks, extension_checks) = match (gate.at, distribution) {
+        // A check's own latencies; a series grows through the bake.
+        (GateAt::EveryCheck, true) => (1, 0),
+        (GateAt::EveryCheck, false) => (count, 0),
+        (GateAt::End, _) => (count, extension_checks(gate, every)),
+    };
+    Some(EvidencePlan {
+        gate: gate_name.to_owned(),
+        condition: k,
+        compare: true,
+        check: compare.label(),
+        confidence: compare.confidence(),
+        needed: Needed::Count(u64::from(min_points)),
+        gathered: per_check.saturating_mul(checks),
+        per_check,
+        checks,
+        extension_checks,
+        at: gate.at,
+        unit,
+    })
 }
 
 fn condition_evidence(
@@ -385,19 +456,12 @@ fn condition_evidence(
     let per_check = requests_per_check(load_probe(plan, expr.metric.probe())?)?;
     let (checks, extension_checks) = match gate.at {
         GateAt::EveryCheck => (1, 0),
-        GateAt::End => {
-            let extend = gate.on_insufficient().extend();
-            let extra = if every.is_zero() {
-                0
-            } else {
-                u64::try_from(extend.as_millis() / every.as_millis()).unwrap_or(u64::MAX)
-            };
-            (count, extra)
-        }
+        GateAt::End => (count, extension_checks(gate, every)),
     };
     Some(EvidencePlan {
         gate: gate_name.to_owned(),
         condition: k,
+        compare: false,
         check: spec.check.clone(),
         confidence,
         needed,
@@ -426,7 +490,12 @@ fn planned(plan: &Plan, pointer: &str, stage: &Stage, out: &mut Vec<Diagnostic>)
             entry.check,
             Confidence(entry.confidence)
         );
+        let list = if entry.compare { "compare" } else { "require" };
         let needs = match (entry.needed, entry.unit) {
+            (Needed::Count(n), unit) if entry.compare => format!(
+                "`{}` needs {n} {unit} on each side (`min_points`) to decide",
+                entry.check
+            ),
             (Needed::Count(n), "latencies") => {
                 format!("{check} needs {n} latencies to bound the percentile")
             }
@@ -466,6 +535,8 @@ fn planned(plan: &Plan, pointer: &str, stage: &Stage, out: &mut Vec<Diagnostic>)
             ),
         };
         let help = match (entry.at, entry.needed) {
+            (GateAt::EveryCheck, _) if entry.compare && entry.unit == "values" => "bake longer or check more often (a series gains one value a check), or lower `min_points`".to_owned(),
+            (GateAt::EveryCheck, _) if entry.compare => "send more requests a check, or judge it in an `at: end` gate, where the stage's latencies pool".to_owned(),
             (GateAt::EveryCheck, _) => "send more requests a check, or judge it in an `at: end` gate, where the stage's checks pool".to_owned(),
             (GateAt::End, Needed::Count(n))
                 if entry.per_check * (entry.checks + entry.extension_checks) >= n =>
@@ -481,7 +552,7 @@ fn planned(plan: &Plan, pointer: &str, stage: &Stage, out: &mut Vec<Diagnostic>)
         out.push(
             Diagnostic::warning(
                 Code::InsufficientEvidence,
-                format!("{gate_pointer}/require/{}", entry.condition),
+                format!("{gate_pointer}/{list}/{}", entry.condition),
                 message,
             )
             .depending_on(format!("{gate_pointer}/at"))
@@ -517,8 +588,14 @@ fn early(plan: &Plan, pointer: &str, stage: &Stage, out: &mut Vec<Diagnostic>) {
         .iter()
         .filter_map(|name| plan.gates.get(name))
         .filter(|gate| gate.at == GateAt::End)
-        .flat_map(|gate| &gate.require)
-        .any(|c| matches!(c, Condition::Detailed(spec) if spec.confidence.is_some()));
+        .any(|gate| {
+            // A comparison is judged on an interval too.
+            !gate.compare.is_empty()
+                || gate
+                    .require
+                    .iter()
+                    .any(|c| matches!(c, Condition::Detailed(spec) if spec.confidence.is_some()))
+        });
     if !judged_on_intervals {
         out.push(
             Diagnostic::warning(
@@ -580,6 +657,53 @@ mod tests {
             out[0].message,
             "`load.canary.error_rate < 0%` at 95% confidence can never pass, whatever stage `one` gathers"
         );
+    }
+
+    #[test]
+    fn a_comparison_needs_min_points_on_each_side() {
+        // A series gains one value a check: 12 in the hour, short of 20.
+        let p = plan(
+            "  g:\n    at: end\n    compare:\n      - { canary: prom.errors, baseline: prom.requests, min_points: 20 }\n",
+            "",
+        );
+        let evidence = stage_evidence(&p, &p.stages[0]);
+        assert_eq!(evidence.len(), 1);
+        assert!(evidence[0].compare);
+        assert_eq!(evidence[0].needed, Needed::Count(20));
+        assert_eq!(evidence[0].gathered, 12);
+        let mut out = Vec::new();
+        check(&p, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].pointer, "/gates/g/compare/0");
+        assert!(
+            out[0].message.starts_with(
+                "`prom.errors vs prom.requests` needs 20 values on each side (`min_points`) to decide"
+            ),
+            "{}",
+            out[0].message
+        );
+        // Latencies: one check's 50 in an every_check gate, short of 100; pooled over the
+        // hour at its end, enough.
+        let latencies = |at: &str| {
+            plan(
+                &format!(
+                    "  g:\n    at: {at}\n    compare:\n      - {{ canary: load.canary.latency, baseline: load.canary.latency, min_points: 100 }}\n"
+                ),
+                "",
+            )
+        };
+        assert_eq!(codes(&latencies("every_check")), ["insufficient-evidence"]);
+        assert!(codes(&latencies("end")).is_empty());
+        // The default series and distribution minimums are 5 and 20.
+        let p = plan(
+            "  g:\n    at: every_check\n    compare:\n      - { canary: prom.errors, baseline: prom.requests }\n      - { canary: load.canary.latency, baseline: load.canary.latency }\n",
+            "",
+        );
+        let needed: Vec<Needed> = stage_evidence(&p, &p.stages[0])
+            .iter()
+            .map(|e| e.needed)
+            .collect();
+        assert_eq!(needed, [Needed::Count(5), Needed::Count(20)]);
     }
 
     #[test]
