@@ -540,3 +540,26 @@ fn the_format_page_names_required_keys_and_on_timeout_values() {
         );
     }
 }
+
+/// `PROBE.TARGET.latency` is the check's raw latencies: a condition needs one number, so it is
+/// pointed to a percentile or to `compare:` (`docs/plan.md`, "Compare").
+#[test]
+fn a_latency_distribution_in_a_condition_points_to_compare_or_a_percentile() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN.replace(
+        "load.canary.error_rate <= 1%",
+        "load.canary.latency <= 300ms",
+    );
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", plan));
+    assert_eq!(code, 2);
+    assert_eq!(codes(&report), ["distribution-in-condition"]);
+    let finding = &report["files"][0]["diagnostics"][0];
+    assert_eq!(
+        finding["message"],
+        "`load.canary.latency` is a distribution of latencies; compare it (`compare:`) or use a percentile such as `load.canary.p95`"
+    );
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(11), Some(16))
+    );
+}

@@ -132,6 +132,8 @@ codes! {
     InsufficientEvidence = "insufficient-evidence",
     /// A stage that may end early although no end condition has `confidence` (warning).
     EarlyWithoutConfidence = "early-without-confidence",
+    /// A condition reads a distribution (`load.canary.latency`), which only `compare:` judges.
+    DistributionInCondition = "distribution-in-condition",
 }
 
 impl fmt::Display for Code {

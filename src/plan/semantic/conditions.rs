@@ -2,7 +2,7 @@
 
 use crate::plan::diagnostic::{Code, Diagnostic, Target, did_you_mean};
 use crate::plan::expr::{self, Expr, Rhs};
-use crate::plan::metrics::MetricUnit;
+use crate::plan::metrics::{MetricUnit, is_distribution};
 use crate::plan::model::Condition;
 use crate::plan::span::join;
 
@@ -98,7 +98,29 @@ impl Checker<'_> {
                 continue;
             };
             let name = metric.within_probe();
-            if let Some(unit) = catalog.unit(name) {
+            if self
+                .plan
+                .probes
+                .get(probe)
+                .is_some_and(|p| is_distribution(p, name))
+            {
+                let target = metric.name.rsplit_once('.').map_or("", |(t, _)| t);
+                let mut d = Diagnostic::error(
+                    Code::DistributionInCondition,
+                    text_pointer,
+                    format!(
+                        "`{}` is a distribution of latencies; compare it (`compare:`) or use a percentile such as `{target}.p95`",
+                        metric.name
+                    ),
+                )
+                .with_target(within)
+                .with_help(format!(
+                    "write `{target}.p95 <= 300ms`, or move it to `compare:` against the baseline's latencies"
+                ));
+                d.add_depends(self.catalog_nodes(probe));
+                self.push(d);
+                ok = false;
+            } else if let Some(unit) = catalog.unit(name) {
                 units.push(unit);
             } else {
                 let names = catalog.names();
