@@ -2,7 +2,7 @@
 //! values at the stage's checks, or a distribution of raw latencies — asked by validation and
 //! by the engine that judges the entry.
 
-use crate::plan::metrics::{Catalog, MetricUnit, is_distribution};
+use crate::plan::metrics::{Catalog, is_distribution};
 use crate::plan::model::Plan;
 
 /// The kind of values one side of a `compare:` entry holds.
@@ -25,20 +25,14 @@ impl CompareKind {
 
 /// The kind of `metric` (`PROBE.NAME`), or `None` when no probe of the plan produces it.
 pub fn compare_kind(plan: &Plan, metric: &str) -> Option<CompareKind> {
-    metric_of(plan, metric).map(|(kind, _)| kind)
-}
-
-/// The kind and unit of `metric`, or `None` when no probe of the plan produces it.
-pub(crate) fn metric_of(plan: &Plan, metric: &str) -> Option<(CompareKind, MetricUnit)> {
     let (probe, within) = metric.split_once('.')?;
     let spec = plan.probes.get(probe)?;
-    let unit = Catalog::of(spec).unit(within)?;
-    let kind = if is_distribution(spec, within) {
+    Catalog::of(spec).unit(within)?;
+    Some(if is_distribution(spec, within) {
         CompareKind::Distribution
     } else {
         CompareKind::Series
-    };
-    Some((kind, unit))
+    })
 }
 
 #[cfg(test)]
