@@ -116,7 +116,8 @@ impl Sampler for ScenarioSampler {
                         let metric = name.strip_prefix(&prefix)?;
                         let reading = match pick(in_force) {
                             SampleValue::Number(n) => Reading::from_number(*n),
-                            SampleValue::NoData => Reading::NoData,
+                            // Validation keeps series out of series.
+                            SampleValue::NoData | SampleValue::Series(_) => Reading::NoData,
                             SampleValue::Error(e) => Reading::Error(e.clone()),
                             SampleValue::Distribution(latencies) => {
                                 // What the live load probe keeps: its target's histogram.
@@ -124,8 +125,6 @@ impl Sampler for ScenarioSampler {
                                 histograms.insert(target.to_owned(), histogram_of(latencies));
                                 return None;
                             }
-                            // Validation keeps series out of series.
-                            SampleValue::Series(_) => Reading::NoData,
                         };
                         Some((metric.to_owned(), reading))
                     })
@@ -148,7 +147,8 @@ fn histogram_of(latencies: &[f64]) -> String {
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
-            reason = "clamped to the histogram's range"
+            clippy::cast_precision_loss,
+            reason = "clamped to the histogram's range, an hour in µs, exact in f64"
         )]
         let micros = (seconds * 1e6).round().clamp(1.0, MAX_MICROS as f64) as u64;
         histogram.record(micros).expect("within bounds");
