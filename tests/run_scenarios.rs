@@ -624,3 +624,181 @@ fn progress_lines_keep_the_stage_name_and_show_the_action_as_written() {
         );
     }
 }
+
+/// A plan whose checks run a command probe and a load probe (neither runs in a scenario).
+const SERIES_PLAN: &str = "\
+version: 1
+name: series
+probes:
+  app:
+    command: [./app-metrics.sh]
+  load:
+    load:
+      targets: { canary: \"http://127.0.0.1:9/c\", legacy: \"http://127.0.0.1:9/l\" }
+gates:
+  guard:
+    at: every_check
+    require: [app.error_rate <= 10%]
+stages:
+  - name: first
+    traffic: 10
+    bake: 5m
+    checks: { every: 1m, probes: [app, load] }
+    gates: [guard]
+  - name: last
+    traffic: 100
+    bake: 2m
+    checks: { every: 1m, probes: [app, load] }
+    gates: [guard]
+";
+
+/// The `sample_taken` events of one probe, as (stage, check, sample).
+fn samples<'a>(r: &'a Run, probe: &str) -> Vec<(String, u64, &'a Value)> {
+    r.find("sample_taken")
+        .into_iter()
+        .filter(|s| s["sample"]["probe"] == probe)
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().to_owned(),
+                s["check"].as_u64().unwrap(),
+                &s["sample"],
+            )
+        })
+        .collect()
+}
+
+/// `{series: […]}`: the i-th check of the range gets the i-th value, the last repeats; a change
+/// counts from its own start, the baseline from each stage's.
+#[test]
+fn a_series_gives_the_ith_check_of_its_range_the_ith_value() {
+    let r = run(
+        SERIES_PLAN,
+        "metrics:
+  app.error_rate: { series: [1%, 2%, 3%] }
+changes:
+  - { stage: first, from: 3m, metrics: { app.error_rate: { series: [5%, 6%] } } }
+",
+    );
+    assert_eq!(r.outcome(), "completed");
+    let seen: Vec<(String, u64, f64)> = samples(&r, "app")
+        .into_iter()
+        .map(|(stage, check, s)| {
+            (
+                stage,
+                check,
+                s["metrics"]["error_rate"]["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("first", 1, 0.01),
+        ("first", 2, 0.02),
+        ("first", 3, 0.05),
+        ("first", 4, 0.06),
+        ("first", 5, 0.06),
+        // Check numbers run on across stages; the baseline's series restarts with each stage.
+        ("last", 6, 0.01),
+        ("last", 7, 0.02),
+    ];
+    assert_eq!(seen.len(), expected.len(), "{seen:?}");
+    for ((stage, check, value), (s, c, v)) in seen.iter().zip(expected) {
+        assert_eq!((stage.as_str(), *check), (s, c));
+        assert!(
+            (value - v).abs() < 1e-12,
+            "{stage} check {check}: {value} ≠ {v}"
+        );
+    }
+}
+
+/// `{distribution: […]}` on a load target's `latency`: every check of the range carries that
+/// target's histogram of exactly those latencies, in microseconds, as the live probe does.
+#[test]
+fn a_distribution_becomes_the_targets_histogram_at_every_check() {
+    let r = run(
+        SERIES_PLAN,
+        "metrics:
+  app.error_rate: 0.1%
+  load.canary.latency: { distribution: [100ms, 120ms, 0.14, 2s] }
+changes:
+  - { stage: last, metrics: { load.legacy.latency: { distribution: [90ms, 95ms] } } }
+",
+    );
+    assert_eq!(r.outcome(), "completed");
+    let loads = samples(&r, "load");
+    assert_eq!(loads.len(), 7);
+    for (stage, check, sample) in loads {
+        let histograms = sample["histograms"].as_object().unwrap();
+        let canary =
+            ion_plan::stats::decode_histogram(histograms["canary"].as_str().unwrap()).unwrap();
+        assert_eq!(canary.len(), 4, "{stage} check {check}");
+        assert!(canary.equivalent(canary.min(), 100_000));
+        assert!(canary.equivalent(canary.max(), 2_000_000));
+        assert_eq!(canary.count_between(119_000, 121_000), 1);
+        match histograms.get("legacy") {
+            Some(legacy) if stage == "last" => {
+                let legacy = ion_plan::stats::decode_histogram(legacy.as_str().unwrap()).unwrap();
+                assert_eq!(legacy.len(), 2);
+                assert!(legacy.equivalent(legacy.min(), 90_000));
+            }
+            None if stage == "first" => {}
+            other => panic!("{stage} check {check}: legacy {other:?}"),
+        }
+        // A distribution is not a reading: conditions read percentiles.
+        assert!(sample.get("metrics").is_none(), "{sample}");
+    }
+}
+
+/// A distribution belongs to a load target's `latency`, and `latency` takes nothing else.
+#[test]
+fn a_distribution_on_a_scalar_metric_or_a_number_on_latency_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "app-metrics.sh", "#!/bin/sh\necho '{}'\n");
+    let plan = write(dir.path(), "plan.yaml", SERIES_PLAN);
+    for (metrics, message) in [
+        (
+            "app.error_rate: { distribution: [1ms] }",
+            "`app.error_rate` is one number per check; only a load target's `latency`",
+        ),
+        (
+            "load.canary.latency: 120ms",
+            "`load.canary.latency` is a distribution of latencies, not one number",
+        ),
+        (
+            "load.canary.latency: { series: [120ms] }",
+            "`load.canary.latency` is a distribution of latencies, not one number",
+        ),
+    ] {
+        let scenario = write(
+            dir.path(),
+            "s.yaml",
+            format!("version: 1\nmetrics:\n  {metrics}\n"),
+        );
+        let output = ion_plan()
+            .arg("run")
+            .arg(&plan)
+            .arg("--scenario")
+            .arg(&scenario)
+            .run();
+        assert_eq!(output.code, 2, "{metrics}: {}", output.stderr);
+        // The terminal report wraps long messages; their start is on one line.
+        assert!(output.stderr.contains(message), "{}", output.stderr);
+        assert!(output.stderr.contains("s.yaml:3:"), "{}", output.stderr);
+    }
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "version: 1\nmetrics:\n  app.error_rate: { series: [] }\n",
+    );
+    let output = ion_plan()
+        .arg("run")
+        .arg(&plan)
+        .arg("--scenario")
+        .arg(&scenario)
+        .run();
+    assert_eq!(output.code, 2);
+    assert!(
+        output.stderr.contains("needs at least 1 item"),
+        "{}",
+        output.stderr
+    );
+}

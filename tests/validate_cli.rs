@@ -540,3 +540,134 @@ fn the_format_page_names_required_keys_and_on_timeout_values() {
         );
     }
 }
+
+/// `PROBE.TARGET.latency` is the check's raw latencies: a condition needs one number, so it is
+/// pointed to a percentile or to `compare:` (`docs/plan.md`, "Compare").
+#[test]
+fn a_latency_distribution_in_a_condition_points_to_compare_or_a_percentile() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = MINIMAL_PLAN.replace(
+        "load.canary.error_rate <= 1%",
+        "load.canary.latency <= 300ms",
+    );
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", plan));
+    assert_eq!(code, 2);
+    assert_eq!(codes(&report), ["distribution-in-condition"]);
+    let finding = &report["files"][0]["diagnostics"][0];
+    assert_eq!(
+        finding["message"],
+        "`load.canary.latency` is a distribution of latencies; compare it (`compare:`) or use a percentile such as `load.canary.p95`"
+    );
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(11), Some(16))
+    );
+}
+
+const COMPARE_PLAN: &str = "\
+version: 1
+name: compare
+probes:
+  load:
+    load:
+      targets: { canary: \"http://127.0.0.1:9/c\", legacy: \"http://127.0.0.1:9/l\" }
+gates:
+  watch:
+    at: every_check
+    compare:
+      - { canary: load.canary.latency, baseline: load.legacy.latency, tolerance: 10% }
+  judge:
+    at: end
+    compare:
+      - canary: load.canary.error_rate
+        baseline: load.legacy.error_rate
+        direction: either
+        min_points: 2
+stages:
+  - name: full
+    traffic: 100
+    bake: 10m
+    checks: { every: 1m, probes: [load] }
+    gates: [watch, judge]
+";
+
+/// A gate with only `compare:` entries, a distribution in an `every_check` gate and a series
+/// in an `at: end` one, is a valid plan with nothing to warn about.
+#[test]
+fn compare_gates_of_both_kinds_are_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", COMPARE_PLAN));
+    assert_eq!(codes(&report), Vec::<String>::new());
+    assert_eq!(code, 0);
+}
+
+/// Each side of a comparison is checked like a condition's metric, and the two must be alike;
+/// findings point at the side, by line and column.
+#[test]
+fn a_comparison_of_unlike_sides_is_reported_at_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "baseline: load.legacy.latency",
+            "baseline: load.legacy.p95",
+            "compare-kind",
+            "`load.canary.latency` is a distribution of latencies but `load.legacy.p95` is a series (one value per check): compare like with like",
+        ),
+        (
+            "baseline: load.legacy.latency",
+            "baseline: load.canary.latency",
+            "compare-self",
+            "`load.canary.latency` is compared with itself: the shift is always zero",
+        ),
+        (
+            "baseline: load.legacy.latency",
+            "baseline: load.legacy.latncy",
+            "unknown-metric",
+            "probe `load` cannot produce `load.legacy.latncy`",
+        ),
+        (
+            "baseline: load.legacy.error_rate",
+            "baseline: load.legacy.p99",
+            "unit-mismatch",
+            "`load.canary.error_rate` is a fraction but `load.legacy.p99` is seconds: they cannot be compared",
+        ),
+    ];
+    for (from, to, code_name, message) in cases {
+        let plan = COMPARE_PLAN.replace(from, to);
+        assert_ne!(plan, COMPARE_PLAN);
+        let (code, report) = validate_json(&write(dir.path(), "plan.yaml", plan));
+        assert_eq!(code, 2, "{code_name}");
+        assert_eq!(codes(&report), [code_name]);
+        let finding = &report["files"][0]["diagnostics"][0];
+        assert_eq!(finding["message"], message);
+        let line = if from.contains("latency") { 11 } else { 16 };
+        let column = if from.contains("latency") { 50 } else { 19 };
+        assert_eq!(
+            (finding["line"].as_u64(), finding["column"].as_u64()),
+            (Some(line), Some(column)),
+            "{code_name}"
+        );
+    }
+}
+
+/// A gate with neither `require` nor `compare` says so, at the gate's name.
+#[test]
+fn a_gate_with_no_conditions_and_no_comparisons_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = COMPARE_PLAN.replace(
+        "    compare:\n      - { canary: load.canary.latency, baseline: load.legacy.latency, tolerance: 10% }\n",
+        "",
+    );
+    let (code, report) = validate_json(&write(dir.path(), "plan.yaml", plan));
+    assert_eq!(code, 2);
+    assert_eq!(codes(&report), ["required"]);
+    let finding = &report["files"][0]["diagnostics"][0];
+    assert_eq!(
+        finding["message"],
+        "a gate needs `require` or `compare` (or both), with at least one entry"
+    );
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(8), Some(3))
+    );
+}

@@ -239,9 +239,7 @@ fn scenario_setup(path: &Path, plan: &Plan, progress: Box<dyn Sink>) -> Result<S
         run_id,
         parts: Parts {
             clock: Arc::new(SimClock::new(start)),
-            sampler: Arc::new(ScenarioSampler {
-                scenario: Arc::clone(&scenario),
-            }),
+            sampler: Arc::new(ScenarioSampler::new(Arc::clone(&scenario))),
             steps: Arc::new(scenario::steps(&scenario, ShowSteps::new(resolver))),
             control: Box::new(ScenarioControl::new(Arc::clone(&scenario), start)),
             sinks: vec![progress],

@@ -132,6 +132,12 @@ codes! {
     InsufficientEvidence = "insufficient-evidence",
     /// A stage that may end early although no end condition has `confidence` (warning).
     EarlyWithoutConfidence = "early-without-confidence",
+    /// A condition reads a distribution (`load.canary.latency`), which only `compare:` judges.
+    DistributionInCondition = "distribution-in-condition",
+    /// A `compare:` entry whose sides are not of one kind (a series against a distribution).
+    CompareKind = "compare-kind",
+    /// A `compare:` entry that compares a metric with itself.
+    CompareSelf = "compare-self",
 }
 
 impl fmt::Display for Code {

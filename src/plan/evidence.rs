@@ -265,7 +265,12 @@ fn count_metric(plan: &Plan, pointer: &str, of: &str, out: &mut Vec<Diagnostic>)
 
 /// The unit of a metric, when its probe exists and produces it.
 fn unit_of(plan: &Plan, metric: &MetricRef) -> Option<MetricUnit> {
-    Catalog::of(plan.probes.get(metric.probe())?).unit(metric.within_probe())
+    let probe = plan.probes.get(metric.probe())?;
+    // A distribution in a condition is reported by the condition check; it has no interval.
+    if crate::plan::metrics::is_distribution(probe, metric.within_probe()) {
+        return None;
+    }
+    Catalog::of(probe).unit(metric.within_probe())
 }
 
 fn load_probe<'a>(plan: &'a Plan, name: &str) -> Option<&'a LoadProbeSpec> {

@@ -61,6 +61,22 @@ pub const LOAD_METRICS: &[(&str, MetricUnit)] = &[
     ("p99", MetricUnit::Seconds),
 ];
 
+/// The per-target distributions of a load probe: `PROBE.TARGET.latency`, the check's raw
+/// latencies (its HDR histogram). Only `compare:` reads them (`docs/plan.md`, "Compare"); a
+/// condition reads a percentile instead.
+pub const LOAD_DISTRIBUTIONS: &[(&str, MetricUnit)] = &[("latency", MetricUnit::Seconds)];
+
+/// Whether `within` (`canary.latency`, the name inside the probe) is one of a load probe's
+/// distributions rather than a number.
+pub fn is_distribution(probe: &ProbeSpec, within: &str) -> bool {
+    let Some(ProbeKind::Load(load)) = probe.kind() else {
+        return false;
+    };
+    within.rsplit_once('.').is_some_and(|(target, metric)| {
+        load.targets.contains_key(target) && LOAD_DISTRIBUTIONS.iter().any(|(m, _)| *m == metric)
+    })
+}
+
 /// What a probe can produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Catalog {
@@ -97,6 +113,7 @@ impl Catalog {
                     .flat_map(|target| {
                         LOAD_METRICS
                             .iter()
+                            .chain(LOAD_DISTRIBUTIONS)
                             .map(move |(metric, unit)| (format!("{target}.{metric}"), *unit))
                     })
                     .collect(),
@@ -104,7 +121,8 @@ impl Catalog {
         }
     }
 
-    /// The unit of `name` (within the probe), or `None` when the probe cannot produce it.
+    /// The unit of `name` (within the probe), or `None` when the probe cannot produce it. A
+    /// distribution's unit is that of its values.
     pub fn unit(&self, name: &str) -> Option<MetricUnit> {
         match self {
             Catalog::Any => (!name.is_empty()).then_some(MetricUnit::Unknown),

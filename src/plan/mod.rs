@@ -4,6 +4,7 @@
 //! (meaning), orchestrated by [`validate`]; [`diagnostic`] is what each layer reports, and
 //! [`repair`] lets the meaning checks run past schema errors.
 
+pub mod compare;
 pub mod diagnostic;
 pub mod diff;
 pub mod evidence;

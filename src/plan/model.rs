@@ -470,9 +470,13 @@ pub enum Action {
     Warn,
 }
 
-/// A named set of conditions.
+/// A named set of conditions. It needs `require`, `compare` or both, each non-empty.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [
+    { "required": ["require"], "properties": { "require": { "minItems": 1 } } },
+    { "required": ["compare"], "properties": { "compare": { "minItems": 1 } } },
+]))]
 pub struct Gate {
     /// `end`: once when the bake ends; `every_check`: after every check.
     pub at: GateAt,

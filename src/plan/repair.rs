@@ -45,11 +45,16 @@ impl Repaired {
                 .iter_errors(&repaired.value)
                 .map(ValidationError::to_owned)
                 .collect();
-            // Left alone on purpose: "exactly one of" a set of keys on a node already marked;
-            // the typed model reads such a node as having no kind, which the checks allow.
+            // Left alone on purpose: "exactly one of" (or "at least one of") a set of keys on a
+            // node already marked; the typed model reads such a node as having no kind (a gate
+            // with no conditions), which the checks allow.
             let open: Vec<_> = errors
                 .into_iter()
-                .filter(|e| !(is_one_of(e) && repaired.covers(e.instance_path().as_str())))
+                .filter(|e| {
+                    let at_least_one = matches!(e.kind(), ValidationErrorKind::AnyOf { .. })
+                        && !schema.any_of_required(e.schema_path().as_str()).is_empty();
+                    !((is_one_of(e) || at_least_one) && repaired.covers(e.instance_path().as_str()))
+                })
                 .collect();
             if open.is_empty() {
                 return Some(repaired);
@@ -151,6 +156,13 @@ impl Repaired {
             ValidationErrorKind::OneOfNotValid { .. }
             | ValidationErrorKind::OneOfMultipleValid { .. }
                 if !schema.one_of_required(schema_path).is_empty() =>
+            {
+                self.pointers.insert(pointer);
+            }
+            // A gate with neither `require` nor `compare`: nothing neutral to add, so the node
+            // is marked and left alone, like "exactly one of".
+            ValidationErrorKind::AnyOf { .. }
+                if !schema.any_of_required(schema_path).is_empty() =>
             {
                 self.pointers.insert(pointer);
             }

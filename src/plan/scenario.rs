@@ -24,10 +24,11 @@ use std::fmt;
 use indexmap::IndexMap;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Visitor};
+use serde::ser::SerializeMap as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::plan::diagnostic::{Code, Diagnostic, did_you_mean};
-use crate::plan::metrics::Catalog;
+use crate::plan::metrics::{Catalog, is_distribution};
 use crate::plan::model::Plan;
 use crate::plan::span::join;
 use crate::plan::units::{PlanDuration, parse_quantity};
@@ -112,13 +113,21 @@ pub struct AbortScript {
 }
 
 /// A sample's value: a number in base units, a quantity (`2%`, `120ms`), `no_data`, `error` or
-/// `error: REASON`.
+/// `error: REASON`; or `{series: [V1, V2, …]}` (the i-th check of the range gets Vi, the last
+/// repeats), or, for a load target's `latency`, `{distribution: [120ms, …]}` (the raw
+/// latencies every check of the range sees).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SampleValue {
     Number(f64),
     NoData,
     Error(String),
+    Series(Vec<SampleValue>),
+    /// Latencies in seconds.
+    Distribution(Vec<f64>),
 }
+
+/// The pattern of one latency of a `distribution`.
+pub const DURATION_VALUE_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$";
 
 /// The pattern the schema gives a string value.
 pub const VALUE_PATTERN: &str = r"^(no_data|error(: .+)?|[0-9]+(\.[0-9]+)?(ms|s|m|h|d|%)?)$";
@@ -143,7 +152,7 @@ impl SampleValue {
 impl<'de> Deserialize<'de> for SampleValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ValueVisitor;
-        impl Visitor<'_> for ValueVisitor {
+        impl<'v> Visitor<'v> for ValueVisitor {
             type Value = SampleValue;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a number, a quantity such as `2%`, `no_data` or `error`")
@@ -163,6 +172,37 @@ impl<'de> Deserialize<'de> for SampleValue {
                 SampleValue::parse(v)
                     .ok_or_else(|| E::custom(format!("`{v}` is not a sample value")))
             }
+            fn visit_map<A: de::MapAccess<'v>>(self, mut map: A) -> Result<SampleValue, A::Error> {
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| de::Error::custom("expected `series` or `distribution`"))?;
+                let value = match key.as_str() {
+                    "series" => SampleValue::Series(map.next_value()?),
+                    "distribution" => {
+                        let values: Vec<SampleValue> = map.next_value()?;
+                        SampleValue::Distribution(
+                            values
+                                .into_iter()
+                                .map(|v| match v {
+                                    SampleValue::Number(n) if n >= 0.0 => Ok(n),
+                                    _ => Err(de::Error::custom(
+                                        "a distribution holds latencies: `120ms` or seconds",
+                                    )),
+                                })
+                                .collect::<Result<_, _>>()?,
+                        )
+                    }
+                    other => {
+                        return Err(de::Error::unknown_field(other, &["series", "distribution"]));
+                    }
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "give `series` or `distribution`, not both",
+                    ));
+                }
+                Ok(value)
+            }
         }
         deserializer.deserialize_any(ValueVisitor)
     }
@@ -174,6 +214,16 @@ impl Serialize for SampleValue {
             SampleValue::Number(n) => serializer.serialize_f64(*n),
             SampleValue::NoData => serializer.serialize_str("no_data"),
             SampleValue::Error(reason) => serializer.serialize_str(&format!("error: {reason}")),
+            SampleValue::Series(values) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("series", values)?;
+                map.end()
+            }
+            SampleValue::Distribution(values) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("distribution", values)?;
+                map.end()
+            }
         }
     }
 }
@@ -183,11 +233,42 @@ impl JsonSchema for SampleValue {
         "SampleValue".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A number in base units (seconds, fractions), a quantity such as `2%` or `120ms`, `no_data`, `error` or `error: REASON`.",
+        let scalar = json_schema!({
             "oneOf": [
                 { "type": "number" },
                 { "type": "string", "pattern": VALUE_PATTERN },
+            ],
+        });
+        json_schema!({
+            "description": "A number in base units (seconds, fractions), a quantity such as `2%` or `120ms`, `no_data`, `error` or `error: REASON`; `{series: [V1, V2, …]}` (the i-th check gets Vi, the last repeats); or, for a load target's `latency`, `{distribution: [120ms, …]}`.",
+            "oneOf": [
+                { "type": "number" },
+                { "type": "string", "pattern": VALUE_PATTERN },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["series"],
+                    "properties": {
+                        "series": { "type": "array", "minItems": 1, "items": scalar },
+                    },
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["distribution"],
+                    "properties": {
+                        "distribution": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "oneOf": [
+                                    { "type": "number", "minimum": 0 },
+                                    { "type": "string", "pattern": DURATION_VALUE_PATTERN },
+                                ],
+                            },
+                        },
+                    },
+                },
             ],
         })
     }
@@ -301,6 +382,44 @@ fn check_metrics(
             continue;
         }
         let catalog = Catalog::of(model);
+        let distribution = is_distribution(model, metric);
+        match value {
+            SampleValue::Distribution(_) if !distribution => out.push(
+                Diagnostic::error(
+                    Code::BadValue,
+                    &at,
+                    format!(
+                        "`{name}` is one number per check; only a load target's `latency` takes a `distribution`"
+                    ),
+                )
+                .with_help("give a number, or `{series: [V1, V2, …]}` for values that change from check to check"),
+            ),
+            SampleValue::Number(_) | SampleValue::Series(_) if distribution => out.push(
+                Diagnostic::error(
+                    Code::BadValue,
+                    &at,
+                    format!("`{name}` is a distribution of latencies, not one number"),
+                )
+                .with_help("give its raw latencies: `{distribution: [110ms, 120ms, 135ms]}`"),
+            ),
+            SampleValue::Series(values) if values.is_empty() => out.push(Diagnostic::error(
+                Code::Range,
+                join(&at, "series"),
+                "`series` needs at least 1 item",
+            )),
+            SampleValue::Series(values)
+                if values.iter().any(|v| {
+                    matches!(v, SampleValue::Series(_) | SampleValue::Distribution(_))
+                }) =>
+            {
+                out.push(Diagnostic::error(
+                    Code::Type,
+                    join(&at, "series"),
+                    "a `series` holds numbers, quantities, `no_data` or `error`",
+                ));
+            }
+            _ => {}
+        }
         if catalog.unit(metric).is_none() {
             let names = catalog.names();
             let help = did_you_mean(metric, &names, &format!("{probe}."))

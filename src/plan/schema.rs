@@ -297,6 +297,25 @@ impl PlanSchema {
                     return;
                 }
             }
+            ValidationErrorKind::AnyOf { .. } if !self.any_of_required(schema_path).is_empty() => {
+                let keys = self.any_of_required(schema_path);
+                let list = keys
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                Diagnostic::error(
+                    Code::Required,
+                    &pointer,
+                    format!("{context} needs {list} (or both), with at least one entry"),
+                )
+                .at_key()
+                .with_help(format!(
+                    "add `{}:` with a condition, or `{}:` with a comparison",
+                    keys[0],
+                    keys.get(1).map_or("", String::as_str)
+                ))
+            }
             ValidationErrorKind::Minimum { limit }
             | ValidationErrorKind::ExclusiveMinimum { limit } => Diagnostic::error(
                 Code::Range,
@@ -458,6 +477,24 @@ impl PlanSchema {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// `anyOf` over branches that each require one key (maybe non-empty): "at least one of
+    /// these keys", as a gate's `require` and `compare`. Empty for any other `anyOf`.
+    pub(crate) fn any_of_required(&self, keyword_path: &str) -> Vec<String> {
+        let Some(branches) = self.schema.pointer(keyword_path).and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        for branch in branches {
+            match branch.get("required").and_then(Value::as_array) {
+                Some(required) if required.len() == 1 => {
+                    names.extend(required[0].as_str().map(str::to_owned));
+                }
+                _ => return Vec::new(),
+            }
+        }
+        names
     }
 
     pub(crate) fn one_of_required(&self, keyword_path: &str) -> Vec<String> {

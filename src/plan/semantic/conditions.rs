@@ -1,8 +1,8 @@
 //! A gate or preflight condition: it parses, its metrics exist, and its units agree.
 
 use crate::plan::diagnostic::{Code, Diagnostic, Target, did_you_mean};
-use crate::plan::expr::{self, Expr, Rhs};
-use crate::plan::metrics::MetricUnit;
+use crate::plan::expr::{self, Expr, MetricRef, Rhs};
+use crate::plan::metrics::{MetricUnit, is_distribution};
 use crate::plan::model::Condition;
 use crate::plan::span::join;
 
@@ -81,50 +81,86 @@ impl Checker<'_> {
                 ok = false;
                 continue;
             }
-            let Some(catalog) = self.catalogs.get(probe) else {
+            if self
+                .plan
+                .probes
+                .get(probe)
+                .is_some_and(|p| is_distribution(p, metric.within_probe()))
+            {
+                let target = metric.name.rsplit_once('.').map_or("", |(t, _)| t);
                 let mut d = Diagnostic::error(
-                    Code::UnknownProbe,
+                    Code::DistributionInCondition,
                     text_pointer,
                     format!(
-                        "`{}` reads probe `{probe}`, which is not defined in `probes`",
+                        "`{}` is a distribution of latencies; compare it (`compare:`) or use a percentile such as `{target}.p95`",
                         metric.name
                     ),
                 )
                 .with_target(within)
-                .depending_on(join("/probes", probe));
-                d.help = Some(self.probe_help(probe));
-                self.push(d);
-                ok = false;
-                continue;
-            };
-            let name = metric.within_probe();
-            if let Some(unit) = catalog.unit(name) {
-                units.push(unit);
-            } else {
-                let names = catalog.names();
-                let help = did_you_mean(name, &names, &format!("{probe}.")).unwrap_or_else(|| {
-                    format!(
-                        "probe `{probe}` produces: {}",
-                        names
-                            .iter()
-                            .map(|n| format!("{probe}.{n}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                });
-                let mut d = Diagnostic::error(
-                    Code::UnknownMetric,
-                    text_pointer,
-                    format!("probe `{probe}` cannot produce `{}`", metric.name),
-                )
-                .with_target(within)
-                .with_help(help);
+                .with_help(format!(
+                    "write `{target}.p95 <= 300ms`, or move it to `compare:` against the baseline's latencies"
+                ));
                 d.add_depends(self.catalog_nodes(probe));
                 self.push(d);
+                ok = false;
+            } else if let Some(unit) = self.metric_unit(text_pointer, metric, within) {
+                units.push(unit);
+            } else {
                 ok = false;
             }
         }
         ok.then_some(units)
+    }
+
+    /// The unit of one metric, or `None` (reported at `pointer`, on `target`) when its probe
+    /// does not exist or cannot produce it. Shared by conditions and `compare:` entries.
+    pub(super) fn metric_unit(
+        &mut self,
+        pointer: &str,
+        metric: &MetricRef,
+        target: Target,
+    ) -> Option<MetricUnit> {
+        let probe = metric.probe();
+        let Some(catalog) = self.catalogs.get(probe) else {
+            let mut d = Diagnostic::error(
+                Code::UnknownProbe,
+                pointer,
+                format!(
+                    "`{}` reads probe `{probe}`, which is not defined in `probes`",
+                    metric.name
+                ),
+            )
+            .with_target(target)
+            .depending_on(join("/probes", probe));
+            d.help = Some(self.probe_help(probe));
+            self.push(d);
+            return None;
+        };
+        let name = metric.within_probe();
+        if let Some(unit) = catalog.unit(name) {
+            return Some(unit);
+        }
+        let names = catalog.names();
+        let help = did_you_mean(name, &names, &format!("{probe}.")).unwrap_or_else(|| {
+            format!(
+                "probe `{probe}` produces: {}",
+                names
+                    .iter()
+                    .map(|n| format!("{probe}.{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+        let mut d = Diagnostic::error(
+            Code::UnknownMetric,
+            pointer,
+            format!("probe `{probe}` cannot produce `{}`", metric.name),
+        )
+        .with_target(target)
+        .with_help(help);
+        d.add_depends(self.catalog_nodes(probe));
+        self.push(d);
+        None
     }
 
     /// Whether the threshold's unit fits the metric (reported when not).

@@ -1,4 +1,5 @@
-//! `gates`: each condition, and a streak (`consecutive`, `within`) that can be reached.
+//! `gates`: each has conditions or comparisons, each condition parses, and a streak
+//! (`consecutive`, `within`) can be reached.
 
 use crate::plan::diagnostic::{Code, Diagnostic};
 use crate::plan::model::{Condition, Gate, GateAt};
@@ -11,6 +12,18 @@ impl Checker<'_> {
         let plan = self.plan;
         for (name, gate) in &plan.gates {
             let pointer = join("/gates", name);
+            // The schema says it first; this holds for a plan that did not come through it.
+            if gate.require.is_empty() && gate.compare.is_empty() {
+                self.push(
+                    Diagnostic::error(
+                        Code::Required,
+                        &pointer,
+                        "a gate needs `require` or `compare` (or both), with at least one entry",
+                    )
+                    .at_key()
+                    .with_help("add `require:` with a condition, or `compare:` with a comparison"),
+                );
+            }
             let mut parsed = Vec::new();
             for (k, condition) in gate.require.iter().enumerate() {
                 let cond_pointer = format!("{pointer}/require/{k}");

@@ -4,6 +4,7 @@
 //! One file per section of the plan; [`check`] runs them in a fixed order, which is the order
 //! of the findings.
 
+mod compare;
 mod conditions;
 mod gates;
 mod interpolation;
@@ -45,6 +46,7 @@ pub fn check(plan: &Plan, document: &Value, base: Option<&Path>) -> Vec<Diagnost
     checker.schedule();
     checker.probes();
     checker.gates();
+    checker.compares();
     checker.preflight();
     checker.stages();
     checker.unused();

@@ -150,6 +150,9 @@ impl Checker<'_> {
                 .flatten()
                 .flat_map(Expr::metrics)
                 .map(MetricRef::probe)
+                .chain(gate.compare.iter().flat_map(|c| {
+                    [&c.canary, &c.baseline].map(|m| m.split('.').next().unwrap_or_default())
+                }))
                 .filter(|p| !run.contains(p) && plan.probes.contains_key(*p))
                 .map(str::to_owned)
                 .collect();
