@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use crate::engine::pool::{Data, Pool};
 use crate::event::evaluation::{Comparison, Outcome, ShiftWay};
+use crate::plan::compare::{CompareKind, compare_kind};
 use crate::plan::expr::MetricRef;
 use crate::plan::metrics::{Catalog, MetricUnit};
 use crate::plan::model::{Compare, Direction, Plan};
@@ -91,15 +92,13 @@ impl CompiledCompare {
 /// `PROBE.TARGET.latency` of a load probe: the target's raw latencies. Without the plan, the
 /// name alone says it.
 fn is_distribution(metric: &MetricRef, plan: Option<&Plan>) -> bool {
-    let Some((target, "latency")) = metric.within_probe().rsplit_once('.') else {
-        return false;
-    };
-    plan.is_none_or(|plan| {
-        plan.probes
-            .get(metric.probe())
-            .and_then(|p| p.load.as_ref())
-            .is_some_and(|load| load.targets.contains_key(target))
-    })
+    match plan {
+        Some(plan) => compare_kind(plan, &metric.name) == Some(CompareKind::Distribution),
+        None => metric
+            .within_probe()
+            .rsplit_once('.')
+            .is_some_and(|(_, name)| name == "latency"),
+    }
 }
 
 /// What one comparison gave.

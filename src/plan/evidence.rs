@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::plan::compare::{CompareKind, compare_kind};
 use crate::plan::diagnostic::{Code, Diagnostic, Target};
 use crate::plan::expr::{self, Expr, MetricRef, Op, Rhs};
 use crate::plan::metrics::{Catalog, MetricUnit};
@@ -392,19 +393,10 @@ fn compare_evidence(
     count: u64,
     every: Duration,
 ) -> Option<EvidencePlan> {
-    let metric = MetricRef {
-        name: compare.canary.clone(),
-        start: 0,
-    };
-    let distribution = metric
-        .within_probe()
-        .rsplit_once('.')
-        .is_some_and(|(_, name)| name == "latency");
+    let distribution = compare_kind(plan, &compare.canary) == Some(CompareKind::Distribution);
     let (per_check, unit) = if distribution {
-        (
-            requests_per_check(load_probe(plan, metric.probe())?)?,
-            "latencies",
-        )
+        let probe = compare.canary.split('.').next().unwrap_or_default();
+        (requests_per_check(load_probe(plan, probe)?)?, "latencies")
     } else {
         (1, "values")
     };
