@@ -802,3 +802,102 @@ fn a_distribution_on_a_scalar_metric_or_a_number_on_latency_is_invalid() {
         output.stderr
     );
 }
+
+/// `compare:` judged on scenario values: a series (one value a check) and a distribution
+/// (every check's latencies), each against its baseline, at the end of the stage.
+#[test]
+fn compare_judges_scenario_series_and_distributions() {
+    let plan = "\
+version: 1
+name: compare
+probes:
+  app:
+    command: [./app-metrics.sh]
+  load:
+    load:
+      targets: { canary: \"http://127.0.0.1:9/c\", legacy: \"http://127.0.0.1:9/l\" }
+gates:
+  judge:
+    at: end
+    compare:
+      - { canary: app.canary_ms, baseline: app.legacy_ms, tolerance: 5% }
+      - { canary: load.canary.latency, baseline: load.legacy.latency, tolerance: 5% }
+stages:
+  - name: only
+    traffic: 10
+    bake: 5m
+    checks: { every: 1m, probes: [app, load] }
+    gates: [judge]
+";
+    let latencies = |base: f64| {
+        (0..25)
+            .map(|i| format!("{}ms", base + f64::from(i % 5)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let scenario = |canary_ms: &str, canary_latency: f64| {
+        format!(
+            "metrics:
+  app.canary_ms: {{ series: [{canary_ms}] }}
+  app.legacy_ms: {{ series: [100, 98, 101, 99, 100] }}
+  load.canary.latency: {{ distribution: [{}] }}
+  load.legacy.latency: {{ distribution: [{}] }}
+",
+            latencies(canary_latency),
+            latencies(100.0)
+        )
+    };
+    let judged = |r: &Run| -> Vec<(String, String, Option<String>)> {
+        r.find("evaluated")
+            .into_iter()
+            .map(|e| &e["evaluation"])
+            .map(|e| {
+                (
+                    e["condition"].as_str().unwrap().to_owned(),
+                    e["outcome"].as_str().unwrap_or("error").to_owned(),
+                    e["compare"]["shift"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    // Within 5% of the baseline's median on both: completed.
+    let r = run(plan, &scenario("101, 103, 99, 102, 104", 101.0));
+    assert_eq!(r.outcome(), "completed", "{}", r.stdout);
+    let all = judged(&r);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.iter().all(|(_, o, _)| o == "pass"), "{all:?}");
+    let series = &r.find("evaluated")[0]["evaluation"]["compare"];
+    assert_eq!(
+        (series["nx"].as_u64(), series["ny"].as_u64()),
+        (Some(5), Some(5))
+    );
+    // The series 20% higher: `higher`, rolled back; the latencies still pass.
+    let r = run(plan, &scenario("120, 125, 118, 122, 121", 101.0));
+    assert_eq!(r.outcome(), "rolled_back", "{}", r.stdout);
+    assert_eq!(
+        judged(&r),
+        [
+            (
+                "app.canary_ms vs app.legacy_ms".to_owned(),
+                "violation".to_owned(),
+                Some("higher".to_owned())
+            ),
+            (
+                "load.canary.latency vs load.legacy.latency".to_owned(),
+                "pass".to_owned(),
+                None
+            ),
+        ]
+    );
+    // Latencies 30% higher: the distribution is `higher`, over the stage's pooled checks.
+    let r = run(plan, &scenario("101, 103, 99, 102, 104", 130.0));
+    assert_eq!(r.outcome(), "rolled_back", "{}", r.stdout);
+    let latency = &r.find("evaluated")[1]["evaluation"]["compare"];
+    assert_eq!(latency["shift"], "higher");
+    assert_eq!(latency["nx"].as_u64(), Some(125), "25 latencies × 5 checks");
+    // Too few checks for the series' 5 points: insufficient, and the end gate's default
+    // `insufficient` pauses for a person.
+    let short = plan.replace("bake: 5m", "bake: 3m");
+    let r = run(&short, &scenario("101, 103, 99, 102, 104", 101.0));
+    assert_eq!(judged(&r)[0].1, "insufficient", "{}", r.stdout);
+}
