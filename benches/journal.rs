@@ -122,30 +122,11 @@ impl Phase4 {
     }
 }
 
-/// A small deterministic generator (`SplitMix64`): the same figures on every run, no dependency.
-struct Rng(u64);
+#[path = "../tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
-        #[expect(clippy::cast_precision_loss, reason = "53 random bits")]
-        let u = ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64;
-        u
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        (-2.0 * self.uniform().ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
-    }
-
     /// One request's latency in µs: log-normal around 120 ms, 3% of requests in a slower tail
     /// around 450 ms.
     fn latency_micros(&mut self) -> u64 {
