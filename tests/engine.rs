@@ -84,7 +84,16 @@ impl Sampler for Script {
             Some(value) => Reading::Value(value),
             None => Reading::Error("connection refused".to_owned()),
         };
-        let sample = Sample::ok(probe, BTreeMap::from([("error_rate".to_owned(), reading)]));
+        // Legacy's rate beside it, a little different each minute: a baseline to compare with.
+        #[expect(clippy::cast_precision_loss, reason = "minutes of a test run")]
+        let legacy = Reading::Value(0.001 + minute as f64 * 1e-5);
+        let sample = Sample::ok(
+            probe,
+            BTreeMap::from([
+                ("error_rate".to_owned(), reading),
+                ("legacy_rate".to_owned(), legacy),
+            ]),
+        );
         Box::pin(std::future::ready(sample))
     }
 }
@@ -416,4 +425,73 @@ fn a_stage_approved_before_a_crash_is_not_asked_for_approval_again() {
         )),
         "{resumed:#?}"
     );
+}
+
+/// A compared series survives a crash: the stage's values before it and after it are judged
+/// together at the stage's end, as a run that never stopped judges them.
+#[test]
+fn a_compared_series_pools_across_a_resume() {
+    let judge = "  judge:
+    at: end
+    on_fail: rollback
+    compare:
+      - { canary: app.error_rate, baseline: app.legacy_rate, tolerance: 10% }";
+    let plan = plan(judge, "");
+    #[expect(clippy::cast_precision_loss, reason = "minutes of a test run")]
+    let higher = |_: &str, minute: u64| Some(0.05 + minute as f64 * 1e-4);
+    let comparisons = |ran: &Ran| -> Vec<ion_plan::event::Comparison> {
+        ran.records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::Evaluated { evaluation, .. } => evaluation.compare,
+                _ => None,
+            })
+            .collect()
+    };
+    let fresh = run(&plan, higher);
+    assert_eq!(fresh.outcome, Outcome::RolledBack);
+    let judged = comparisons(&fresh);
+    assert_eq!(judged.len(), 1, "judged once, at the first stage's end");
+    assert_eq!(judged[0].shift, Some(ion_plan::event::ShiftWay::Higher));
+    let checks = fresh
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, Event::CheckStarted { .. }))
+        .count();
+    assert_eq!(
+        judged[0].nx, checks as u64,
+        "every check of the stage, once"
+    );
+
+    // The runner died after the stage's fourth sample.
+    let fourth = fresh
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r.event, Event::SampleTaken { .. }))
+        .nth(3)
+        .map(|(i, _)| i)
+        .unwrap();
+    let journal = &fresh.records[..=fourth];
+    let state =
+        ion_plan::event::state::RunState::fold("test", "engine.yaml", "sha256:test", journal);
+    let resumed = run_from(
+        &plan,
+        Some(state),
+        journal.last().unwrap().at,
+        higher,
+        Box::new(NOBODY),
+    );
+    assert_eq!(resumed.outcome, Outcome::RolledBack);
+    let after = comparisons(&resumed);
+    assert_eq!(after.len(), 1);
+    // Taken up, the stage checks at once (the service may have changed meanwhile), then at
+    // its cadence: the 4 values from before the crash and every check since are judged.
+    let since = resumed
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, Event::CheckStarted { .. }))
+        .count() as u64;
+    assert_eq!((after[0].nx, after[0].ny), (4 + since, 4 + since));
+    assert_eq!(after[0].shift, Some(ion_plan::event::ShiftWay::Higher));
 }
