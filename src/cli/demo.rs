@@ -148,18 +148,29 @@ fn write_report(plan: &Path, state_dir: &Path) {
     let Ok(Some((replay, _))) = store.latest(&mut |warning| eprintln!("warning: {warning}")) else {
         return;
     };
-    let path = replay.path.with_extension("report.md");
-    let text = decision_log::markdown(&decision_log::build(&replay));
-    match crate::journal::write_private(&path, text.as_bytes()) {
-        Ok(()) => eprintln!(
-            "report: {} (again any time: ion-plan report {} --state-dir {})",
-            path.display(),
-            plan.display(),
-            state_dir.display()
-        ),
-        Err(error) => eprintln!(
-            "warning: cannot write the report {}: {error}",
-            path.display()
-        ),
+    let log = decision_log::build(&replay);
+    let markdown = replay.path.with_extension("report.md");
+    let html = replay.path.with_extension("report.html");
+    for (path, text) in [
+        (&markdown, decision_log::markdown(&log)),
+        (&html, crate::report::html::render(&log)),
+    ] {
+        if let Err(error) = crate::journal::write_private(path, text.as_bytes()) {
+            eprintln!(
+                "warning: cannot write the report {}: {error}",
+                path.display()
+            );
+            return;
+        }
     }
+    eprintln!(
+        "report: {} (again any time: ion-plan report {} --state-dir {})",
+        markdown.display(),
+        plan.display(),
+        state_dir.display()
+    );
+    eprintln!(
+        "report: {} (charts; again with --format html)",
+        html.display()
+    );
 }

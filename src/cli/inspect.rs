@@ -30,6 +30,8 @@ pub struct StatusArgs {
 pub enum ReportFormat {
     Md,
     Json,
+    /// One self-contained page: a chart per gate condition, no script, nothing fetched.
+    Html,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +107,7 @@ pub fn report(args: &ReportArgs) -> Result<u8, CliError> {
     let log = decision_log::build(&replay);
     match args.format {
         ReportFormat::Md => print(&decision_log::markdown(&log)),
+        ReportFormat::Html => print(&crate::report::html::render(&log)),
         ReportFormat::Json => print(&format!(
             "{}\n",
             serde_json::to_string_pretty(&log).unwrap_or_default()

@@ -4,6 +4,7 @@ pub mod decision_log;
 pub mod diagnostics;
 pub mod escape;
 pub mod excerpt;
+pub mod html;
 pub mod live;
 pub mod progress;
 pub mod status;
