@@ -432,11 +432,18 @@ fn sigterm_leaves_the_run_resumable() {
     let plan = waiting_plan_baking(&server, "30s");
     let (dir, path) = setup(&plan);
     let runner = spawn_run(&path);
-    // Wait until the first check is journaled.
+    // Wait until the first check is journaled (the state folder and the journal appear one
+    // after the other: look for the journal itself).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.path().join(".ion-plan").exists()
-        || !journal_text(dir.path()).contains("check_started")
-    {
+    let journaled = |dir: &Path| {
+        let state = dir.join(".ion-plan");
+        state.exists()
+            && journals(&state)
+                .last()
+                .and_then(|j| std::fs::read_to_string(j).ok())
+                .is_some_and(|text| text.contains("check_started"))
+    };
+    while !journaled(dir.path()) {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
