@@ -5,5 +5,7 @@ pub mod diagnostics;
 pub mod escape;
 pub mod excerpt;
 pub mod live;
+pub mod markdown;
 pub mod progress;
 pub mod status;
+pub mod summary;
