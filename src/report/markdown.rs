@@ -61,13 +61,15 @@ pub fn render(log: &Log) -> String {
         );
     }
     let mut evaluations = String::new();
-    for (title, checks) in sections(log) {
+    for (stage, title, checks) in sections_of(log) {
         every_evaluation(&mut evaluations, &title, checks);
+        interruptions(&mut evaluations, &log.summary, stage);
     }
     if evaluations.len() > LOG_BUDGET {
         evaluations.clear();
-        for (title, checks) in sections(log) {
+        for (stage, title, checks) in sections_of(log) {
             per_stage_evaluations(&mut evaluations, &title, checks);
+            interruptions(&mut evaluations, &log.summary, stage);
         }
         let _ = writeln!(
             out,
@@ -183,6 +185,29 @@ fn gates(out: &mut String, s: &Summary) {
     }
 }
 
+/// The stage's interruptions, under its part of the decision log.
+fn interruptions(out: &mut String, s: &Summary, stage: Option<&str>) {
+    let mut any = false;
+    for i in s
+        .interruptions
+        .iter()
+        .filter(|i| i.stage.as_deref() == stage)
+    {
+        any = true;
+        let by =
+            i.by.as_deref()
+                .map_or_else(String::new, |b| format!(" by {}", cell(b)));
+        let detail = i
+            .detail
+            .as_deref()
+            .map_or_else(String::new, |d| format!(": {}", cell(d)));
+        let _ = writeln!(out, "- {}: {}{by}{detail}", time(i.at), i.what);
+    }
+    if any {
+        out.push('\n');
+    }
+}
+
 fn steps(out: &mut String, log: &Log) {
     if log.steps.is_empty() {
         return;
@@ -211,9 +236,18 @@ fn steps(out: &mut String, log: &Log) {
 }
 
 fn sections(log: &Log) -> Vec<(String, &[CheckLog])> {
-    let mut list = vec![("Preflight".to_owned(), log.preflight.as_slice())];
+    sections_of(log)
+        .into_iter()
+        .map(|(_, title, checks)| (title, checks))
+        .collect()
+}
+
+/// Preflight and each stage (its name), with their checks.
+fn sections_of(log: &Log) -> Vec<(Option<&str>, String, &[CheckLog])> {
+    let mut list = vec![(None, "Preflight".to_owned(), log.preflight.as_slice())];
     for stage in &log.stages {
         list.push((
+            Some(stage.name.as_str()),
             format!(
                 "Stage `{}` ({}% traffic)",
                 stage.name,
@@ -222,7 +256,7 @@ fn sections(log: &Log) -> Vec<(String, &[CheckLog])> {
             stage.checks.as_slice(),
         ));
     }
-    list.retain(|(_, checks)| !checks.is_empty());
+    list.retain(|(_, _, checks)| !checks.is_empty());
     list
 }
 

@@ -498,3 +498,108 @@ pub fn load_shaped(sample: &crate::probe::Sample) -> bool {
                 })
             }))
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::event::Outcome;
+
+    fn records(events: Vec<Event>) -> Vec<Record> {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Record {
+                seq: i as u64 + 1,
+                at: start + chrono::Duration::minutes(i as i64),
+                event,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn interruptions_say_who_and_when_and_an_abort_decides() {
+        let summary = summarize_records(
+            "r1",
+            "plan.yaml",
+            "sha256:0",
+            &records(vec![
+                Event::RunStarted {
+                    run_id: "r1".into(),
+                    plan: "plan.yaml".into(),
+                    digest: "sha256:0".into(),
+                    mode: crate::event::Mode::Live,
+                    stages: 2,
+                },
+                Event::StageStarted {
+                    stage: "five".into(),
+                    index: 0,
+                    traffic: 5.0,
+                },
+                Event::RunResumed {
+                    run_id: "r1".into(),
+                },
+                Event::ChecksMissed {
+                    stage: "five".into(),
+                    count: 3,
+                    first: 60.0,
+                    last: 180.0,
+                },
+                Event::Promoted {
+                    stage: "five".into(),
+                    by: "sena".into(),
+                    reason: "clean".into(),
+                    request: None,
+                },
+                Event::Approved {
+                    stage: "five".into(),
+                    by: "kai".into(),
+                    request: None,
+                },
+                Event::AbortRequested {
+                    by: "mo".into(),
+                    reason: "pager".into(),
+                    request: None,
+                },
+                Event::RunEnded {
+                    outcome: Outcome::Aborted,
+                    reason: Some("aborted by mo: pager".into()),
+                },
+            ]),
+        );
+        let seen: Vec<(i64, &str, Option<&str>, Option<&str>)> = summary
+            .interruptions
+            .iter()
+            .map(|i| {
+                (
+                    i.at.timestamp() % 3600 / 60,
+                    i.what.as_str(),
+                    i.by.as_deref(),
+                    i.detail.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (2, "run resumed", None, None),
+                (
+                    3,
+                    "checks missed",
+                    None,
+                    Some("3 checks due from +1m to +3m (not back-filled)")
+                ),
+                (4, "promoted", Some("sena"), Some("clean")),
+                (5, "approved", Some("kai"), None),
+                (6, "aborted", Some("mo"), Some("pager")),
+            ]
+        );
+        assert_eq!(summary.outcome, "aborted");
+        assert_eq!(summary.decision.headline, "aborted by mo: pager");
+        assert_eq!(summary.decision.by.as_deref(), Some("mo"));
+        assert_eq!(summary.stages[0].ended, summary.ended);
+        assert!(!summary.stages[0].completed);
+    }
+}
