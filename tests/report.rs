@@ -1,5 +1,6 @@
-//! The Markdown report (`ion-plan report`): the summary first, a table per gate in the
-//! condition's units, and a size that fits GitHub's 1 MiB step summary for phase4's 22 days.
+//! What people read after and while a run goes: the Markdown report (`ion-plan report`) with
+//! the summary first, a table per gate in the condition's units, and a size that fits GitHub's
+//! 1 MiB step summary for phase4's 22 days; `status` and `probe` values in their units.
 
 mod common;
 
@@ -132,10 +133,96 @@ fn a_regression_names_the_gate_that_fired_and_its_values_first() {
         "{}",
         report.stdout
     );
+    // `status` shows the last values in the condition's unit too.
+    let status = ion_plan()
+        .args(["status", "--state-dir"])
+        .arg(journal.parent().unwrap())
+        .arg(root().join("plans/phase4.yaml"))
+        .run();
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("canary.error_rate <= 1%") && l.contains(" value "))
+        .unwrap_or_else(|| panic!("{}{}", status.stdout, status.stderr));
+    assert!(
+        line.contains("value 2.4% ") && line.contains("threshold 1% "),
+        "{line}"
+    );
     // Every sample is there, collapsed.
     assert!(
         report.stdout.contains("<details><summary>Samples"),
         "{}",
         report.stdout
     );
+}
+
+#[test]
+fn probe_http_prints_its_latency_in_milliseconds() {
+    let server = common::server::serve(common::server::fixed(200, "ok"));
+    let output = ion_plan()
+        .args(["probe", "http"])
+        .arg(server.url("/"))
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let latency = output
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("latency"))
+        .unwrap_or_else(|| panic!("{}", output.stdout))
+        .trim();
+    let number = latency
+        .strip_suffix("ms")
+        .unwrap_or_else(|| panic!("{latency}"));
+    assert!(number.parse::<f64>().is_ok_and(|v| v > 0.0), "{latency}");
+    // The JSON keeps seconds.
+    let json = ion_plan()
+        .args(["probe", "http", "--json"])
+        .arg(server.url("/"))
+        .run();
+    let seconds = json.json()["metrics"]["latency"]["value"].as_f64().unwrap();
+    assert!(seconds > 0.0 && seconds < 1.0, "{seconds}");
+}
+
+#[test]
+fn a_load_samples_event_line_shows_what_the_gates_read_and_json_keeps_every_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "scenario.yaml", phase4_full_scenario());
+    let run = |json: bool| {
+        ion_plan()
+            .arg("run")
+            .arg(root().join("plans/phase4.yaml"))
+            .arg("--scenario")
+            .arg(&scenario)
+            .args(if json { &["--json"][..] } else { &[] })
+            .run()
+    };
+    let plain = run(false);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    // In canary-5, `guard` reads the canary's p95 and the end gate `go` its error rate too.
+    assert!(
+        plain
+            .stdout
+            .contains("+5m    load: canary.error_rate=0% canary.p95=140ms\n"),
+        "{}",
+        plain.stdout
+    );
+    // A probe no condition reads shows its one value.
+    assert!(
+        plain.stdout.contains("    monitoring: prometheus_up=1\n"),
+        "{}",
+        plain.stdout
+    );
+    let json = run(true);
+    let sample = common::records(&json.stdout)
+        .into_iter()
+        .find_map(|r| match r.event {
+            ion_plan::event::Event::SampleTaken {
+                sample,
+                stage: Some(_),
+                ..
+            } if sample.probe == "load" => Some(sample),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(sample.metrics.len(), 24, "{sample:?}");
 }

@@ -6,6 +6,7 @@ pub mod escape;
 pub mod excerpt;
 pub mod live;
 pub mod markdown;
+pub mod metric_view;
 pub mod progress;
 pub mod status;
 pub mod summary;
