@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use common::{ion_plan, root, write};
@@ -60,7 +61,7 @@ fn phase4_full_scenario() -> String {
             ("p90", "120ms"),
             ("p99", "300ms"),
         ] {
-            extra.push_str(&format!("  load.{target}.{metric}: {value}\n"));
+            let _ = writeln!(extra, "  load.{target}.{metric}: {value}");
         }
     }
     extra.push_str("  load.legacy.requests: 200\n");

@@ -90,7 +90,7 @@ impl MetricView {
             .map_or(LiteralUnit::Plain, |(_, unit)| unit.shown_as())
     }
 
-    /// "canary.p95=42.9ms canary.error_rate=12.5%": the metrics the stage's gates read, in
+    /// `canary.p95=42.9ms canary.error_rate=12.5%`: the metrics the stage's gates read, in
     /// their units; every metric when the view knows no plan, or when no condition reads the
     /// probe (it must only answer) and it has a few.
     pub fn line(&self, stage: Option<&str>, sample: &Sample) -> String {

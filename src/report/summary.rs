@@ -395,11 +395,13 @@ pub fn summarize_records(run_id: &str, plan: &str, digest: &str, records: &[Reco
             outcome.as_str().clone_into(&mut summary.outcome);
         }
     }
-    if let Some(last) = summary.stages.last_mut() {
-        if last.ended.is_none() && summary.outcome != "in_progress" && summary.outcome != "waiting"
-        {
-            last.ended = summary.ended;
-        }
+    let over = summary.outcome != "in_progress" && summary.outcome != "waiting";
+    if let Some(last) = summary
+        .stages
+        .last_mut()
+        .filter(|s| s.ended.is_none() && over)
+    {
+        last.ended = summary.ended;
     }
     for c in summary.gates.iter_mut().flat_map(|g| &mut g.conditions) {
         if c.unit == LiteralUnit::Plain && c.last.compare.is_none() {
@@ -426,10 +428,8 @@ pub fn summarize_records(run_id: &str, plan: &str, digest: &str, records: &[Reco
         evaluation: None,
         by: None,
     });
-    if summary.outcome == "failed" {
-        if let Some(failed) = rollback_failed {
-            summary.decision.headline = format!("{}; {failed}", summary.decision.headline);
-        }
+    if let Some(failed) = rollback_failed.filter(|_| summary.outcome == "failed") {
+        summary.decision.headline = format!("{}; {failed}", summary.decision.headline);
     }
     summary
 }
@@ -510,10 +510,10 @@ mod tests {
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
         events
             .into_iter()
-            .enumerate()
-            .map(|(i, event)| Record {
-                seq: i as u64 + 1,
-                at: start + chrono::Duration::minutes(i as i64),
+            .zip(1_u32..)
+            .map(|(event, n)| Record {
+                seq: u64::from(n),
+                at: start + chrono::Duration::minutes(i64::from(n - 1)),
                 event,
             })
             .collect()
