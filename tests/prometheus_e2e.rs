@@ -75,7 +75,7 @@ rollback:
         let path = write(dir.path(), "plan.yaml", plan);
         let output = ion_plan().arg("run").arg(&path).run();
         assert_eq!(output.code, code, "{}{}", output.stdout, output.stderr);
-        assert!(output.stdout.contains("memory=0.62"), "{}", output.stdout);
+        assert!(output.stdout.contains("memory=62%"), "{}", output.stdout);
     }
     assert!(dir.path().join("rolled-back").exists());
 }

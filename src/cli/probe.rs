@@ -11,7 +11,9 @@ use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::CliError;
+use crate::event::evaluation::show;
 use crate::exit_code;
+use crate::plan::metrics::MetricUnit;
 use crate::plan::units::parse_duration;
 use crate::probe::command::CommandProbe;
 use crate::probe::http::{HttpProbe, Request};
@@ -190,6 +192,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
                 Ok(print_sample(
                     &probe.sample(&client()).await,
                     http.request.json,
+                    &[("latency", MetricUnit::Seconds)],
                 ))
             }
             Kind::Prometheus(prometheus) => {
@@ -205,6 +208,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
                 Ok(print_sample(
                     &probe.sample(&client()).await,
                     prometheus.json,
+                    &[],
                 ))
             }
             Kind::Command(command) => {
@@ -216,7 +220,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
                     timeout: command.timeout,
                     redact: Arc::default(),
                 };
-                Ok(print_sample(&probe.sample().await, command.json))
+                Ok(print_sample(&probe.sample().await, command.json, &[]))
             }
         }
     })
@@ -400,8 +404,9 @@ fn load_table(reports: &[(String, TargetReport)]) -> String {
 }
 
 /// A sample as a table or JSON; exit 1 when the probe failed. A failed probe is a sample, said
-/// on stdout like any other: an answer, not an error of the command.
-fn print_sample(sample: &Sample, json: bool) -> u8 {
+/// on stdout like any other: an answer, not an error of the command. Values of `units` show in
+/// their unit (`latency  6.5ms`); JSON keeps base units.
+fn print_sample(sample: &Sample, json: bool, units: &[(&str, MetricUnit)]) -> u8 {
     let text = if json {
         format!("{}\n", serde_json::to_string(sample).unwrap_or_default())
     } else if let Some(error) = &sample.error {
@@ -412,7 +417,10 @@ fn print_sample(sample: &Sample, json: bool) -> u8 {
             .iter()
             .fold(String::new(), |mut out, (name, reading)| {
                 let value = match reading {
-                    Reading::Value(v) => v.to_string(),
+                    Reading::Value(v) => match units.iter().find(|(n, _)| n == name) {
+                        Some((_, unit)) => show(*v, unit.shown_as()),
+                        None => v.to_string(),
+                    },
                     Reading::NoData => "no data".to_owned(),
                     Reading::Error(e) => format!("error: {}", terminal(e)),
                 };

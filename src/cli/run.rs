@@ -208,7 +208,7 @@ fn progress_sink(request: &RunRequest, plan: &Arc<Plan>) -> Box<dyn Sink> {
     if live_view {
         Box::new(LiveView::start(Arc::clone(plan)))
     } else {
-        Box::new(Progress::new(std::io::stdout(), style))
+        Box::new(Progress::new(std::io::stdout(), style).with_plan(plan))
     }
 }
 

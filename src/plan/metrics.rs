@@ -33,6 +33,15 @@ impl MetricUnit {
         self == other || self == MetricUnit::Unknown || other == MetricUnit::Unknown
     }
 
+    /// The unit a value of this metric is shown in: seconds as ms/s, fractions as percent.
+    pub fn shown_as(self) -> LiteralUnit {
+        match self {
+            MetricUnit::Seconds => LiteralUnit::Duration,
+            MetricUnit::Ratio => LiteralUnit::Percent,
+            _ => LiteralUnit::Plain,
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             MetricUnit::Seconds => "seconds",

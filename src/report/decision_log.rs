@@ -1,15 +1,14 @@
 //! The decision log of a run (`ion-plan report`): every sample, every evaluation, what fired and
 //! why, who approved — as Markdown fit for a pull-request comment, or as JSON.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::event::evaluation::{Evaluation, Outcome as Judged, show};
+use crate::event::evaluation::Evaluation;
 use crate::event::{Event, Record};
 use crate::journal::replay::Replay;
-use crate::probe::{Reading, Sample};
+use crate::probe::Sample;
+use crate::report::summary::Summary;
 
 #[derive(Debug, Serialize)]
 pub struct Log {
@@ -28,6 +27,8 @@ pub struct Log {
     pub approvals: Vec<Approval>,
     pub aborts: Vec<Approval>,
     pub steps: Vec<StepLog>,
+    /// What the run came to, as both report formats lead with it.
+    pub summary: Summary,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,6 +98,7 @@ pub fn build(replay: &Replay) -> Log {
         approvals: Vec::new(),
         aborts: Vec::new(),
         steps: Vec::new(),
+        summary: crate::report::summary::summarize(replay),
     };
     for Record { at, event, .. } in &replay.records {
         let at = *at;
@@ -231,191 +233,8 @@ pub fn build(replay: &Replay) -> Log {
     log
 }
 
-fn reading(r: &Reading) -> String {
-    match r {
-        Reading::Value(v) => format!("{v:.4}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned(),
-        Reading::NoData => "no data".to_owned(),
-        Reading::Error(e) => format!("error: {e}"),
-    }
-}
-
-/// Outside text in the report: escaped for Markdown, on one line (see `report::escape`).
-fn cell(text: &str) -> String {
-    crate::report::escape::markdown(text)
-}
-
-/// The log as Markdown.
-#[expect(
-    clippy::too_many_lines,
-    reason = "the report's sections in reading order"
-)]
+/// The log as Markdown: the summary first, a table per gate, samples and evaluations collapsed
+/// (`report::markdown`).
 pub fn markdown(log: &Log) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# Rollout report: `{}`\n", log.plan);
-    let _ = writeln!(out, "- run: `{}`", log.run_id);
-    let _ = writeln!(out, "- outcome: **{}**", log.outcome.replace('_', " "));
-    if let Some(reason) = &log.reason {
-        let _ = writeln!(out, "- why: {}", cell(reason));
-    }
-    if let (Some(start), Some(end)) = (log.started, log.last_event) {
-        let _ = writeln!(
-            out,
-            "- from {} to {} ({})",
-            start.format("%Y-%m-%d %H:%M:%SZ"),
-            end.format("%Y-%m-%d %H:%M:%SZ"),
-            crate::plan::units::format_duration((end - start).to_std().unwrap_or_default())
-        );
-    }
-    let _ = writeln!(out, "- plan digest: `{}`\n", log.digest);
-    if !log.fired.is_empty() {
-        let _ = writeln!(
-            out,
-            "## What fired\n\n| time | stage | gate | action | why |\n|---|---|---|---|---|"
-        );
-        for f in &log.fired {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                f.at.format("%Y-%m-%d %H:%M:%SZ"),
-                cell(&f.stage),
-                cell(&f.gate),
-                f.action,
-                cell(&f.reason)
-            );
-        }
-        out.push('\n');
-    }
-    if !log.approvals.is_empty() || !log.aborts.is_empty() {
-        let _ = writeln!(
-            out,
-            "## People\n\n| time | stage | who | decision |\n|---|---|---|---|"
-        );
-        for a in &log.approvals {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | approved |",
-                a.at.format("%Y-%m-%d %H:%M:%SZ"),
-                cell(a.stage.as_deref().unwrap_or("-")),
-                cell(&a.by)
-            );
-        }
-        for a in &log.aborts {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | aborted: {} |",
-                a.at.format("%Y-%m-%d %H:%M:%SZ"),
-                cell(a.stage.as_deref().unwrap_or("-")),
-                cell(&a.by),
-                cell(a.note.as_deref().unwrap_or(""))
-            );
-        }
-        out.push('\n');
-    }
-    let _ = writeln!(
-        out,
-        "## Steps\n\n| time | where | step | attempt | result |\n|---|---|---|---|---|"
-    );
-    for s in &log.steps {
-        let place = s.stage.clone().unwrap_or_else(|| s.phase.clone());
-        let result = match (s.ok, &s.detail) {
-            (Some(true), Some(d)) => format!("ok: {}", cell(d)),
-            (Some(false), Some(d)) => format!("**failed**: {}", cell(d)),
-            _ => "interrupted".to_owned(),
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {result} |",
-            s.at.format("%Y-%m-%d %H:%M:%SZ"),
-            cell(&place),
-            cell(&s.name),
-            s.attempt
-        );
-    }
-    out.push('\n');
-    let section = |out: &mut String, title: &str, checks: &[CheckLog]| {
-        if checks.is_empty() {
-            return;
-        }
-        let _ = writeln!(
-            out,
-            "### {title}\n\n| check | time | samples | evaluations |\n|---|---|---|---|"
-        );
-        for c in checks {
-            let samples: Vec<String> = c
-                .samples
-                .iter()
-                .map(|s| match &s.error {
-                    Some(e) => format!("{}: error: {}", cell(&s.probe), cell(e)),
-                    None => format!(
-                        "{}: {}",
-                        cell(&s.probe),
-                        s.metrics
-                            .iter()
-                            .map(|(k, v)| format!("{}={}", cell(k), cell(&reading(v))))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                })
-                .collect();
-            let evaluations: Vec<String> = c
-                .evaluations
-                .iter()
-                .map(|e| {
-                    let mark = match (&e.outcome, e.fired) {
-                        (_, true) => "✗ FIRED",
-                        (Judged::Pass, _) => "✓",
-                        (Judged::Violation, _) => "violation",
-                        (Judged::Insufficient, _) => "insufficient",
-                        (Judged::Error(_), _) => "error",
-                    };
-                    if e.compare.is_some() {
-                        // "`canary` +12ms [+8ms, +16ms] vs `baseline`, 98%, …: higher".
-                        return format!("{}: {} {mark}", cell(&e.gate), cell(&e.describe()));
-                    }
-                    let mut value = e
-                        .value
-                        .map_or_else(String::new, |v| format!(" = {}", show(v, e.unit())));
-                    if let Some(evidence) = &e.evidence {
-                        value = format!("{value} {}", cell(&evidence.describe(e.unit())));
-                    }
-                    let streak = if e.streak.needed > 1 {
-                        format!(" ({}/{})", e.streak.count, e.streak.needed)
-                    } else {
-                        String::new()
-                    };
-                    // The condition is plan text, checked by its grammar: it reads as code.
-                    format!(
-                        "{}: `{}`{value} {mark}{streak}",
-                        cell(&e.gate),
-                        e.condition.replace('`', "'").replace('|', "\\|")
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} (+{}) | {} | {} |",
-                c.number,
-                c.at.format("%Y-%m-%d %H:%M:%SZ"),
-                crate::plan::units::format_duration(std::time::Duration::from_secs_f64(
-                    c.offset.max(0.0)
-                )),
-                samples.join("; "),
-                evaluations.join("; ")
-            );
-        }
-        out.push('\n');
-    };
-    let _ = writeln!(out, "## Decision log\n");
-    section(&mut out, "Preflight", &log.preflight);
-    for stage in &log.stages {
-        section(
-            &mut out,
-            &format!("Stage `{}` ({}% traffic)", stage.name, stage.traffic),
-            &stage.checks,
-        );
-    }
-    out
+    crate::report::markdown::render(log)
 }

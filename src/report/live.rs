@@ -16,7 +16,8 @@ use crate::event::evaluation::{Outcome, show, show_signed};
 use crate::event::state::RunState;
 use crate::plan::model::Plan;
 use crate::plan::units::format_duration;
-use crate::report::progress::describe;
+use crate::report::metric_view::MetricView;
+use crate::report::progress::describe_with;
 
 /// What the status line shows: the run's state, folded from the events as resume and `status`
 /// fold them (`event::state`).
@@ -138,6 +139,7 @@ pub fn wanted() -> bool {
 pub struct LiveView {
     view: Arc<Mutex<View>>,
     plan: Arc<Plan>,
+    metrics: MetricView,
     /// Event lines go through it so that they land above the status line, not across it.
     lines: MultiProgress,
     status: ProgressBar,
@@ -171,6 +173,7 @@ impl LiveView {
         };
         LiveView {
             view,
+            metrics: MetricView::of(&plan),
             plan,
             lines,
             status,
@@ -194,7 +197,7 @@ impl Sink for LiveView {
         let result = self.lines.println(format!(
             "{} {}",
             record.at.format("%H:%M:%S"),
-            describe(&record.event)
+            describe_with(&record.event, &self.metrics)
         ));
         // Progress is for people; a closed pipe must not stop the rollout.
         match result {

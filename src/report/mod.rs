@@ -6,5 +6,8 @@ pub mod escape;
 pub mod excerpt;
 pub mod html;
 pub mod live;
+pub mod markdown;
+pub mod metric_view;
 pub mod progress;
 pub mod status;
+pub mod summary;

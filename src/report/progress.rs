@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use crate::event::Sink;
 use crate::event::evaluation::{Outcome as Judged, show};
 use crate::event::{Event, Phase, Record};
+use crate::plan::model::Plan;
 use crate::plan::units::{LiteralUnit, format_duration};
-use crate::probe::Reading;
+use crate::report::metric_view::MetricView;
 
 /// How progress is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,7 @@ pub struct Progress<W: Write + Send> {
     out: W,
     style: Style,
     start: Option<DateTime<Utc>>,
+    view: MetricView,
 }
 
 impl<W: Write + Send> Progress<W> {
@@ -31,7 +33,15 @@ impl<W: Write + Send> Progress<W> {
             out,
             style,
             start: None,
+            view: MetricView::default(),
         }
+    }
+
+    /// Sample lines show what the plan's gates read, in their units.
+    #[must_use]
+    pub fn with_plan(mut self, plan: &Plan) -> Self {
+        self.view = MetricView::of(plan);
+        self
     }
 }
 
@@ -46,7 +56,10 @@ impl<W: Write + Send> Sink for Progress<W> {
                 let since = (record.at - start).to_std().unwrap_or_default();
                 // Outside text in the event (probe errors, output) is escaped: one line, no
                 // control characters, no workflow command.
-                let line = describe(&crate::report::escape::terminal_record(record).event);
+                let line = describe_with(
+                    &crate::report::escape::terminal_record(record).event,
+                    &self.view,
+                );
                 writeln!(
                     self.out,
                     "{} {:>8}  {line}",
@@ -71,20 +84,17 @@ fn round_seconds(d: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_secs(d.as_secs())
 }
 
-fn reading(r: &Reading) -> String {
-    match r {
-        Reading::Value(v) => show(*v, LiteralUnit::Plain),
-        Reading::NoData => "no data".to_owned(),
-        Reading::Error(e) => format!("error ({e})"),
-    }
+/// One event as a line for people, every metric of a sample shown.
+pub fn describe(event: &Event) -> String {
+    describe_with(event, &MetricView::default())
 }
 
-/// One event as a line for people.
+/// One event as a line for people; a sample shows the metrics `view` picks, in their units.
 #[expect(
     clippy::too_many_lines,
     reason = "one arm per event: a table reads best in one place"
 )]
-pub fn describe(event: &Event) -> String {
+pub fn describe_with(event: &Event, view: &MetricView) -> String {
     match event {
         Event::RunStarted {
             run_id,
@@ -164,18 +174,13 @@ pub fn describe(event: &Event) -> String {
             ),
             probes.join(", ")
         ),
-        Event::SampleTaken { sample, .. } => match &sample.error {
+        Event::SampleTaken { sample, stage, .. } => match &sample.error {
             Some(error) => format!("  {}: ERROR {error}", sample.probe),
             None if sample.metrics.is_empty() => format!("  {}: no data", sample.probe),
             None => format!(
                 "  {}: {}",
                 sample.probe,
-                sample
-                    .metrics
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", reading(v)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                view.line(stage.as_deref(), sample)
             ),
         },
         Event::Evaluated { evaluation, .. } => {

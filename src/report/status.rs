@@ -10,6 +10,7 @@ use crate::engine::gates::{Outcome as Judged, Streak};
 use crate::engine::schedule::StartRule;
 use crate::engine::timeline;
 use crate::event::Outcome;
+use crate::event::evaluation::show;
 use crate::event::state::RunState;
 use crate::journal::inbox::{Entry, Request};
 use crate::plan::model::Plan;
@@ -55,6 +56,9 @@ pub struct ConditionStatus {
     pub condition: String,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
+    /// The unit values are shown in (the JSON keeps base units).
+    #[serde(skip)]
+    pub unit: crate::plan::units::LiteralUnit,
     pub outcome: String,
     pub streak: Streak,
     pub at: DateTime<Utc>,
@@ -287,6 +291,7 @@ pub fn build(
                 condition: e.condition.clone(),
                 value: e.value,
                 threshold: e.threshold,
+                unit: e.unit(),
                 outcome: match &e.outcome {
                     Judged::Pass => "pass".to_owned(),
                     Judged::Violation => "violation".to_owned(),
@@ -446,12 +451,10 @@ pub fn text(status: &Status) -> String {
     if !status.conditions.is_empty() {
         let _ = writeln!(out, "last evaluation of each condition:");
         for c in &status.conditions {
-            let value = c
-                .value
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
+            let value = c.value.map_or_else(|| "-".to_owned(), |v| show(v, c.unit));
             let threshold = c
                 .threshold
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
+                .map_or_else(|| "-".to_owned(), |v| show(v, c.unit));
             let streak = if c.streak.needed > 1 {
                 format!(" streak {}/{}", c.streak.count, c.streak.needed)
             } else {

@@ -1,0 +1,229 @@
+//! What people read after and while a run goes: the Markdown report (`ion-plan report`) with
+//! the summary first, a table per gate in the condition's units, and a size that fits GitHub's
+//! 1 MiB step summary for phase4's 22 days; `status` and `probe` values in their units.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use common::{ion_plan, root, write};
+use ion_plan::journal::Header;
+
+/// Runs `plans/phase4.yaml` on `scenario` and keeps its events as a journal in `state`, as
+/// `run` names journals: the records are what a run writes. `code`: the run's exit code.
+fn record(dir: &Path, scenario: &str, code: i32) -> PathBuf {
+    let scenario_path = write(dir, "scenario.yaml", scenario);
+    let output = ion_plan()
+        .arg("run")
+        .arg(root().join("plans/phase4.yaml"))
+        .arg("--scenario")
+        .arg(&scenario_path)
+        .arg("--json")
+        .run();
+    assert_eq!(output.code, code, "{}", output.stderr);
+    let records = common::records(&output.stdout);
+    let ion_plan::event::Event::RunStarted { run_id, digest, .. } = &records[0].event else {
+        panic!("no run_started: {}", output.stdout);
+    };
+    let header = Header {
+        format: ion_plan::event::FORMAT_VERSION,
+        run_id: run_id.clone(),
+        plan: "plans/phase4.yaml".into(),
+        digest: digest.clone(),
+        created: records[0].at,
+        vars: Vec::new(),
+    };
+    let mut text = serde_json::to_string(&header).unwrap();
+    for record in &records {
+        text.push('\n');
+        text.push_str(&serde_json::to_string(record).unwrap());
+    }
+    text.push('\n');
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    write(&state, &format!("phase4-{run_id}.jsonl"), text)
+}
+
+/// phase4's healthy scenario, its load probe giving all 24 metrics a real one gives.
+fn phase4_full_scenario() -> String {
+    let clean = std::fs::read_to_string(root().join("plans/scenarios/phase4-clean.yaml")).unwrap();
+    let mut extra = String::new();
+    for target in ["canary", "legacy"] {
+        for (metric, value) in [
+            ("errors", "0"),
+            ("success_rate", "100%"),
+            ("rps", "40"),
+            ("min", "20ms"),
+            ("avg", "60ms"),
+            ("max", "400ms"),
+            ("p50", "50ms"),
+            ("p90", "120ms"),
+            ("p99", "300ms"),
+        ] {
+            let _ = writeln!(extra, "  load.{target}.{metric}: {value}");
+        }
+    }
+    extra.push_str("  load.legacy.requests: 200\n");
+    clean.replacen("\nmetrics:\n", &format!("\nmetrics:\n{extra}"), 1)
+}
+
+#[test]
+fn phase4s_22_days_make_a_report_under_a_mebibyte_that_leads_with_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = record(dir.path(), &phase4_full_scenario(), 0);
+    let report = ion_plan()
+        .args(["report", "--format", "md", "--state-dir"])
+        .arg(journal.parent().unwrap())
+        .arg(root().join("plans/phase4.yaml"))
+        .run();
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let text = &report.stdout;
+    assert!(text.len() < 1024 * 1024, "{} bytes", text.len());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[2], "**COMPLETED**: every gate held through 5 stages",
+        "{text}"
+    );
+    assert!(text.contains("(22d2h)"), "{text}");
+    // A stage row: traffic, start, end, checks.
+    assert!(
+        text.contains("| full | 100% | 2025-10-30 13:00:00Z | 2025-11-13 16:00:00Z | 4067 |"),
+        "{text}"
+    );
+    // The gate table, in the condition's unit.
+    assert!(
+        text.contains(
+            "| `load.canary.p95 <= 500ms` | 140ms | 140ms | 500ms | 0 of 5801 | 0/3 | pass |"
+        ),
+        "{text}"
+    );
+    // Samples per stage, min / median / max in the metric's unit.
+    assert!(
+        text.contains("| `load.canary.p99` | 4067 | 300ms | 300ms | 300ms | 0 |"),
+        "{text}"
+    );
+    // The decision log per stage: every evaluation counted.
+    assert!(
+        text.contains("| guard | `canary.error_rate <= 1%` | 4067 | 0 | 0 | 0 | 0 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| 2025-11-13 16:00:00Z | full | sena | approved |"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_regression_names_the_gate_that_fired_and_its_values_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario =
+        std::fs::read_to_string(root().join("plans/scenarios/phase4-regression.yaml")).unwrap();
+    let journal = record(dir.path(), &scenario, 3);
+    let report = ion_plan()
+        .args(["report", "--state-dir"])
+        .arg(journal.parent().unwrap())
+        .arg(root().join("plans/phase4.yaml"))
+        .run();
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let third = report.stdout.lines().nth(2).unwrap_or_default();
+    assert!(
+        third.starts_with("**ROLLED BACK**: gate \\`guard\\` fired in stage \\`canary-25\\`:")
+            && third.contains("= 2.4% (violation, 3 of 3)")
+            && third.ends_with("→ rollback"),
+        "{}",
+        report.stdout
+    );
+    // `status` shows the last values in the condition's unit too.
+    let status = ion_plan()
+        .args(["status", "--state-dir"])
+        .arg(journal.parent().unwrap())
+        .arg(root().join("plans/phase4.yaml"))
+        .run();
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("canary.error_rate <= 1%") && l.contains(" value "))
+        .unwrap_or_else(|| panic!("{}{}", status.stdout, status.stderr));
+    assert!(
+        line.contains("value 2.4% ") && line.contains("threshold 1% "),
+        "{line}"
+    );
+    // Every sample is there, collapsed.
+    assert!(
+        report.stdout.contains("<details><summary>Samples"),
+        "{}",
+        report.stdout
+    );
+}
+
+#[test]
+fn probe_http_prints_its_latency_in_milliseconds() {
+    let server = common::server::serve(common::server::fixed(200, "ok"));
+    let output = ion_plan()
+        .args(["probe", "http"])
+        .arg(server.url("/"))
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let latency = output
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("latency"))
+        .unwrap_or_else(|| panic!("{}", output.stdout))
+        .trim();
+    let number = latency
+        .strip_suffix("ms")
+        .unwrap_or_else(|| panic!("{latency}"));
+    assert!(number.parse::<f64>().is_ok_and(|v| v > 0.0), "{latency}");
+    // The JSON keeps seconds.
+    let json = ion_plan()
+        .args(["probe", "http", "--json"])
+        .arg(server.url("/"))
+        .run();
+    let seconds = json.json()["metrics"]["latency"]["value"].as_f64().unwrap();
+    assert!(seconds > 0.0 && seconds < 1.0, "{seconds}");
+}
+
+#[test]
+fn a_load_samples_event_line_shows_what_the_gates_read_and_json_keeps_every_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "scenario.yaml", phase4_full_scenario());
+    let run = |json: bool| {
+        ion_plan()
+            .arg("run")
+            .arg(root().join("plans/phase4.yaml"))
+            .arg("--scenario")
+            .arg(&scenario)
+            .args(if json { &["--json"][..] } else { &[] })
+            .run()
+    };
+    let plain = run(false);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    // In canary-5, `guard` reads the canary's p95 and the end gate `go` its error rate too.
+    assert!(
+        plain
+            .stdout
+            .contains("+5m    load: canary.error_rate=0% canary.p95=140ms\n"),
+        "{}",
+        plain.stdout
+    );
+    // A probe no condition reads shows its one value.
+    assert!(
+        plain.stdout.contains("    monitoring: prometheus_up=1\n"),
+        "{}",
+        plain.stdout
+    );
+    let json = run(true);
+    let sample = common::records(&json.stdout)
+        .into_iter()
+        .find_map(|r| match r.event {
+            ion_plan::event::Event::SampleTaken {
+                sample,
+                stage: Some(_),
+                ..
+            } if sample.probe == "load" => Some(sample),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(sample.metrics.len(), 24, "{sample:?}");
+}
