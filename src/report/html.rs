@@ -98,6 +98,14 @@ fn summary(out: &mut String, log: &Log) {
     if let Some(reason) = &log.reason {
         let _ = writeln!(out, "<div class=\"why\" id=\"why\">{}</div>", esc(reason));
     }
+    let decision = &log.summary.decision;
+    if !decision.headline.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p id=\"decision\"><strong>Decided by:</strong> {}</p>",
+            esc(&decision.headline)
+        );
+    }
     if let (Some(start), Some(end)) = (log.started, log.last_event) {
         let _ = writeln!(
             out,
@@ -123,6 +131,31 @@ fn summary(out: &mut String, log: &Log) {
             time(stage.started),
             stage.completed.map_or_else(|| "—".to_owned(), time),
             stage.checks.len()
+        );
+    }
+    out.push_str("</table>\n");
+    interruptions(out, log);
+}
+
+/// Resumes, missed checks, and what people did: who, and when.
+fn interruptions(out: &mut String, log: &Log) {
+    let all = &log.summary.interruptions;
+    if all.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h2>Interruptions and people</h2>\n<table><tr><th>time</th><th>stage</th><th>what</th>\
+         <th>who</th><th>detail</th></tr>\n",
+    );
+    for i in all {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            time(i.at),
+            esc(i.stage.as_deref().unwrap_or("")),
+            esc(&i.what),
+            esc(i.by.as_deref().unwrap_or("")),
+            esc(i.detail.as_deref().unwrap_or(""))
         );
     }
     out.push_str("</table>\n");
@@ -605,6 +638,7 @@ mod tests {
             approvals: Vec::new(),
             aborts: Vec::new(),
             steps: Vec::new(),
+            summary: crate::report::summary::summarize_records(hostile, hostile, "", &[]),
         };
         let html = render(&log);
         assert!(!html.contains("<script"), "{html}");
