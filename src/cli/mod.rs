@@ -5,7 +5,9 @@ mod backtest;
 mod control;
 mod demo;
 mod error;
+mod generate;
 mod inspect;
+mod output;
 mod probe;
 mod run;
 mod schema;
@@ -19,6 +21,10 @@ use clap::{Parser, Subcommand};
 /// Validate and run progressive-deployment plans: canary stages, timed checks, gates, rollback.
 #[derive(Debug, Parser)]
 #[command(name = "ion-plan", version, about, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  ion-plan demo\n  ion-plan validate plans/*.yaml\n  ion-plan run --dry-run plans/demo.yaml\n  ion-plan COMMAND --help"
+)]
+
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,6 +66,10 @@ enum Command {
     Backtest(backtest::Args),
     /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell.
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), for `man`.
+    Man(generate::ManArgs),
 }
 
 /// The async runtime of commands that run probes or plans: two workers, the machine's size.
@@ -95,6 +105,8 @@ impl Cli {
             Command::Report(args) => inspect::report(&args),
             Command::Schema(args) => schema::run(&args),
             Command::Backtest(args) => backtest::run(&args),
+            Command::Completions(args) => generate::completions(&args),
+            Command::Man(args) => generate::man(&args),
         }
     }
 }

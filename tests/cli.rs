@@ -1,0 +1,228 @@
+//! The command line as a newcomer meets it: every `--help` has examples and describes every
+//! argument, `--format json` is the one spelling of machine output (`--json` a hidden alias),
+//! and completions and the man page cover every subcommand.
+
+mod common;
+
+use clap::CommandFactory;
+use common::{MINIMAL_PLAN, ion_plan, plan_dir, root, run_once};
+use ion_plan::cli::Cli;
+use serde_json::Value;
+
+/// Every command and subcommand, with its path (`ion-plan probe http`).
+fn commands() -> Vec<(String, clap::Command)> {
+    fn walk(path: &str, command: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+        let path = format!("{path} {}", command.get_name()).trim().to_owned();
+        out.push((path.clone(), command.clone()));
+        for sub in command.get_subcommands() {
+            walk(&path, sub, out);
+        }
+    }
+    let mut command = Cli::command();
+    command.build();
+    let mut out = Vec::new();
+    walk("", &command, &mut out);
+    out
+}
+
+#[test]
+fn every_subcommand_has_examples_and_every_argument_a_description() {
+    let commands = commands();
+    assert!(commands.len() > 15, "{}", commands.len());
+    for (path, command) in &commands {
+        // clap's own `help` subcommand is generated and has no examples to give.
+        if path.ends_with(" help") || path.contains(" help ") {
+            continue;
+        }
+        let after = command.get_after_help().map(ToString::to_string);
+        assert!(
+            after
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Examples:\n  ion-plan ")),
+            "`{path} --help` has no examples: {after:?}"
+        );
+        for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+            assert!(
+                arg.get_help()
+                    .is_some_and(|h| !h.to_string().trim().is_empty()),
+                "`{path}`: argument `{}` has no description",
+                arg.get_id()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_examples_show_in_help() {
+    let output = ion_plan().args(["probe", "http", "--help"]).run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(
+        output.stdout.contains("Examples:\n  ion-plan probe http "),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("The URL to request"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("Timeout of the request"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn json_is_a_hidden_alias_of_format_json() {
+    for command in [
+        &["run"][..],
+        &["status"],
+        &["demo"],
+        &["probe", "load"],
+        &["probe", "http"],
+        &["probe", "prometheus"],
+        &["probe", "command"],
+    ] {
+        let output = ion_plan().args(command).arg("--help").run();
+        assert_eq!(output.code, 0, "{command:?}: {}", output.stderr);
+        assert!(
+            output.stdout.contains("--format <FORMAT>"),
+            "{command:?}: {}",
+            output.stdout
+        );
+        assert!(
+            !output.stdout.contains("--json"),
+            "{command:?}: {}",
+            output.stdout
+        );
+    }
+    // Both at once is a usage error rather than a silent choice.
+    let both = ion_plan()
+        .args([
+            "run",
+            "--dry-run",
+            "plans/demo.yaml",
+            "--json",
+            "--format",
+            "text",
+        ])
+        .current_dir(root())
+        .run();
+    assert_eq!(both.code, 2, "{}", both.stderr);
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    assert!(!stdout.trim().is_empty(), "no output");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn run_format_json_prints_json_lines_and_text_does_not() {
+    let args = [
+        "run",
+        "plans/demo.yaml",
+        "--scenario",
+        "plans/scenarios/demo-regression.yaml",
+    ];
+    let json = ion_plan()
+        .args(args)
+        .args(["--format", "json"])
+        .current_dir(root())
+        .run();
+    assert_eq!(json.code, 3, "{}", json.stderr);
+    let events = json_lines(&json.stdout);
+    assert!(
+        events.iter().any(|e| e["event"].get("evaluated").is_some()),
+        "{}",
+        json.stdout
+    );
+    let text = ion_plan()
+        .args(args)
+        .args(["--format", "text"])
+        .current_dir(root())
+        .run();
+    assert_eq!(text.code, 3, "{}", text.stderr);
+    assert!(serde_json::from_str::<Value>(text.stdout.lines().next().unwrap()).is_err());
+}
+
+#[test]
+fn status_format_json_prints_json() {
+    let (_dir, path) = plan_dir(MINIMAL_PLAN);
+    run_once(&path);
+    let output = ion_plan()
+        .args(["status", "--format", "json"])
+        .arg(&path)
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(output.json().is_object(), "{}", output.stdout);
+}
+
+#[test]
+fn probe_command_format_json_prints_json() {
+    let output = ion_plan()
+        .args(["probe", "command", "--format", "json", "--", "sh", "-c"])
+        .arg(r#"echo '{"queue": 7}'"#)
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert_eq!(
+        output.json()["metrics"]["queue"]["value"],
+        7.0,
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn demo_format_json_prints_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ion_plan()
+        .args(["demo", "--format", "json"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let events = json_lines(&output.stdout);
+    assert!(events.len() > 10, "{}", output.stdout);
+    // `--serve` prints no events: asking for JSON from it is a usage error, as `--json` was.
+    let serve = ion_plan()
+        .args(["demo", "--serve", "--format", "json"])
+        .run();
+    assert_eq!(serve.code, 2, "{}", serve.stderr);
+}
+
+#[test]
+fn bash_completions_name_every_subcommand() {
+    let output = ion_plan().args(["completions", "bash"]).run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    for sub in Cli::command().get_subcommands() {
+        let name = sub.get_name();
+        assert!(
+            output.stdout.contains(name),
+            "no `{name}` in:\n{}",
+            output.stdout
+        );
+    }
+    assert!(output.stdout.contains("complete -F"), "{}", output.stdout);
+}
+
+#[test]
+fn the_man_page_is_roff_with_every_subcommand() {
+    let output = ion_plan().arg("man").run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(
+        output.stdout.contains("\n.TH ion-plan 1 "),
+        "{}",
+        output.stdout
+    );
+    for sub in Cli::command().get_subcommands() {
+        let entry = format!("\n.TP\nion\\-plan\\-{}(1)\n", sub.get_name());
+        assert!(
+            output.stdout.contains(&entry),
+            "no `{entry}` in:\n{}",
+            output.stdout
+        );
+    }
+}
