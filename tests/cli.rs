@@ -226,3 +226,74 @@ fn the_man_page_is_roff_with_every_subcommand() {
         );
     }
 }
+
+#[test]
+fn init_writes_each_template_as_a_plan_that_validates_strictly() {
+    for (template, written) in [
+        ("canary", "plans/canary.yaml"),
+        ("blue-green", "plans/blue-green.yaml"),
+        ("nginx", "plans/nginx.yaml"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = ion_plan()
+            .args(["init", "--template", template])
+            .current_dir(dir.path())
+            .run();
+        assert_eq!(output.code, 0, "{template}: {}", output.stderr);
+        let text = std::fs::read_to_string(dir.path().join(written)).unwrap();
+        // The modeline names the committed schema by its `$id`, which works from any folder.
+        let schema: Value = serde_json::from_str(
+            &std::fs::read_to_string(root().join("schemas/plan.schema.json")).unwrap(),
+        )
+        .unwrap();
+        let modeline = format!(
+            "# yaml-language-server: $schema={}\n",
+            schema["$id"].as_str().unwrap()
+        );
+        assert!(text.starts_with(&modeline), "{template}: {text}");
+        let validate = ion_plan()
+            .args(["validate", "--strict", written])
+            .current_dir(dir.path())
+            .run();
+        assert_eq!(
+            validate.code, 0,
+            "{template}: {}{}",
+            validate.stdout, validate.stderr
+        );
+        assert!(
+            validate.stdout.contains("valid (0 errors, 0 warnings)"),
+            "{template}: {}",
+            validate.stdout
+        );
+    }
+}
+
+#[test]
+fn init_refuses_to_overwrite_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("mine.yaml");
+    std::fs::write(&plan, "my own plan\n").unwrap();
+    let output = ion_plan()
+        .args(["init", "mine.yaml"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("mine.yaml exists; nothing was written (--force overwrites it)"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&plan).unwrap(), "my own plan\n");
+    let forced = ion_plan()
+        .args(["init", "--force", "mine.yaml"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+    assert!(
+        std::fs::read_to_string(&plan)
+            .unwrap()
+            .contains("name: my-service-canary")
+    );
+}

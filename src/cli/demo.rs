@@ -118,6 +118,26 @@ async fn canary(args: &Args, mut plan: Plan) -> Result<u8, CliError> {
     result
 }
 
+/// A busy port gets the way around it: other ports, and the demo plan pointed at them with
+/// `--var` (README, "A tour") rather than edited.
+fn with_port_advice(error: std::io::Error, port: u16) -> std::io::Error {
+    if error.kind() != std::io::ErrorKind::AddrInUse {
+        return error;
+    }
+    let other = if port < 55000 { port + 10000 } else { 18080 };
+    let url = |offset: u16| format!("http://127.0.0.1:{}", other + offset);
+    std::io::Error::new(
+        error.kind(),
+        format!(
+            "{error}\n  another port: ion-plan demo --serve --port {other}\n  \
+             then: ion-plan run plans/demo.yaml --var router={} --var legacy={} --var canary={}",
+            url(0),
+            url(1),
+            url(2)
+        ),
+    )
+}
+
 /// `demo --serve`: the service alone, on fixed ports, until a signal.
 fn serve(args: &Args) -> Result<u8, CliError> {
     super::runtime()?.block_on(async {
@@ -126,7 +146,10 @@ fn serve(args: &Args) -> Result<u8, CliError> {
         };
         let service = demo::start(args.bad_canary, ports)
             .await
-            .map_err(|source| CliError::DemoService { what: "", source })?;
+            .map_err(|source| CliError::DemoService {
+                what: "",
+                source: with_port_advice(source, args.port),
+            })?;
         let router = DemoService::url(service.router);
         println!(
             "demo service up{}:\n  router  {router}  (PUT /weights {{\"canary\": N}})\n  legacy  {}\n  canary  {}\n\

@@ -6,6 +6,7 @@ mod control;
 mod demo;
 mod error;
 mod generate;
+mod init;
 mod inspect;
 mod output;
 mod probe;
@@ -40,6 +41,8 @@ enum Command {
     Promote(control::PromoteArgs),
     /// A whole canary against a bundled demo service on 127.0.0.1, in under a minute.
     Demo(demo::Args),
+    /// Write a commented starting plan that validates, from a template.
+    Init(init::Args),
     /// Check plans: YAML, JSON schema, and meaning. Runs nothing and opens no socket.
     Validate(validate::Args),
     /// Run a plan, or show its timeline (`--dry-run`), or judge it on a scenario.
@@ -98,6 +101,7 @@ impl Cli {
             Command::Abort(args) => control::abort(&args),
             Command::Promote(args) => control::promote(&args),
             Command::Demo(args) => demo::run(&args),
+            Command::Init(args) => init::run(&args),
             Command::Validate(args) => validate::run(&args),
             Command::Probe(args) => probe::run(&args),
             Command::Run(args) => run::run(&args),
