@@ -90,13 +90,13 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
             .map(|(name, text)| (dir.join(name), *text, true)),
     );
     // Every file is checked before any is written: a refusal leaves nothing half-made.
-    if !args.force {
-        if let Some((existing, ..)) = files.iter().find(|(p, ..)| p.exists()) {
-            return Err(CliError::Init(format!(
-                "{} exists; nothing was written (--force overwrites it)",
-                existing.display()
-            )));
-        }
+    if !args.force
+        && let Some((existing, ..)) = files.iter().find(|(p, ..)| p.exists())
+    {
+        return Err(CliError::Init(format!(
+            "{} exists; nothing was written (--force overwrites it)",
+            existing.display()
+        )));
     }
     for (file, text, executable) in &files {
         write(file, text, *executable)

@@ -25,7 +25,6 @@ use clap::{Parser, Subcommand};
 #[command(
     after_help = "Examples:\n  ion-plan demo\n  ion-plan validate plans/*.yaml\n  ion-plan run --dry-run plans/demo.yaml\n  ion-plan COMMAND --help"
 )]
-
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
