@@ -297,3 +297,55 @@ fn init_refuses_to_overwrite_unless_forced() {
             .contains("name: my-service-canary")
     );
 }
+
+/// Every `description` in a schema object, with the `markdownDescription` beside it.
+fn descriptions(value: &Value, out: &mut Vec<(String, Option<String>)>) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::String(text)) = object.get("description") {
+                let markdown = object.get("markdownDescription").and_then(Value::as_str);
+                out.push((text.clone(), markdown.map(str::to_owned)));
+            }
+            object.values().for_each(|v| descriptions(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| descriptions(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_schema_speaks_markdown_to_editors() {
+    let output = ion_plan().arg("schema").run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let schema = output.json();
+    let mut found = Vec::new();
+    descriptions(&schema, &mut found);
+    assert!(found.len() > 50, "{}", found.len());
+    for (text, markdown) in &found {
+        assert_eq!(markdown.as_deref(), Some(text.as_str()), "{text}");
+    }
+    // Each value of the actions and of a comparison's direction says what it does.
+    for (name, values) in [
+        ("Action", &["rollback", "pause", "warn"][..]),
+        ("Direction", &["increase", "decrease", "either"]),
+    ] {
+        let definition = &schema["$defs"][name];
+        assert_eq!(definition["enum"], serde_json::json!(values), "{name}");
+        let about = definition["markdownEnumDescriptions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {definition}"));
+        assert_eq!(about.len(), values.len(), "{name}");
+        assert!(
+            about
+                .iter()
+                .all(|a| a.as_str().is_some_and(|a| a.len() > 10)),
+            "{name}: {about:?}"
+        );
+    }
+    assert!(
+        schema["$defs"]["Action"]["markdownEnumDescriptions"][0]
+            .as_str()
+            .unwrap()
+            .contains("`rolled_back`")
+    );
+}
