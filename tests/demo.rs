@@ -140,6 +140,17 @@ fn demo_serve_reports_a_busy_port_and_refuses_one_that_does_not_fit() {
         "{}",
         output.stderr
     );
+    // ...and how to get around it: another port, and the plan pointed there without editing it.
+    assert!(
+        output
+            .stderr
+            .contains("another port: ion-plan demo --serve --port ")
+            && output
+                .stderr
+                .contains("ion-plan run plans/demo.yaml --var router=http://127.0.0.1:"),
+        "{}",
+        output.stderr
+    );
     let output = ion_plan()
         .args(["demo", "--serve", "--port", "65535"])
         .run();

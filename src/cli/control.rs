@@ -15,6 +15,9 @@ use crate::journal::inbox::{self, Entry, Request};
 use crate::journal::store::Store;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan approve plans/phase4.yaml --by sena\n  ion-plan approve plans/phase4.yaml --stage full --ahead"
+)]
 pub struct ApproveArgs {
     /// The plan whose run to approve.
     plan: PathBuf,
@@ -37,6 +40,9 @@ pub struct ApproveArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan abort plans/phase4.yaml --reason \"customer complaints\""
+)]
 pub struct AbortArgs {
     /// The plan whose run to abort: its rollback steps run.
     plan: PathBuf,
@@ -55,6 +61,9 @@ pub struct AbortArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan promote plans/phase4.yaml --reason \"metrics clean for 6h\""
+)]
 pub struct PromoteArgs {
     /// The plan whose baking stage to promote: its bake ends now, the end gates judge what it
     /// has, and the run goes on.

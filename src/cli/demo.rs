@@ -18,19 +18,21 @@ use crate::request::RunRequest;
 const DEMO_PLAN: &str = include_str!("../../plans/demo.yaml");
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan demo                      # a canary that passes (exit 0)\n  ion-plan demo --bad-canary         # a canary the guard rolls back (exit 3)\n  ion-plan demo --serve --port 28080 # only the service, for the README's tour"
+)]
 pub struct Args {
     /// A canary that degrades once it takes traffic: the guard rolls it back.
     #[arg(long)]
     bad_canary: bool,
-    /// Print events as JSON lines instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::output::Output,
     /// Where the journal goes. Default: `.ion-plan/` in the current folder.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Only start the demo service and keep it up until Ctrl-C, to run plans and probes
     /// against it by hand (`plans/demo.yaml` as written points at it).
-    #[arg(long, conflicts_with_all = ["json", "state_dir"])]
+    #[arg(long, conflicts_with_all = ["json", "format", "state_dir"])]
     serve: bool,
     /// With `--serve`: the router's port; legacy gets PORT+1 and the canary PORT+2.
     #[arg(
@@ -89,7 +91,7 @@ async fn canary(args: &Args, mut plan: Plan) -> Result<u8, CliError> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(".ion-plan"));
     let request = RunRequest {
-        json: args.json,
+        json: args.output.json(),
         state_dir: Some(state_dir.clone()),
         restart: true,
         stopped_hint: Some("the demo does not resume: `ion-plan demo` starts anew".to_owned()),
@@ -116,6 +118,26 @@ async fn canary(args: &Args, mut plan: Plan) -> Result<u8, CliError> {
     result
 }
 
+/// A busy port gets the way around it: other ports, and the demo plan pointed at them with
+/// `--var` (README, "A tour") rather than edited.
+fn with_port_advice(error: std::io::Error, port: u16) -> std::io::Error {
+    if error.kind() != std::io::ErrorKind::AddrInUse {
+        return error;
+    }
+    let other = if port < 55000 { port + 10000 } else { 18080 };
+    let url = |offset: u16| format!("http://127.0.0.1:{}", other + offset);
+    std::io::Error::new(
+        error.kind(),
+        format!(
+            "{error}\n  another port: ion-plan demo --serve --port {other}\n  \
+             then: ion-plan run plans/demo.yaml --var router={} --var legacy={} --var canary={}",
+            url(0),
+            url(1),
+            url(2)
+        ),
+    )
+}
+
 /// `demo --serve`: the service alone, on fixed ports, until a signal.
 fn serve(args: &Args) -> Result<u8, CliError> {
     super::runtime()?.block_on(async {
@@ -124,7 +146,10 @@ fn serve(args: &Args) -> Result<u8, CliError> {
         };
         let service = demo::start(args.bad_canary, ports)
             .await
-            .map_err(|source| CliError::DemoService { what: "", source })?;
+            .map_err(|source| CliError::DemoService {
+                what: "",
+                source: with_port_advice(source, args.port),
+            })?;
         let router = DemoService::url(service.router);
         println!(
             "demo service up{}:\n  router  {router}  (PUT /weights {{\"canary\": N}})\n  legacy  {}\n  canary  {}\n\

@@ -60,6 +60,9 @@ pub enum CliError {
     },
     #[error("{0}")]
     Load(String),
+    /// `init` refused to overwrite a file, or could not write one.
+    #[error("{0}")]
+    Init(String),
     /// Writing the answer to stdout failed (not a closed pipe): `what` names the answer.
     #[error("failed to write the {what}: {source}")]
     Stdout {
@@ -92,6 +95,7 @@ impl CliError {
             | CliError::Inbox { .. }
             | CliError::DemoService { .. }
             | CliError::Load(_)
+            | CliError::Init(_)
             | CliError::Stdout { .. }
             | CliError::Unwritten(_) => exit_code::RUNTIME_ERROR,
         }

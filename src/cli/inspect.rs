@@ -15,12 +15,14 @@ use crate::plan::validate::{Checks, validate_file};
 use crate::report::{decision_log, status};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan status plans/phase4.yaml\n  ion-plan status plans/phase4.yaml --format json"
+)]
 pub struct StatusArgs {
     /// The plan whose newest run to show.
     plan: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::output::Output,
     /// Where the journals are. Default: `.ion-plan/` beside the plan.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -28,16 +30,22 @@ pub struct StatusArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
+    /// The decision log in Markdown, for a pull request or a step summary.
     Md,
+    /// Every sample and evaluation, as JSON.
     Json,
     /// One self-contained page: a chart per gate condition, no script, nothing fetched.
     Html,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan report plans/phase4.yaml --format md >> \"$GITHUB_STEP_SUMMARY\"\n  ion-plan report plans/phase4.yaml --format json\n  ion-plan report plans/phase4.yaml --format html > report.html"
+)]
 pub struct ReportArgs {
     /// The plan whose newest run to report.
     plan: PathBuf,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
     format: ReportFormat,
     /// Where the journals are. Default: `.ion-plan/` beside the plan.
@@ -91,7 +99,7 @@ pub fn status(args: &StatusArgs) -> Result<u8, CliError> {
         Vec::new()
     };
     let status = status::build(&plan, &run, &pending, store.holder(), Utc::now());
-    if args.json {
+    if args.output.json() {
         print(&format!(
             "{}\n",
             serde_json::to_string_pretty(&status).unwrap_or_default()

@@ -5,7 +5,10 @@ mod backtest;
 mod control;
 mod demo;
 mod error;
+mod generate;
+mod init;
 mod inspect;
+mod output;
 mod probe;
 mod run;
 mod schema;
@@ -19,6 +22,9 @@ use clap::{Parser, Subcommand};
 /// Validate and run progressive-deployment plans: canary stages, timed checks, gates, rollback.
 #[derive(Debug, Parser)]
 #[command(name = "ion-plan", version, about, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  ion-plan demo\n  ion-plan validate plans/*.yaml\n  ion-plan run --dry-run plans/demo.yaml\n  ion-plan COMMAND --help"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,6 +40,8 @@ enum Command {
     Promote(control::PromoteArgs),
     /// A whole canary against a bundled demo service on 127.0.0.1, in under a minute.
     Demo(demo::Args),
+    /// Write a commented starting plan that validates, from a template.
+    Init(init::Args),
     /// Check plans: YAML, JSON schema, and meaning. Runs nothing and opens no socket.
     Validate(validate::Args),
     /// Run a plan, or show its timeline (`--dry-run`), or judge it on a scenario.
@@ -60,6 +68,10 @@ enum Command {
     Backtest(backtest::Args),
     /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell.
+    Completions(generate::CompletionsArgs),
+    /// Print the manual page (roff), for `man`.
+    Man(generate::ManArgs),
 }
 
 /// The async runtime of commands that run probes or plans: two workers, the machine's size.
@@ -88,6 +100,7 @@ impl Cli {
             Command::Abort(args) => control::abort(&args),
             Command::Promote(args) => control::promote(&args),
             Command::Demo(args) => demo::run(&args),
+            Command::Init(args) => init::run(&args),
             Command::Validate(args) => validate::run(&args),
             Command::Probe(args) => probe::run(&args),
             Command::Run(args) => run::run(&args),
@@ -95,6 +108,8 @@ impl Cli {
             Command::Report(args) => inspect::report(&args),
             Command::Schema(args) => schema::run(&args),
             Command::Backtest(args) => backtest::run(&args),
+            Command::Completions(args) => generate::completions(&args),
+            Command::Man(args) => generate::man(&args),
         }
     }
 }

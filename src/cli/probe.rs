@@ -24,6 +24,9 @@ use crate::redact::Redactor;
 use crate::report::escape::terminal;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan probe load --target canary=http://127.0.0.1:18082/ --target legacy=http://127.0.0.1:18081/\n  ion-plan probe http http://127.0.0.1:18082/stats.json --metric memory=/memory/used_ratio"
+)]
 pub struct Args {
     #[command(subcommand)]
     kind: Kind,
@@ -97,12 +100,14 @@ struct RequestArgs {
     /// The status a response must have (default: any 2xx).
     #[arg(long)]
     expect_status: Option<u16>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::output::Output,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan probe load --target canary=http://127.0.0.1:18082/ --target legacy=http://127.0.0.1:18081/\n  ion-plan probe load --target t=http://127.0.0.1:8080/ --rate 200 --duration 30s --format json"
+)]
 struct LoadArgs {
     /// A target, NAME=URL (repeatable), e.g. `--target canary=https://…`.
     #[arg(long = "target", value_parser = pair, required = true)]
@@ -133,11 +138,16 @@ struct LoadArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan probe http http://127.0.0.1:9100/stats.json --metric memory=/memory/used_ratio"
+)]
 struct HttpArgs {
+    /// The URL to request, e.g. `http://127.0.0.1:9100/stats.json`.
     url: String,
     /// A metric, NAME=/json/pointer (repeatable).
     #[arg(long = "metric", value_parser = pair)]
     metrics: Vec<(String, String)>,
+    /// Timeout of the request.
     #[arg(long, value_parser = duration, default_value = "10s")]
     timeout: Duration,
     #[command(flatten)]
@@ -145,29 +155,35 @@ struct HttpArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan probe prometheus http://127.0.0.1:9090 --query 'up=sum(up)'"
+)]
 struct PrometheusArgs {
     /// Base URL of Prometheus, e.g. `http://127.0.0.1:9090`.
     url: String,
     /// A query, NAME=PROMQL (repeatable).
     #[arg(long = "query", value_parser = pair, required = true)]
     queries: Vec<(String, String)>,
+    /// Timeout of each query.
     #[arg(long, value_parser = duration, default_value = "10s")]
     timeout: Duration,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::output::Output,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan probe command -- ./scripts/check_monitoring_status.ps1 -Json"
+)]
 struct CommandArgs {
     /// The program and its arguments, after `--`.
     #[arg(required = true, last = true)]
     argv: Vec<String>,
+    /// How long the program may run before it is killed (its process group).
     #[arg(long, value_parser = duration, default_value = "30s")]
     timeout: Duration,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::output::Output,
 }
 
 pub fn run(args: &Args) -> Result<u8, CliError> {
@@ -191,7 +207,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
                 };
                 Ok(print_sample(
                     &probe.sample(&client()).await,
-                    http.request.json,
+                    http.request.output.json(),
                     &[("latency", MetricUnit::Seconds)],
                 ))
             }
@@ -207,7 +223,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
                 };
                 Ok(print_sample(
                     &probe.sample(&client()).await,
-                    prometheus.json,
+                    prometheus.output.json(),
                     &[],
                 ))
             }
@@ -220,7 +236,11 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
                     timeout: command.timeout,
                     redact: Arc::default(),
                 };
-                Ok(print_sample(&probe.sample().await, command.json, &[]))
+                Ok(print_sample(
+                    &probe.sample().await,
+                    command.output.json(),
+                    &[],
+                ))
             }
         }
     })
@@ -277,7 +297,7 @@ async fn run_load(args: &LoadArgs) -> Result<u8, CliError> {
         .map(|(name, stats)| (name.clone(), stats.report()))
         .collect();
     let mut out = std::io::stdout().lock();
-    let text = if args.request.json {
+    let text = if args.request.output.json() {
         let targets: serde_json::Map<String, serde_json::Value> = reports
             .iter()
             .map(|(n, r)| (n.clone(), serde_json::to_value(r).unwrap_or_default()))

@@ -29,6 +29,9 @@ use crate::report::progress::{Progress, Style};
 use crate::request::RunRequest;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan run --dry-run plans/demo.yaml        # the timeline; runs nothing\n  ion-plan run plans/demo.yaml --scenario plans/scenarios/demo-regression.yaml\n  ion-plan run plans/demo.yaml --var canary=http://127.0.0.1:28082\n  ion-plan run plans/phase4.yaml --once          # a scheduled CI job's step\n  ion-plan run plans/demo.yaml --format json     # events as JSON lines"
+)]
 #[expect(clippy::struct_excessive_bools, reason = "clap flags")]
 pub struct Args {
     /// The plan to run.
@@ -40,9 +43,8 @@ pub struct Args {
     /// Judge the gates on samples from this scenario file, on simulated time; run nothing.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Print events as JSON lines instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::output::Output,
     /// Where journals are kept. Default: `.ion-plan/` beside the plan.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -76,7 +78,7 @@ impl Args {
             vars: self.vars.clone(),
             dry_run: self.dry_run,
             scenario: self.scenario.clone(),
-            json: self.json,
+            json: self.output.json(),
             state_dir: self.state_dir.clone(),
             once: self.once,
             restart: self.restart,

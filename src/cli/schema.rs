@@ -7,6 +7,9 @@ use crate::exit_code;
 use crate::plan::schema::{plan_schema_text, scenario_schema_text};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan schema > schemas/plan.schema.json\n  ion-plan schema --scenario > schemas/scenario.schema.json"
+)]
 pub struct Args {
     /// The schema of scenario files (`run --scenario`) instead of plans.
     #[arg(long)]

@@ -9,6 +9,9 @@ use crate::plan::validate::{Checks, validate_file_with};
 use crate::report::diagnostics::{FileOutcome, Format, render};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  ion-plan validate plans/phase4.yaml\n  ion-plan validate plans/*.yaml --format github   # pull-request annotations\n  ion-plan validate plans/*.yaml --strict          # warnings fail too"
+)]
 pub struct Args {
     /// Plan files to check.
     #[arg(required = true, value_name = "PLAN")]

@@ -24,6 +24,7 @@ pub fn plan_schema() -> Value {
     let mut schema = serde_json::to_value(generator.into_root_schema_for::<Plan>())
         .expect("a generated schema is JSON");
     tidy(&mut schema);
+    for_editors(&mut schema);
     if let Some(object) = schema.as_object_mut() {
         object.insert("$id".into(), Value::String(SCHEMA_ID.into()));
     }
@@ -82,6 +83,14 @@ fn tidy(value: &mut Value) {
                     }
                 }
                 object.insert("description".into(), Value::String(description));
+                // Editors (VS Code, yaml-language-server) show these beside each value offered.
+                object.insert(
+                    "markdownEnumDescriptions".into(),
+                    constants
+                        .iter()
+                        .map(|(_, about)| Value::String(about.clone().unwrap_or_default()))
+                        .collect(),
+                );
                 object.insert("type".into(), Value::String("string".into()));
                 object.insert(
                     "enum".into(),
@@ -91,6 +100,25 @@ fn tidy(value: &mut Value) {
             object.values_mut().for_each(tidy);
         }
         Value::Array(items) => items.iter_mut().for_each(tidy),
+        _ => {}
+    }
+}
+
+/// Puts a `markdownDescription` beside each `description`: editors render `description` as
+/// plain text (backticks and lists shown raw) and prefer the Markdown one when it is there.
+fn for_editors(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::String(description)) = object.get("description") {
+                let markdown = Value::String(description.clone());
+                object.insert("markdownDescription".into(), markdown);
+            }
+            object
+                .iter_mut()
+                .filter(|(key, _)| key.as_str() != "markdownDescription")
+                .for_each(|(_, v)| for_editors(v));
+        }
+        Value::Array(items) => items.iter_mut().for_each(for_editors),
         _ => {}
     }
 }
@@ -109,6 +137,7 @@ pub fn scenario_schema() -> Value {
         serde_json::to_value(generator.into_root_schema_for::<crate::plan::scenario::Scenario>())
             .expect("a generated schema is JSON");
     tidy(&mut schema);
+    for_editors(&mut schema);
     if let Some(object) = schema.as_object_mut() {
         object.insert(
             "$id".into(),
