@@ -895,6 +895,19 @@ stages:
     let latency = &r.find("evaluated")[1]["evaluation"]["compare"];
     assert_eq!(latency["shift"], "higher");
     assert_eq!(latency["nx"].as_u64(), Some(125), "25 latencies × 5 checks");
+    // Values whose differences overflow an f64: an error naming it, not a hang or a NaN.
+    let r = run(
+        plan,
+        &scenario("1e308, -1e308, 1e308, 5, 6", 101.0)
+            .replace("[100, 98, 101, 99, 100]", "[-1e308, 1e308, 3, 4, 1e308]"),
+    );
+    let overflow = &r.find("evaluated")[0]["evaluation"];
+    assert!(
+        overflow["outcome"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("overflow")),
+        "{overflow}"
+    );
     // Too few checks for the series' 5 points: insufficient, and the end gate's default
     // `insufficient` pauses for a person.
     let short = plan.replace("bake: 5m", "bake: 3m");

@@ -116,6 +116,8 @@ pub enum ShiftError {
     Empty(Side),
     #[error("every value is tied: the rank test has no spread to measure a shift by")]
     AllTied,
+    #[error("the values are too far apart to compare: their differences overflow")]
+    Overflow,
 }
 
 /// Which side of a comparison.
@@ -142,6 +144,10 @@ pub fn shift(canary: &Points, baseline: &Points, confidence: f64) -> Result<Shif
     }
     let test = RankSum { canary, baseline };
     let (low, high) = (x_min - y_max, x_max - y_min);
+    // Values near ±1.8e308 have differences that overflow: no shift to search for.
+    if !low.is_finite() || !high.is_finite() {
+        return Err(ShiftError::Overflow);
+    }
     let zc = super::z(confidence);
     // σ is 0 only when every value ties, which the check above rules out; `None` stays an
     // error rather than a NaN all the same.
@@ -177,6 +183,10 @@ impl RankSum<'_> {
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
     #[expect(clippy::float_cmp, reason = "ties are exact equality, as in R's rank")]
     fn z(&self, mu: f64, correct: bool) -> Option<f64> {
+        // x − μ must be a number for the merge below to move on (NaN equals nothing).
+        if !mu.is_finite() {
+            return None;
+        }
         let (x, y) = (&self.canary.points, &self.baseline.points);
         let (nx, ny) = (self.canary.n as f64, self.baseline.n as f64);
         let (mut i, mut j) = (0, 0);
@@ -312,6 +322,20 @@ mod tests {
         let s = shift(&Points::from_values(&x), &Points::from_values(&y), 0.95).unwrap();
         assert!(close(s.estimate, 5.0), "{s:?}");
         assert!(s.lower < 5.0 && 5.0 < s.upper, "{s:?}");
+    }
+
+    /// Values whose differences overflow (a hostile scenario's 1e308) are an error, at once:
+    /// the merge of x − μ and y once spun forever on x − μ = NaN.
+    #[test]
+    fn differences_that_overflow_are_an_error_not_a_hang() {
+        let x = Points::from_values(&[1e308, -1e308, 1e308, 5.0, 6.0]);
+        let y = Points::from_values(&[-1e308, 1e308, 3.0, 4.0, 1e308]);
+        assert_eq!(shift(&x, &y, 0.98), Err(ShiftError::Overflow));
+        assert_eq!(shift(&y, &x, 0.98), Err(ShiftError::Overflow));
+        // Large but apart by less than f64::MAX: a shift.
+        let x = Points::from_values(&[1e307, 2e307, 3e307]);
+        let y = Points::from_values(&[-1e307, 0.0, 1e307]);
+        assert!(shift(&x, &y, 0.98).is_ok());
     }
 
     #[test]
