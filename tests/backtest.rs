@@ -8,7 +8,6 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use common::{Output, ion_plan, write};
-use ion_plan::journal::Header;
 
 /// A plan with one command probe (`app`, never run here) and two stages; `guard` as given.
 fn plan(guard: &str, extra_stage: &str) -> String {
@@ -92,26 +91,7 @@ impl Bench {
             .arg("--json")
             .run();
         assert!(output.code != 1 && output.code != 2, "{}", output.stderr);
-        let records = common::records(&output.stdout);
-        let ion_plan::event::Event::RunStarted { run_id, digest, .. } = &records[0].event else {
-            panic!("no run_started: {}", output.stdout);
-        };
-        let header = Header {
-            format: ion_plan::event::FORMAT_VERSION,
-            run_id: run_id.clone(),
-            plan: "plan.yaml".into(),
-            digest: digest.clone(),
-            created: records[0].at,
-            vars: Vec::new(),
-        };
-        let mut text = serde_json::to_string(&header).unwrap();
-        for record in &records {
-            text.push('\n');
-            text.push_str(&serde_json::to_string(record).unwrap());
-        }
-        text.push('\n');
-        std::fs::create_dir_all(self.state()).unwrap();
-        write(&self.state(), &format!("plan-{run_id}.jsonl"), text)
+        common::journal_from_scenario(&output.stdout, "plan.yaml", &self.state(), "plan")
     }
 
     /// `backtest PLAN --state-dir STATE [ARGS…] --format json`, with a plan written as `name`.

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use common::{ion_plan, root, write};
-use ion_plan::journal::Header;
 
 /// Runs `plans/phase4.yaml` on `scenario` and keeps its events as a journal in `state`, as
 /// `run` names journals: the records are what a run writes. `code`: the run's exit code.
@@ -22,27 +21,12 @@ fn record(dir: &Path, scenario: &str, code: i32) -> PathBuf {
         .arg("--json")
         .run();
     assert_eq!(output.code, code, "{}", output.stderr);
-    let records = common::records(&output.stdout);
-    let ion_plan::event::Event::RunStarted { run_id, digest, .. } = &records[0].event else {
-        panic!("no run_started: {}", output.stdout);
-    };
-    let header = Header {
-        format: ion_plan::event::FORMAT_VERSION,
-        run_id: run_id.clone(),
-        plan: "plans/phase4.yaml".into(),
-        digest: digest.clone(),
-        created: records[0].at,
-        vars: Vec::new(),
-    };
-    let mut text = serde_json::to_string(&header).unwrap();
-    for record in &records {
-        text.push('\n');
-        text.push_str(&serde_json::to_string(record).unwrap());
-    }
-    text.push('\n');
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    write(&state, &format!("phase4-{run_id}.jsonl"), text)
+    common::journal_from_scenario(
+        &output.stdout,
+        "plans/phase4.yaml",
+        &dir.join("state"),
+        "phase4",
+    )
 }
 
 /// phase4's healthy scenario, its load probe giving all 24 metrics a real one gives.

@@ -210,3 +210,29 @@ pub fn kind(event: &ion_plan::event::Event) -> String {
         other => other.to_string(),
     }
 }
+
+/// Turns the events `run --scenario --json` printed into a journal file, as a live run would
+/// have written it: a header naming `plan`, then every record. Written as
+/// `STATE/STEM-RUNID.jsonl`, where `backtest`, `report` and `status` look for the plan `STEM`.
+pub fn journal_from_scenario(stdout: &str, plan: &str, state: &Path, stem: &str) -> PathBuf {
+    let records = records(stdout);
+    let ion_plan::event::Event::RunStarted { run_id, digest, .. } = &records[0].event else {
+        panic!("no run_started: {stdout}");
+    };
+    let header = ion_plan::journal::Header {
+        format: ion_plan::event::FORMAT_VERSION,
+        run_id: run_id.clone(),
+        plan: plan.into(),
+        digest: digest.clone(),
+        created: records[0].at,
+        vars: Vec::new(),
+    };
+    let mut text = serde_json::to_string(&header).unwrap();
+    for record in &records {
+        text.push('\n');
+        text.push_str(&serde_json::to_string(record).unwrap());
+    }
+    text.push('\n');
+    std::fs::create_dir_all(state).unwrap();
+    write(state, &format!("{stem}-{run_id}.jsonl"), text)
+}
