@@ -914,3 +914,59 @@ stages:
     let r = run(&short, &scenario("101, 103, 99, 102, 104", 101.0));
     assert_eq!(judged(&r)[0].1, "insufficient", "{}", r.stdout);
 }
+
+/// A comparison whose margin or shift is too large for an f64 (a tolerance of 1000% of a
+/// baseline near 1e308; two constant sides 1e308 apart) is an error that says so, and what it
+/// records reads back as a record: JSON has no ∞, and a `null` margin would leave the journal
+/// unreadable to resume, `report` and `backtest`.
+#[test]
+fn a_comparison_beyond_f64_is_an_error_and_its_record_reads_back() {
+    let plan = "\
+version: 1
+name: huge
+probes:
+  app:
+    command: [./app-metrics.sh]
+gates:
+  judge:
+    at: end
+    compare:
+      - { canary: app.canary, baseline: app.legacy, tolerance: 1000% }
+stages:
+  - name: only
+    traffic: 10
+    bake: 5m
+    checks: { every: 1m, probes: [app] }
+    gates: [judge]
+";
+    for (canary, legacy) in [
+        // The margin: 10 × 1e308.
+        (
+            "[1e308, 1.1e308, 1.2e308, 1.3e308, 1.4e308]",
+            "[1e308, 1.1e308, 1.2e308, 1.3e308, 1.4e308]",
+        ),
+        // The exact shift of two constant sides.
+        ("[1.5e308]", "[-1.5e308]"),
+    ] {
+        let r = run(
+            plan,
+            &format!(
+                "metrics:\n  app.canary: {{ series: {canary} }}\n  app.legacy: {{ series: {legacy} }}\n"
+            ),
+        );
+        let records = common::records(&r.stdout);
+        let evaluation = records
+            .iter()
+            .find_map(|record| match &record.event {
+                ion_plan::event::Event::Evaluated { evaluation, .. } => Some(evaluation),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no evaluation: {}", r.stdout));
+        match &evaluation.outcome {
+            ion_plan::event::evaluation::Outcome::Error(e) => {
+                assert!(e.contains("overflow"), "{e}");
+            }
+            other => panic!("{canary} vs {legacy}: {other:?}"),
+        }
+    }
+}

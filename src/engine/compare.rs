@@ -153,18 +153,19 @@ pub fn judge(
     comparison.ny = baseline.len();
     comparison.median_canary = canary.median();
     comparison.median_baseline = baseline.median();
-    comparison.margin = compare.tolerance * comparison.median_baseline.unwrap_or(0.0).abs();
-    let shifted = match shift(&canary, &baseline, compare.confidence) {
-        Ok(s) => Ok((s.lower, s.upper, s.estimate)),
-        // Both sides one constant value each: the shift is exactly their difference, with no
-        // spread to doubt it (R gives up here; a canary at 0% errors beside a legacy at 0% is
-        // no reason to stop a rollout).
-        Err(ShiftError::AllTied) => match (comparison.median_canary, comparison.median_baseline) {
-            (Some(c), Some(b)) => Ok((c - b, c - b, c - b)),
-            _ => Err(ShiftError::AllTied.to_string()),
-        },
-        Err(e) => Err(e.to_string()),
-    };
+    let margin = compare.tolerance * comparison.median_baseline.unwrap_or(0.0).abs();
+    // JSON has no ∞: nothing non-finite may reach the record, or the journal stops reading
+    // back (resume, `report`, `backtest`).
+    if !margin.is_finite() {
+        return Judged {
+            outcome: Outcome::Error(
+                "the margin (tolerance × |median of the baseline|) overflows an f64".to_owned(),
+            ),
+            comparison,
+        };
+    }
+    comparison.margin = margin;
+    let shifted = shifted(&canary, &baseline, &comparison);
     if let Ok((lower, upper, estimate)) = shifted {
         comparison.lower = Some(lower);
         comparison.upper = Some(upper);
@@ -204,6 +205,31 @@ pub fn judge(
         },
         comparison,
     }
+}
+
+/// The shift's interval and estimate, all finite, or why not. Both sides one constant value
+/// each: the shift is exactly their difference, with no spread to doubt it (R gives up here;
+/// a canary at 0% errors beside a legacy at 0% is no reason to stop a rollout).
+fn shifted(
+    canary: &Points,
+    baseline: &Points,
+    comparison: &Comparison,
+) -> Result<(f64, f64, f64), String> {
+    match shift(canary, baseline, comparison.confidence) {
+        Ok(s) => Ok((s.lower, s.upper, s.estimate)),
+        Err(ShiftError::AllTied) => match (comparison.median_canary, comparison.median_baseline) {
+            (Some(c), Some(b)) => Ok((c - b, c - b, c - b)),
+            _ => Err(ShiftError::AllTied.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+    .and_then(|(lower, upper, estimate)| {
+        if [lower, upper, estimate].iter().all(|v| v.is_finite()) {
+            Ok((lower, upper, estimate))
+        } else {
+            Err("the shift overflows an f64".to_owned())
+        }
+    })
 }
 
 #[cfg(test)]

@@ -69,7 +69,8 @@ pub struct Comparison {
     pub upper: Option<f64>,
     /// The shift's estimate (Hodges–Lehmann-like: where the test statistic is centred).
     pub estimate: Option<f64>,
-    /// tolerance × |median(baseline)|: a shift within it is no change.
+    /// tolerance × |median(baseline)|: a shift within it is no change (0 when it overflows,
+    /// and the outcome is then an error saying so).
     pub margin: f64,
     pub median_canary: Option<f64>,
     pub median_baseline: Option<f64>,
