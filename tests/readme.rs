@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use common::{KillOnDrop, root};
+use common::root;
 use ion_plan::cli::Cli;
 
 /// One command line of the README.
@@ -270,36 +270,90 @@ fn expected_exit(comment: &str) -> i32 {
         .map_or(0, |code| code.parse().unwrap())
 }
 
-/// A child whose stdout lines arrive on a channel.
-fn spawn(mut command: Command) -> (Child, mpsc::Receiver<String>) {
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+/// A child whose stdout lines arrive on a channel, with its stderr kept. Both are read to the end
+/// even once nobody listens: a service whose pipe closed early would die of it, and the tour would
+/// blame the wrong thing.
+struct Watched {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watched {
+    /// How the child is doing, for a failure message: still running, or its exit and stderr.
+    fn account(&mut self, what: &str) -> String {
+        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        match self.child.try_wait() {
+            Ok(None) => format!("{what}: still running; stderr so far:\n{stderr}"),
+            Ok(Some(status)) => format!("{what}: EXITED ({status}); stderr:\n{stderr}"),
+            Err(error) => format!("{what}: {error}"),
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut command: Command) -> Watched {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (send, receive) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                break;
+            // A receiver gone is no reason to stop reading.
+            let _ = send.send(line);
+        }
+    });
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().unwrap();
+    let kept = std::sync::Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut chunk) {
+            if let Ok(mut all) = kept.lock() {
+                all.push_str(&String::from_utf8_lossy(&chunk[..n]));
             }
         }
     });
-    (child, receive)
+    Watched {
+        child,
+        lines: receive,
+        stderr,
+    }
 }
 
-/// Waits (at most a minute) for a stdout line containing `needle`.
-fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, what: &str) {
+/// Waits (at most a minute) for a stdout line of `watched` containing `needle`; on failure says
+/// what it printed and how `background` is doing.
+fn wait_for(watched: &mut Watched, needle: &str, what: &str, background: &mut [Watched]) {
     let deadline = Instant::now() + Duration::from_mins(1);
     let mut seen = Vec::new();
     while Instant::now() < deadline {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+        if let Ok(line) = watched.lines.recv_timeout(Duration::from_millis(200)) {
             if line.contains(needle) {
                 return;
             }
             seen.push(line);
         }
     }
+    let accounts: Vec<String> = std::iter::once(watched.account(what))
+        .chain(
+            background
+                .iter_mut()
+                .map(|b| b.account("in the background")),
+        )
+        .collect();
     panic!(
-        "{what}: no `{needle}` within a minute:\n{}",
-        seen.join("\n")
+        "{what}: no `{needle}` within a minute:\n{}\n\n{}",
+        seen.join("\n"),
+        accounts.join("\n\n")
     );
 }
 
@@ -353,27 +407,33 @@ fn the_tour_runs_as_written() {
         if line.comment.contains("another terminal") {
             let mut words = line.words.clone();
             words.extend(["--port".to_owned(), base.to_string()]);
-            let (child, lines) = spawn(command(&words));
-            background.push(KillOnDrop(child));
-            wait_for(&lines, "demo service up", &what);
+            let mut service = spawn(command(&words));
+            wait_for(&mut service, "demo service up", &what, &mut []);
+            background.push(service);
         } else if line.comment.contains("Ctrl-C") {
             // Interrupt it once the first stage is done: in the middle of the second bake.
-            let (mut child, lines) = spawn(command(&line.words));
-            wait_for(&lines, "canary-10: stage started", &what);
+            let mut run = spawn(command(&line.words));
+            wait_for(&mut run, "canary-10: stage started", &what, &mut background);
             std::thread::sleep(Duration::from_millis(500));
-            common::signal(&child, "INT");
-            let status = child.wait().unwrap();
+            common::signal(&run.child, "INT");
+            let status = run.child.wait().unwrap();
             assert_eq!(status.code(), Some(expected), "{what}");
             interrupted = true;
         } else {
             let output = command(&line.words).output().unwrap();
             let stdout = String::from_utf8_lossy(&output.stdout);
             let stderr = String::from_utf8_lossy(&output.stderr);
-            assert_eq!(
-                output.status.code(),
-                Some(expected),
-                "{what}\n{stdout}\n{stderr}"
-            );
+            if output.status.code() != Some(expected) {
+                let accounts: Vec<String> = background
+                    .iter_mut()
+                    .map(|b| b.account("in the background"))
+                    .collect();
+                panic!(
+                    "{what}: exit {:?}, expected {expected}\n{stdout}\n{stderr}\n\n{}",
+                    output.status.code(),
+                    accounts.join("\n\n")
+                );
+            }
             if interrupted && line.words[1] == "run" && !line.words.contains(&"--once".into()) {
                 // The first `run` after Ctrl-C resumes the interrupted run.
                 assert!(stderr.contains("resuming run"), "{what}\n{stderr}");

@@ -1,6 +1,7 @@
 //! `ion-plan demo [--bad-canary]`: a whole canary against the bundled demo service on loopback,
 //! in under a minute, with nothing else installed.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -151,14 +152,18 @@ fn serve(args: &Args) -> Result<u8, CliError> {
                 source: with_port_advice(source, args.port),
             })?;
         let router = DemoService::url(service.router);
-        println!(
+        // One write, and a closed stdout is no reason for a service to die.
+        let banner = format!(
             "demo service up{}:\n  router  {router}  (PUT /weights {{\"canary\": N}})\n  legacy  {}\n  canary  {}\n\
              try: ion-plan run plans/demo.yaml   (its vars point here when --port is 18080)\n\
-             Ctrl-C stops it.",
+             Ctrl-C stops it.\n",
             if args.bad_canary { " with a bad canary" } else { "" },
             DemoService::url(service.legacy),
             DemoService::url(service.canary),
         );
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+        drop(out);
         // Stopped on purpose: a clean exit.
         let _ = super::signal::until_signal().await;
         service.stop();
