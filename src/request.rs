@@ -24,6 +24,10 @@ pub struct RunRequest {
     pub json: bool,
     /// Where journals are kept; `None`: `.ion-plan/` beside the plan.
     pub state_dir: Option<PathBuf>,
+    /// A PostgreSQL store instead of the folder (`--state`, `ION_PLAN_STATE`).
+    pub state_url: Option<String>,
+    /// How long the runner's lease on a PostgreSQL store lasts without renewal.
+    pub lease: Duration,
     /// Do what is due now and stop.
     pub once: bool,
     /// Start a new run even though an unfinished one exists.
@@ -48,6 +52,8 @@ impl RunRequest {
             scenario: None,
             json: false,
             state_dir: None,
+            state_url: None,
+            lease: crate::journal::postgres::DEFAULT_LEASE,
             once: false,
             restart: false,
             retry_step: false,

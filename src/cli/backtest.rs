@@ -10,7 +10,6 @@ use crate::backtest::{self, Judged};
 use crate::event::evaluation::{literal_unit, show};
 use crate::exit_code;
 use crate::journal::replay;
-use crate::journal::store::Store;
 use crate::plan::units::{LiteralUnit, format_duration};
 use crate::plan::validate::{Checks, validate_file};
 
@@ -35,9 +34,8 @@ pub struct Args {
     /// `json`: one document, `{"runs":[…]}` (README, "Backtest").
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
-    /// Where the journals are. Default: `.ion-plan/` beside the plan.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::state::StateArgs,
 }
 
 pub fn run(args: &Args) -> Result<u8, CliError> {
@@ -45,29 +43,35 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
     let Some(plan) = report.plan.clone().filter(|_| report.is_valid(false)) else {
         return Err(report.into());
     };
-    let journals = if args.journals.is_empty() {
-        let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
-        store.check()?;
-        let journals = store.journals();
-        if journals.is_empty() {
+    // Every journal is read before any is judged: a bad one fails the command at once.
+    let replays = if args.journals.is_empty() {
+        let store = args
+            .state
+            .store(&args.plan, crate::journal::postgres::DEFAULT_LEASE)?;
+        let replays = store
+            .replays(&mut |warning| eprintln!("warning: {warning}"))
+            .map_err(|error| match error {
+                crate::journal::store::StoreError::Journal(error) => CliError::Journal(error),
+                error => CliError::Store(error),
+            })?;
+        if replays.is_empty() {
             return Err(CliError::NoRun {
                 plan: args.plan.clone(),
                 dir: store.dir().to_owned(),
             });
         }
-        journals
+        replays
     } else {
-        args.journals.clone()
-    };
-    // Every journal is read before any is judged: a bad one fails the command at once.
-    let mut replays = Vec::with_capacity(journals.len());
-    for path in &journals {
-        let replay = replay::read(path).map_err(CliError::Journal)?;
-        if let Some(warning) = &replay.torn {
-            eprintln!("warning: {warning}");
+        let mut replays = Vec::with_capacity(args.journals.len());
+        for path in &args.journals {
+            let replay = replay::read(path).map_err(CliError::Journal)?;
+            if let Some(warning) = &replay.torn {
+                eprintln!("warning: {warning}");
+            }
+            replays.push(replay);
         }
-        replays.push(replay);
-    }
+        replays
+    };
     let runtime = super::runtime()?;
     let mut judged = Vec::with_capacity(replays.len());
     for replay in &replays {

@@ -34,9 +34,8 @@ pub struct ApproveArgs {
     /// Who approves. Default: $USER, else the user id's name.
     #[arg(long)]
     by: Option<String>,
-    /// Where the run's journal is. Default: `.ion-plan/` beside the plan.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::state::StateArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,9 +54,8 @@ pub struct AbortArgs {
     /// Who aborts. Default: $USER, else the user id's name.
     #[arg(long)]
     by: Option<String>,
-    /// Where the run's journal is. Default: `.ion-plan/` beside the plan.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::state::StateArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,9 +75,8 @@ pub struct PromoteArgs {
     /// Who promotes. Default: $USER, else the user id's name.
     #[arg(long)]
     by: Option<String>,
-    /// Where the run's journal is. Default: `.ion-plan/` beside the plan.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::state::StateArgs,
 }
 
 fn refuse(message: String) -> CliError {
@@ -135,10 +132,7 @@ fn record(
         by,
         request,
     };
-    inbox::append(&store.inbox_path(), &entry).map_err(|source| CliError::Inbox {
-        dir: store.dir().to_owned(),
-        source,
-    })?;
+    store.request(&entry)?;
     let what = match &entry.request {
         Request::Approve {
             stage: Some(stage),
@@ -170,7 +164,9 @@ fn stage_names(plan: &Path) -> Vec<String> {
 }
 
 pub fn approve(args: &ApproveArgs) -> Result<u8, CliError> {
-    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let store = args
+        .state
+        .store(&args.plan, crate::journal::postgres::DEFAULT_LEASE)?;
     let run = unfinished_run(&args.plan, &store, args.run.as_deref())?;
     let stage = stage_to_approve(args, &run)?;
     // An approval answers the wait open now (named by the journal event that opened it), so
@@ -233,7 +229,9 @@ fn stage_to_approve(args: &ApproveArgs, run: &RunState) -> Result<String, CliErr
 }
 
 pub fn abort(args: &AbortArgs) -> Result<u8, CliError> {
-    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let store = args
+        .state
+        .store(&args.plan, crate::journal::postgres::DEFAULT_LEASE)?;
     let run = unfinished_run(&args.plan, &store, args.run.as_deref())?;
     if let Some(rollback) = &run.rollback {
         return Err(refuse(format!(
@@ -251,7 +249,9 @@ pub fn abort(args: &AbortArgs) -> Result<u8, CliError> {
 /// A promotion is for the stage baking now: started, its bake not over, not paused, not
 /// rolling back. Anything else is refused: it would be taken by no bake, or by the wrong one.
 pub fn promote(args: &PromoteArgs) -> Result<u8, CliError> {
-    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let store = args
+        .state
+        .store(&args.plan, crate::journal::postgres::DEFAULT_LEASE)?;
     let run = unfinished_run(&args.plan, &store, args.run.as_deref())?;
     let baking = run
         .stage

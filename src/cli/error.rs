@@ -45,6 +45,9 @@ pub enum CliError {
     /// A person's request that no runner could ever take.
     #[error("{0}")]
     Refused(String),
+    /// A command line that cannot be carried out as given (beyond what clap checks).
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot write to the inbox in {}: {source}", dir.display())]
     Inbox {
         dir: PathBuf,
@@ -80,7 +83,9 @@ impl CliError {
     /// The exit code (see [`crate::exit_code`]).
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Invalid(_) | CliError::MissingEnv(_) => exit_code::INVALID,
+            CliError::Invalid(_) | CliError::MissingEnv(_) | CliError::Usage(_) => {
+                exit_code::INVALID
+            }
             CliError::Store(error) if error.is_conflict() => exit_code::STATE_CONFLICT,
             CliError::Engine(EngineError::Conflict(_)) | CliError::Refused(_) => {
                 exit_code::STATE_CONFLICT

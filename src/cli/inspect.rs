@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::CliError;
 use crate::event::state::RunState;
 use crate::exit_code;
-use crate::journal::inbox::{self, Inbox};
+use crate::journal::inbox;
 use crate::journal::replay::Replay;
 use crate::journal::store::Store;
 use crate::plan::validate::{Checks, validate_file};
@@ -23,9 +23,8 @@ pub struct StatusArgs {
     plan: PathBuf,
     #[command(flatten)]
     output: super::output::Output,
-    /// Where the journals are. Default: `.ion-plan/` beside the plan.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::state::StateArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,9 +47,8 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
     format: ReportFormat,
-    /// Where the journals are. Default: `.ion-plan/` beside the plan.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::state::StateArgs,
 }
 
 fn print(text: &str) -> Result<u8, CliError> {
@@ -79,12 +77,15 @@ pub fn status(args: &StatusArgs) -> Result<u8, CliError> {
     let Some(plan) = report.plan else {
         return Err(report.into());
     };
-    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let store = args
+        .state
+        .store(&args.plan, crate::journal::postgres::DEFAULT_LEASE)?;
     let (_, run) = newest_run(&args.plan, &store)?;
     // Only this run's requests not taken yet; none once the run is over.
     let pending = if run.unfinished() {
         let current = run.current_wait();
-        Inbox::new(store.inbox_path(), &run.run_id, run.taken.clone())
+        store
+            .inbox(&run.run_id, run.taken.clone())
             .pending()
             .into_iter()
             // An approval of a wait that is over will never be taken: not pending.
@@ -110,7 +111,9 @@ pub fn status(args: &StatusArgs) -> Result<u8, CliError> {
 }
 
 pub fn report(args: &ReportArgs) -> Result<u8, CliError> {
-    let store = Store::for_plan(&args.plan, args.state_dir.as_deref());
+    let store = args
+        .state
+        .store(&args.plan, crate::journal::postgres::DEFAULT_LEASE)?;
     let (replay, _) = newest_run(&args.plan, &store)?;
     let log = decision_log::build(&replay);
     match args.format {

@@ -13,6 +13,7 @@ mod probe;
 mod run;
 mod schema;
 mod signal;
+mod state;
 mod validate;
 
 pub use error::CliError;
@@ -68,6 +69,11 @@ enum Command {
     Backtest(backtest::Args),
     /// Print the JSON Schema of the plan format (or of scenario files).
     Schema(schema::Args),
+    /// The PostgreSQL state store a team shares: create its tables, import state folders.
+    State(state::Args),
+    /// The runs in a PostgreSQL state store, newest first: plan, id, outcome, stage, started,
+    /// holder.
+    Runs(state::RunsArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell.
     Completions(generate::CompletionsArgs),
     /// Print the manual page (roff), for `man`.
@@ -107,6 +113,8 @@ impl Cli {
             Command::Status(args) => inspect::status(&args),
             Command::Report(args) => inspect::report(&args),
             Command::Schema(args) => schema::run(&args),
+            Command::State(args) => state::run(&args),
+            Command::Runs(args) => state::runs(&args),
             Command::Backtest(args) => backtest::run(&args),
             Command::Completions(args) => generate::completions(&args),
             Command::Man(args) => generate::man(&args),

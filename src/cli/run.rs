@@ -19,9 +19,7 @@ use crate::engine::{Sink, scenario};
 use crate::event::state::RunState;
 use crate::event::{Mode, Outcome};
 use crate::journal::SharedJournal;
-use crate::journal::inbox::Inbox;
-use crate::journal::lock::RunLock;
-use crate::journal::store::{self, Opened, Opening, Start, Store};
+use crate::journal::store::{self, Guard, Opened, Opening, Start, Store};
 use crate::plan::model::Plan;
 use crate::plan::validate::{Checks, plan_dir, validate_file_with, validate_scenario};
 use crate::report::live::LiveView;
@@ -45,9 +43,8 @@ pub struct Args {
     scenario: Option<PathBuf>,
     #[command(flatten)]
     output: super::output::Output,
-    /// Where journals are kept. Default: `.ion-plan/` beside the plan.
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    state: super::state::StateArgs,
     /// Do what is due now and exit: 0 completed, 3 rolled back, 4 waiting for a person,
     /// 5 in progress. For a scheduled CI job that drives a rollout that bakes for days.
     #[arg(long, conflicts_with_all = ["dry_run", "scenario"])]
@@ -69,6 +66,10 @@ pub struct Args {
     /// timeout, Ctrl-C or SIGTERM) before SIGKILL.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_grace)]
     kill_grace: std::time::Duration,
+    /// With a PostgreSQL store: how long this runner's lease on the plan lasts unless renewed
+    /// (every third of it). A runner that dies is taken over this long after its last renewal.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::state::parse_lease)]
+    lease: std::time::Duration,
 }
 
 impl Args {
@@ -79,7 +80,9 @@ impl Args {
             dry_run: self.dry_run,
             scenario: self.scenario.clone(),
             json: self.output.json(),
-            state_dir: self.state_dir.clone(),
+            state_dir: self.state.dir().map(Path::to_owned),
+            state_url: self.state.url(),
+            lease: self.lease,
             once: self.once,
             restart: self.restart,
             retry_step: self.retry_step,
@@ -139,7 +142,7 @@ struct Setup {
     pending: Option<Pending>,
     resume: Option<RunState>,
     /// Held for the whole run.
-    _lock: Option<RunLock>,
+    _lock: Option<Guard>,
 }
 
 /// Where a run stands before its engine starts: ready, or nothing to do (its exit code).
@@ -285,7 +288,7 @@ fn open_journal(
     (digest, text): Started<'_>,
     store: &Store,
     now: DateTime<Utc>,
-) -> Result<Begun<(Opened, RunLock)>, CliError> {
+) -> Result<Begun<(Opened, Guard)>, CliError> {
     let lock = store.lock()?;
     let start = Start {
         plan,
@@ -298,7 +301,7 @@ fn open_journal(
         default_step_timeout: crate::engine::live::STEP_TIMEOUT,
         now,
     };
-    match store.open(&start, &mut |notice| eprintln!("{notice}"))? {
+    match store.open(&start, &lock, &mut |notice| eprintln!("{notice}"))? {
         Opening::Opened(opened) => Ok(Begun::Ready((*opened, lock))),
         Opening::Ended {
             run_id,
@@ -330,7 +333,10 @@ fn live_setup(
     let clock = RealClock;
     // Every `env` name must be set before anything happens, even a journal.
     Resolver::from_environment(plan, "")?;
-    let store = Store::for_plan(&request.plan, request.state_dir.as_deref());
+    let store = match &request.state_url {
+        Some(url) => Store::in_postgres(&request.plan, url, request.lease)?,
+        None => Store::for_plan(&request.plan, request.state_dir.as_deref()),
+    };
     let (mut opened, lock) = match open_journal(request, plan, source, &store, clock.now())? {
         Begun::Ready(ready) => ready,
         Begun::AlreadyEnded(code) => return Ok(Begun::AlreadyEnded(code)),
@@ -341,7 +347,7 @@ fn live_setup(
     let live =
         Live::new(Arc::clone(plan), resolver, plan_dir(&request.plan)).map_err(CliError::Probes)?;
     let live = Arc::new(live);
-    let journal_path = opened.journal.path().to_owned();
+    let journal_path = opened.journal.path();
     let journal = SharedJournal(Arc::new(std::sync::Mutex::new(opened.journal)));
     super::signal::stop_run_on_signal(journal.clone(), request.stopped_hint());
     let (notifier, pending) = Notifier::new(
@@ -356,7 +362,7 @@ fn live_setup(
         .as_ref()
         .map(|r| r.taken.clone())
         .unwrap_or_default();
-    let inbox = Inbox::new(store.inbox_path(), &run_id, taken);
+    let inbox = store.inbox(&run_id, taken);
     let redact = Arc::clone(&live.redact);
     Ok(Begun::Ready(Setup {
         mode: Mode::Live,

@@ -138,10 +138,18 @@ pub fn read(path: &Path) -> Vec<Entry> {
         .collect()
 }
 
+/// Where an inbox is kept.
+#[derive(Debug, Clone)]
+enum Source {
+    File(PathBuf),
+    /// The database and the plan's key.
+    Postgres(std::sync::Arc<crate::journal::postgres::Db>, String),
+}
+
 /// A run's view of its plan's inbox, handing out each of its requests once.
 #[derive(Debug, Clone)]
 pub struct Inbox {
-    path: PathBuf,
+    source: Source,
     run: String,
     taken: HashSet<String>,
 }
@@ -150,16 +158,34 @@ impl Inbox {
     /// The inbox of run `run`; `taken`: the ids its journal already recorded.
     pub fn new(path: PathBuf, run: &str, taken: HashSet<String>) -> Inbox {
         Inbox {
-            path,
+            source: Source::File(path),
             run: run.to_owned(),
             taken,
         }
     }
 
-    /// This run's requests not taken yet, oldest first.
+    /// The inbox of run `run` of plan `plan` in a PostgreSQL store.
+    pub fn in_postgres(
+        db: std::sync::Arc<crate::journal::postgres::Db>,
+        plan: &str,
+        run: &str,
+        taken: HashSet<String>,
+    ) -> Inbox {
+        Inbox {
+            source: Source::Postgres(db, plan.to_owned()),
+            run: run.to_owned(),
+            taken,
+        }
+    }
+
+    /// This run's requests not taken yet, oldest first. A database out of reach has none for
+    /// now: they are taken once it answers again.
     pub fn pending(&self) -> Vec<Entry> {
-        read(&self.path)
-            .into_iter()
+        let all = match &self.source {
+            Source::File(path) => read(path),
+            Source::Postgres(db, plan) => db.inbox_read(plan, &self.run).unwrap_or_default(),
+        };
+        all.into_iter()
             .filter(|e| e.run_id == self.run && !self.taken.contains(&e.id))
             .collect()
     }

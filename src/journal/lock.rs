@@ -61,7 +61,8 @@ pub enum LockError {
     },
 }
 
-fn host() -> String {
+/// This machine's name, for a lock's or a lease's holder.
+pub(crate) fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

@@ -4,6 +4,7 @@
 pub mod dir;
 pub mod inbox;
 pub mod lock;
+pub mod postgres;
 pub mod replay;
 pub mod store;
 
@@ -197,10 +198,59 @@ impl Journal {
     }
 }
 
+/// A run's journal open for appending: a file, or rows in the PostgreSQL store.
+#[derive(Debug)]
+pub enum Writer {
+    File(Journal),
+    Postgres(postgres::PgJournal),
+}
+
+impl Writer {
+    /// Where the journal is: its file, or the database and the run (for messages).
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Writer::File(journal) => journal.path().to_owned(),
+            Writer::Postgres(journal) => journal.location(),
+        }
+    }
+
+    /// A file journal checks before every append that the plan's lock file is still `lock`'s;
+    /// a database journal is fenced by its lease instead.
+    pub fn guard_with(&mut self, guard: &store::Guard) {
+        if let (Writer::File(journal), store::Guard::File(lock)) = (self, guard) {
+            journal.guard_with(lock);
+        }
+    }
+
+    /// Appends an event once it is durable.
+    pub fn append(&mut self, at: DateTime<Utc>, event: Event) -> std::io::Result<Record> {
+        match self {
+            Writer::File(journal) => journal.append(at, event),
+            Writer::Postgres(journal) => {
+                let record = Record {
+                    seq: journal.seq() + 1,
+                    at,
+                    event,
+                };
+                journal.write_record(&record)?;
+                Ok(record)
+            }
+        }
+    }
+
+    /// Appends a record made elsewhere (the engine numbers its events).
+    pub fn write_record(&mut self, record: &Record) -> std::io::Result<()> {
+        match self {
+            Writer::File(journal) => journal.write_record(record),
+            Writer::Postgres(journal) => journal.write_record(record),
+        }
+    }
+}
+
 /// The journal as the engine's sink, shared with the signal handler (which waits for the write
 /// in flight before the process exits).
 #[derive(Debug, Clone)]
-pub struct SharedJournal(pub std::sync::Arc<std::sync::Mutex<Journal>>);
+pub struct SharedJournal(pub std::sync::Arc<std::sync::Mutex<Writer>>);
 
 /// Fault injection for the crash tests: with `ION_PLAN_CRASH_AFTER_EVENT=N` the process aborts
 /// right after event N is on disk, before the effect that follows it. Read once; only in debug

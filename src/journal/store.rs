@@ -3,18 +3,21 @@
 //! the newest or a named run, and the resume rule that opens a run or starts a new one
 //! (`docs/state.md`; README, "Crashes, resuming, and runs that bake for days").
 //!
-//! [`Store`] is the only code that knows the files; a store in a database would offer the same
-//! methods.
+//! [`Store`] is the only code that knows where runs are kept: the files, or a PostgreSQL database
+//! shared by a team (`journal::postgres`); every command goes through the same methods.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::event::state::{RunState, StepStatus};
 use crate::event::{Event, FORMAT_VERSION, Outcome};
+use crate::journal::inbox::{Entry, Inbox};
 use crate::journal::lock::{self, LockError, RunLock};
+use crate::journal::postgres::{self, Db, Lease, PgError};
 use crate::journal::replay::{self, Replay, ReplayError};
-use crate::journal::{Header, Journal};
+use crate::journal::{Header, Journal, Writer};
 use crate::plan::model::Plan;
 
 /// A run as read back: its journal and the state folded from it.
@@ -46,6 +49,9 @@ pub enum StoreError {
     /// `--retry-step` or `--skip-step` with nothing interrupted to apply it to.
     #[error("there is no unfinished run to resume")]
     NothingToResume,
+    /// The PostgreSQL store cannot serve the command.
+    #[error(transparent)]
+    Postgres(#[from] PgError),
 }
 
 impl StoreError {
@@ -65,10 +71,11 @@ impl StoreError {
     /// Whether the error is a conflict over the state (exit 6) rather than a failure to read or
     /// write it (exit 1).
     pub fn is_conflict(&self) -> bool {
-        !matches!(
-            self,
-            StoreError::Write { .. } | StoreError::Lock(LockError::Io { .. })
-        )
+        match self {
+            StoreError::Write { .. } | StoreError::Lock(LockError::Io { .. }) => false,
+            StoreError::Postgres(error) => error.is_conflict(),
+            _ => true,
+        }
     }
 }
 
@@ -112,7 +119,7 @@ pub struct Start<'a> {
 /// A journal ready to append to: the unfinished run taken up, or a new one.
 #[derive(Debug)]
 pub struct Opened {
-    pub journal: Journal,
+    pub journal: Writer,
     pub run_id: String,
     /// The state to go on from; `None` for a new run.
     pub resume: Option<RunState>,
@@ -132,11 +139,22 @@ pub enum Opening {
     },
 }
 
-/// The runs of one plan in one state folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What makes a runner the only one of its plan: the lock file, or the database lease.
+#[derive(Debug)]
+pub enum Guard {
+    File(RunLock),
+    Lease(Lease),
+}
+
+/// The runs of one plan in one state folder, or in a PostgreSQL database.
+#[derive(Debug, Clone)]
 pub struct Store {
+    /// The folder; for a database, its URL without password (for messages only).
     dir: PathBuf,
     stem: String,
+    db: Option<Arc<Db>>,
+    /// How long a database lease lasts without renewal.
+    lease: std::time::Duration,
 }
 
 impl Store {
@@ -147,36 +165,98 @@ impl Store {
             || crate::plan::validate::plan_dir(plan).join(".ion-plan"),
             Path::to_owned,
         );
-        let stem = plan
-            .file_stem()
-            .map_or_else(|| "plan".to_owned(), |s| s.to_string_lossy().into_owned());
-        Store { dir, stem }
+        Store {
+            dir,
+            stem: stem_of(plan),
+            db: None,
+            lease: postgres::DEFAULT_LEASE,
+        }
     }
 
-    /// The state folder.
+    /// The store of `plan` in the PostgreSQL database at `url`, whose schema must be this
+    /// build's; a lease lasts `lease`.
+    pub fn in_postgres(
+        plan: &Path,
+        url: &str,
+        lease: std::time::Duration,
+    ) -> Result<Store, StoreError> {
+        let db = Db::connect(url)?;
+        db.check_schema()?;
+        Ok(Store::with_db(plan, db, lease))
+    }
+
+    /// The store of `plan` in a database already connected.
+    pub fn with_db(plan: &Path, db: Arc<Db>, lease: std::time::Duration) -> Store {
+        Store {
+            dir: PathBuf::from(db.shown()),
+            stem: stem_of(plan),
+            db: Some(db),
+            lease,
+        }
+    }
+
+    /// The database, for a PostgreSQL store.
+    pub fn db(&self) -> Option<&Arc<Db>> {
+        self.db.as_ref()
+    }
+
+    /// The plan's key: its file stem.
+    pub fn stem(&self) -> &str {
+        &self.stem
+    }
+
+    /// The state folder; for a database, its URL without password (for messages only).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Where approvals and aborts wait for the runner.
-    pub fn inbox_path(&self) -> PathBuf {
-        crate::journal::inbox::path(&self.dir, &self.stem)
+    /// Run `run_id`'s view of the plan's inbox; `taken`: the ids its journal recorded.
+    pub fn inbox(&self, run_id: &str, taken: std::collections::HashSet<String>) -> Inbox {
+        match &self.db {
+            Some(db) => Inbox::in_postgres(Arc::clone(db), &self.stem, run_id, taken),
+            None => Inbox::new(
+                crate::journal::inbox::path(&self.dir, &self.stem),
+                run_id,
+                taken,
+            ),
+        }
     }
 
-    /// Who holds the plan's runner lock, if anyone.
+    /// Leaves a person's request in the plan's inbox.
+    pub fn request(&self, entry: &Entry) -> Result<(), StoreError> {
+        match &self.db {
+            Some(db) => Ok(db.inbox_append(&self.stem, entry)?),
+            None => crate::journal::inbox::append(
+                &crate::journal::inbox::path(&self.dir, &self.stem),
+                entry,
+            )
+            .map_err(StoreError::write(&self.dir)),
+        }
+    }
+
+    /// Who holds the plan's runner lock (or lease), if anyone.
     pub fn holder(&self) -> Option<String> {
-        lock::holder(&self.dir, &self.stem)
+        match &self.db {
+            Some(db) => db.holder(&self.stem).ok().flatten(),
+            None => lock::holder(&self.dir, &self.stem),
+        }
     }
 
-    /// Takes the plan's runner lock (one runner per plan), after checking the folder.
-    pub fn lock(&self) -> Result<RunLock, StoreError> {
+    /// Takes the plan's runner lock or lease (one runner per plan), after checking the folder.
+    pub fn lock(&self) -> Result<Guard, StoreError> {
+        if let Some(db) = &self.db {
+            return Ok(Guard::Lease(db.lease(&self.stem, self.lease)?));
+        }
         self.check()?;
-        Ok(lock::acquire(&self.dir, &self.stem)?)
+        Ok(Guard::File(lock::acquire(&self.dir, &self.stem)?))
     }
 
     /// Checks the state folder if it exists (a symlink, another owner, loose permissions are
     /// refused); `Ok(false)` when there is none.
     pub fn check(&self) -> Result<bool, StoreError> {
+        if self.db.is_some() {
+            return Ok(true);
+        }
         if self.dir.symlink_metadata().is_err() {
             return Ok(false);
         }
@@ -186,6 +266,9 @@ impl Store {
 
     /// The ids of the plan's runs, oldest first.
     pub fn run_ids(&self) -> Vec<String> {
+        if let Some(db) = &self.db {
+            return db.run_ids(&self.stem).unwrap_or_default();
+        }
         let prefix = format!("{}-", self.stem);
         replay::runs(&self.dir, &self.stem)
             .iter()
@@ -200,14 +283,47 @@ impl Store {
             .collect()
     }
 
-    /// The journals of the plan's runs, oldest first.
+    /// The journals of the plan's runs, oldest first (a database's are read by [`Store::replays`]).
     pub fn journals(&self) -> Vec<PathBuf> {
+        if self.db.is_some() {
+            return Vec::new();
+        }
         replay::runs(&self.dir, &self.stem)
+    }
+
+    /// Every run of the plan read back, oldest first; a bad journal fails at once.
+    pub fn replays(&self, warn: &mut dyn FnMut(String)) -> Result<Vec<Replay>, StoreError> {
+        let mut replays = Vec::new();
+        if let Some(db) = &self.db {
+            for id in db.run_ids(&self.stem)? {
+                replays.extend(db.read_run(&self.stem, &id)?);
+            }
+        } else {
+            self.check()?;
+            for path in self.journals() {
+                replays.push(replay::read(&path)?);
+            }
+        }
+        for replay in &replays {
+            if let Some(torn) = &replay.torn {
+                warn(torn.clone());
+            }
+        }
+        Ok(replays)
     }
 
     /// The newest run, if the plan has one (journals without a header are no run: skipped,
     /// and `warn` is told).
     pub fn latest(&self, warn: &mut dyn FnMut(String)) -> Result<Option<StoredRun>, StoreError> {
+        if let Some(db) = &self.db {
+            let Some(id) = db.run_ids(&self.stem)?.pop() else {
+                return Ok(None);
+            };
+            return Ok(db.read_run(&self.stem, &id)?.map(|replay| {
+                let run = replay.state();
+                (replay, run)
+            }));
+        }
         if !self.check()? {
             return Ok(None);
         }
@@ -216,6 +332,12 @@ impl Store {
 
     /// The run `id`, if its journal exists.
     pub fn find(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
+        if let Some(db) = &self.db {
+            return Ok(db.read_run(&self.stem, id)?.map(|replay| {
+                let run = replay.state();
+                (replay, run)
+            }));
+        }
         if !self.check()? {
             return Ok(None);
         }
@@ -232,6 +354,7 @@ impl Store {
     pub fn open(
         &self,
         start: &Start<'_>,
+        guard: &Guard,
         say: &mut dyn FnMut(Notice),
     ) -> Result<Opening, StoreError> {
         let latest = self.latest(&mut |w| say(Notice::Warning(w)))?;
@@ -246,7 +369,10 @@ impl Store {
         let opened = match (decision, &latest) {
             (Decision::NothingToResume, _) => return Err(StoreError::NothingToResume),
             (Decision::PlanChanged, Some((replay, run))) => {
-                return Err(StoreError::PlanChanged(stale_plan(start, replay, run)));
+                let snapshot = self.snapshot(replay, run);
+                return Err(StoreError::PlanChanged(stale_plan(
+                    start, replay, run, snapshot,
+                )));
             }
             (Decision::LeaveEnded, Some((replay, run))) => {
                 // `decide` leaves only an ended run alone: `ended` is set.
@@ -259,13 +385,13 @@ impl Store {
                     journal: replay.path.clone(),
                 });
             }
-            (Decision::TakeUp, Some((replay, run))) => self.take_up(replay, run, say)?,
+            (Decision::TakeUp, Some((replay, run))) => self.take_up(replay, run, guard, say)?,
             (Decision::Supersede, Some((replay, run))) => {
-                self.supersede(start, replay, run, say)?
+                self.supersede(start, replay, run, guard, say)?
             }
             _ => {
                 let previous = newest.map(|run| run.run_id.as_str());
-                self.create(start, run_id_after(start.now, previous))?
+                self.create(start, run_id_after(start.now, previous), guard)?
             }
         };
         Ok(Opening::Opened(Box::new(opened)))
@@ -276,10 +402,10 @@ impl Store {
         &self,
         replay: &Replay,
         run: &RunState,
+        guard: &Guard,
         say: &mut dyn FnMut(Notice),
     ) -> Result<Opened, StoreError> {
-        let journal = Journal::open_append(&replay.path, replay.intact_len, run.last_seq)
-            .map_err(StoreError::write(&self.dir))?;
+        let journal = self.append_to(replay, run, guard)?;
         // A journal whose run never started (cut short after its header) starts afresh.
         let resume = run.started.is_some().then(|| run.clone());
         if resume.is_some() {
@@ -302,6 +428,7 @@ impl Store {
         start: &Start<'_>,
         replay: &Replay,
         run: &RunState,
+        guard: &Guard,
         say: &mut dyn FnMut(Notice),
     ) -> Result<Opened, StoreError> {
         // A new run must not start its steps beside a step of the old one that still runs:
@@ -316,21 +443,56 @@ impl Store {
             }
         }
         let new_id = run_id_after(start.now, Some(&run.run_id));
-        let write = StoreError::write(&self.dir);
-        let mut old =
-            Journal::open_append(&replay.path, replay.intact_len, run.last_seq).map_err(&write)?;
+        let mut old = self.append_to(replay, run, guard)?;
         old.append(start.now, Event::Superseded { by: new_id.clone() })
-            .map_err(&write)?;
+            .map_err(StoreError::write(&self.dir))?;
         say(Notice::Note(format!(
             "run {} left unfinished; its journal is kept: {}",
             run.run_id,
             replay.path.display()
         )));
-        self.create(start, new_id)
+        self.create(start, new_id, guard)
+    }
+
+    /// The plan text `run` started from: beside its journal file, or in the database.
+    fn snapshot(&self, replay: &Replay, run: &RunState) -> Option<String> {
+        if let Some(db) = &self.db {
+            return db.plan_text(&run.run_id);
+        }
+        let path = replay.path.with_extension("plan.yaml");
+        crate::journal::dir::open_read(&path)
+            .and_then(|file| {
+                use std::io::Read as _;
+                let mut text = String::new();
+                file.take(crate::plan::load::MAX_PLAN_BYTES)
+                    .read_to_string(&mut text)
+                    .map(|_| text)
+            })
+            .ok()
+    }
+
+    /// A writer appending to an existing run.
+    fn append_to(
+        &self,
+        replay: &Replay,
+        run: &RunState,
+        guard: &Guard,
+    ) -> Result<Writer, StoreError> {
+        match guard {
+            Guard::Lease(lease) => Ok(Writer::Postgres(lease.journal(&run.run_id, run.last_seq))),
+            Guard::File(_) => Journal::open_append(&replay.path, replay.intact_len, run.last_seq)
+                .map(Writer::File)
+                .map_err(StoreError::write(&self.dir)),
+        }
     }
 
     /// A new journal, with the plan text it starts from kept beside it.
-    fn create(&self, start: &Start<'_>, run_id: String) -> Result<Opened, StoreError> {
+    fn create(
+        &self,
+        start: &Start<'_>,
+        run_id: String,
+        guard: &Guard,
+    ) -> Result<Opened, StoreError> {
         let write = StoreError::write(&self.dir);
         let header = Header {
             format: FORMAT_VERSION,
@@ -340,6 +502,14 @@ impl Store {
             created: start.now,
             vars: start.vars.to_vec(),
         };
+        if let (Some(db), Guard::Lease(lease)) = (&self.db, guard) {
+            db.create_run(lease, &header, &start.plan.name, start.text)?;
+            return Ok(Opened {
+                journal: Writer::Postgres(lease.journal(&run_id, 0)),
+                run_id,
+                resume: None,
+            });
+        }
         crate::journal::dir::ensure(&self.dir).map_err(&write)?;
         // Keep the plan the run starts from: a changed plan is then explained, not just refused.
         // Written first, so that a journal on disk always has its snapshot.
@@ -352,7 +522,7 @@ impl Store {
         .map_err(&write)?;
         let journal = Journal::create(&self.dir, &name, &header).map_err(&write)?;
         Ok(Opened {
-            journal,
+            journal: Writer::File(journal),
             run_id,
             resume: None,
         })
@@ -447,21 +617,19 @@ fn wait_for_old_step(
 }
 
 /// Why a run cannot resume on a changed plan, and what changed.
-fn stale_plan(start: &Start<'_>, replay: &Replay, run: &RunState) -> String {
+/// `snapshot`: the plan text the run started from, if it was kept.
+fn stale_plan(
+    start: &Start<'_>,
+    replay: &Replay,
+    run: &RunState,
+    snapshot: Option<String>,
+) -> String {
     use crate::plan::validate::{Checks, validate_source_with};
-    let snapshot = replay.path.with_extension("plan.yaml");
-    let changes = crate::journal::dir::open_read(&snapshot)
-        .and_then(|file| {
-            use std::io::Read as _;
-            let mut text = String::new();
-            file.take(crate::plan::load::MAX_PLAN_BYTES)
-                .read_to_string(&mut text)
-                .map(|_| text)
-        })
-        .ok()
+    let snapshot_path = replay.path.with_extension("plan.yaml");
+    let changes = snapshot
         .and_then(|text| {
             validate_source_with(
-                crate::plan::load::Source::new(&snapshot, text),
+                crate::plan::load::Source::new(&snapshot_path, text),
                 Checks { filesystem: false },
                 &replay.header.vars,
             )
@@ -501,6 +669,12 @@ pub fn digest(text: &str, vars: &[(String, String)]) -> String {
             let _ = write!(hex, "{byte:02x}");
             hex
         })
+}
+
+/// A plan's key in a store: its file stem.
+fn stem_of(plan: &Path) -> String {
+    plan.file_stem()
+        .map_or_else(|| "plan".to_owned(), |s| s.to_string_lossy().into_owned())
 }
 
 /// A run id: its start to the millisecond, then a salt. Journals sort by it, so the newest run
@@ -557,10 +731,7 @@ mod tests {
     fn the_state_folder_is_beside_the_plan_unless_named() {
         let store = Store::for_plan(Path::new("deploy/web.yaml"), None);
         assert_eq!(store.dir(), Path::new("deploy/.ion-plan"));
-        assert_eq!(
-            store.inbox_path(),
-            crate::journal::inbox::path(store.dir(), "web")
-        );
+        assert_eq!(store.stem(), "web");
         let store = Store::for_plan(Path::new("web.yaml"), Some(Path::new("/s")));
         assert_eq!(store.dir(), Path::new("/s"));
     }
@@ -591,7 +762,9 @@ mod tests {
 
     fn open(store: &Store, start: &Start<'_>) -> (Result<Opening, StoreError>, Vec<String>) {
         let mut said = Vec::new();
-        let opening = store.open(start, &mut |n| said.push(n.to_string()));
+        let opening = store
+            .lock()
+            .and_then(|guard| store.open(start, &guard, &mut |n| said.push(n.to_string())));
         (opening, said)
     }
 

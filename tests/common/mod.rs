@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod postgres;
 pub mod prometheus;
 pub mod server;
 
