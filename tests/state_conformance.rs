@@ -84,41 +84,35 @@ impl Fixture {
 
     /// Spoils the record numbered `seq` of run `run_id`, as a failing disk or a hand edit would.
     fn damage(&self, run_id: &str, seq: u64) {
-        match &self.url {
-            Some(url) => {
-                common::postgres::psql(
-                    url,
-                    &format!(
-                        "UPDATE ion_plan_events SET record = '{{\"not\": \"a record\"}}' WHERE run_id = '{run_id}' AND seq = {seq}"
-                    ),
-                );
-            }
-            None => {
-                let path = self
-                    .dir
-                    .path()
-                    .join(format!(".ion-plan/web-{run_id}.jsonl"));
-                let text = std::fs::read_to_string(&path).unwrap();
-                let mut lines: Vec<&str> = text.lines().collect();
-                lines[usize::try_from(seq).unwrap()] = "{\"not\": \"a record\"}";
-                std::fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
-            }
+        if let Some(url) = &self.url {
+            common::postgres::psql(
+                url,
+                &format!(
+                    "UPDATE ion_plan_events SET record = '{{\"not\": \"a record\"}}' WHERE run_id = '{run_id}' AND seq = {seq}"
+                ),
+            );
+        } else {
+            let path = self
+                .dir
+                .path()
+                .join(format!(".ion-plan/web-{run_id}.jsonl"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines[usize::try_from(seq).unwrap()] = "{\"not\": \"a record\"}";
+            std::fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
         }
     }
 
     /// Takes the runner's hold away from under it: the lease expires (a runner frozen past it),
     /// or the lock file is replaced.
     fn take_hold_away(&self) {
-        match &self.url {
-            Some(url) => {
-                common::postgres::psql(
-                    url,
-                    "UPDATE ion_plan_leases SET expires = now() - interval '1 second'",
-                );
-            }
-            None => {
-                std::fs::remove_file(self.dir.path().join(".ion-plan/web.lock")).unwrap();
-            }
+        if let Some(url) = &self.url {
+            common::postgres::psql(
+                url,
+                "UPDATE ion_plan_leases SET expires = now() - interval '1 second'",
+            );
+        } else {
+            std::fs::remove_file(self.dir.path().join(".ion-plan/web.lock")).unwrap();
         }
     }
 }
@@ -160,7 +154,7 @@ fn appended_events_read_back_in_order(kind: Kind) {
         replay.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
     );
-    assert_eq!(other.run_ids(), [run.run_id.clone()]);
+    assert_eq!(other.run_ids(), std::slice::from_ref(&run.run_id));
     let (found, _) = other.find(&run.run_id).unwrap().unwrap();
     assert_eq!(found.records, replay.records);
     assert_eq!(found.header, replay.header);

@@ -114,7 +114,7 @@ impl Machines {
     /// dead runner's lease, and deciding an interrupted step by whether its effect is there.
     fn resume_to_end(&self, machine: usize, url: &str) -> (i32, String) {
         let mut flags: Vec<&str> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         while Instant::now() < deadline {
             let output = ion_plan()
                 .arg("run")
