@@ -344,8 +344,11 @@ fn live_setup(
     opened.journal.guard_with(&lock);
     let run_id = opened.run_id;
     let resolver = Resolver::from_environment(plan, &run_id)?;
-    let live =
+    let mut live =
         Live::new(Arc::clone(plan), resolver, plan_dir(&request.plan)).map_err(CliError::Probes)?;
+    if let Guard::Lease(lease) = &lock {
+        live.hold = Some(lease.hold());
+    }
     let live = Arc::new(live);
     let journal_path = opened.journal.path();
     let journal = SharedJournal(Arc::new(std::sync::Mutex::new(opened.journal)));

@@ -42,6 +42,8 @@ pub struct Live {
     /// For steps: follows no redirect (a 3xx is the step's answer), so a step's headers and body
     /// go only where the plan says.
     pub step_client: reqwest::Client,
+    /// With a PostgreSQL store: checked right before each step's effect.
+    pub hold: Option<crate::journal::postgres::Hold>,
 }
 
 impl Live {
@@ -64,6 +66,7 @@ impl Live {
             dir,
             client,
             step_client,
+            hold: None,
         })
     }
 
@@ -253,6 +256,9 @@ impl Live {
         if !gated && !announce.started(None).await {
             return failed("not started: the start could not be journaled");
         }
+        if !gated && let Err(e) = self.still_held() {
+            return failed(e);
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -265,6 +271,10 @@ impl Live {
             // The group exists; its leader waits for the go. Journal first, then go.
             if !announce.started(Some(group.id())).await {
                 return failed("not started: the start could not be journaled");
+            }
+            // Its group is ended unstarted when `group` drops.
+            if let Err(e) = self.still_held() {
+                return failed(e);
             }
             if let Some(mut gate) = child.stdin.take() {
                 use tokio::io::AsyncWriteExt as _;
@@ -329,6 +339,15 @@ fn failed(detail: impl Into<String>) -> StepResult {
     }
 }
 
+impl Live {
+    /// Whether this runner is still the plan's only one (always, with the state folder).
+    fn still_held(&self) -> Result<(), String> {
+        self.hold
+            .as_ref()
+            .map_or(Ok(()), crate::journal::postgres::Hold::check)
+    }
+}
+
 impl StepRunner for Live {
     fn describe(&self, step: &Step, context: StepContext<'_>) -> String {
         describe_step(&self.resolver, step, context)
@@ -355,6 +374,9 @@ impl StepRunner for Live {
                 return failed("not started: the start could not be journaled");
             }
             if let Some(http) = &step.http {
+                if let Err(e) = self.still_held() {
+                    return failed(e);
+                }
                 return match self.http_request(http, step, &context) {
                     Ok(request) => match request.send(&self.step_client).await {
                         Ok(response) => StepResult {

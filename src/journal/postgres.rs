@@ -775,6 +775,14 @@ impl Lease {
         self.length
     }
 
+    /// What an effect checks right before it happens (after its start was journaled).
+    pub fn hold(&self) -> Hold {
+        Hold {
+            plan: self.plan.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// A journal that appends to `run_id` under this lease.
     pub fn journal(&self, run_id: &str, last_seq: u64) -> PgJournal {
         PgJournal {
@@ -810,6 +818,33 @@ impl Drop for Lease {
                 .execute(&pool)
                 .await
         });
+    }
+}
+
+/// The last check before an effect: a runner frozen (SIGSTOP, a suspended VM) between
+/// journaling a step's start and running it finds, on waking, that its lease may have passed to
+/// another runner, and runs nothing. Local and cheap: the monotonic clock against the last
+/// renewal.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    plan: String,
+    shared: Arc<LeaseState>,
+}
+
+impl Hold {
+    pub fn check(&self) -> Result<(), String> {
+        let until = self
+            .shared
+            .valid_until
+            .lock()
+            .map_or_else(|_| Instant::now(), |u| *u);
+        if self.shared.lost.load(Ordering::SeqCst) || Instant::now() >= until {
+            return Err(format!(
+                "not started: this runner's lease on `{}` may have passed to another runner",
+                self.plan
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,129 @@
+//! PostgreSQL itself goes down in the middle of a run (`pg_ctl -m immediate stop`, then start):
+//! the runner retries its journal writes while its lease surely holds, or stops before its next
+//! effect with an error that names the database; either way a resumed run completes with every
+//! non-idempotent step run once. A binary of its own: the cluster's outage would hit any test
+//! running beside it.
+//!
+//! Needs the throwaway cluster of `.ci/postgres` (`ION_PLAN_TEST_POSTGRES`, `ION_PLAN_TEST_PG_DIR`).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use common::postgres::migrated_database;
+use common::server::serve;
+use common::{ion_plan, lines, root, script, write};
+
+fn cluster(action: &str) {
+    let dir = std::env::var("ION_PLAN_TEST_PG_DIR")
+        .expect("ION_PLAN_TEST_PG_DIR: the cluster's folder (.ci/postgres start prints it)");
+    let status = Command::new(root().join(".ci/postgres"))
+        .args([action, &dir])
+        .status()
+        .expect(".ci/postgres");
+    assert!(status.success(), ".ci/postgres {action}");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn postgres_down_mid_run_then_up_the_run_completes_with_each_step_once() {
+    let server = serve(Router::new().route("/stats", get(|| async { r#"{"error_rate": 0}"# })));
+    let url = migrated_database();
+    let dir = tempfile::tempdir().unwrap();
+    script(dir.path(), "log.sh", "echo \"$*\" >> log.txt");
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        format!(
+            "\
+version: 1
+name: outage
+probes:
+  stats:
+    http: {{ url: \"{}\", metrics: {{ error_rate: /error_rate }} }}
+gates:
+  guard:
+    at: every_check
+    require: [stats.error_rate <= 1%]
+defaults:
+  steps:
+    - run: [./log.sh, \"migrate-${{{{ stage.name }}}}\"]
+  checks: {{ every: 100ms, probes: [stats] }}
+  gates: [guard]
+stages:
+  - {{ name: a, traffic: 10, bake: 1s }}
+  - {{ name: b, traffic: 50, bake: 1s }}
+  - {{ name: c, traffic: 100, bake: 1s }}
+",
+            server.url("/stats")
+        ),
+    );
+    let runner = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+        .arg("run")
+        .arg(&plan)
+        .args(["--state", &url, "--lease", "10s"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("log.txt");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lines(&log).contains(&"migrate-a".to_owned()) {
+        assert!(Instant::now() < deadline, "stage a never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster("down");
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster("up");
+    let output = runner.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.code() != Some(0) {
+        // It stopped: the error says what it could not reach.
+        assert!(stderr.contains("127.0.0.1"), "{stderr}");
+        let mut flags: Vec<&str> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "the run was never resumed to its end"
+            );
+            let resumed = ion_plan()
+                .arg("run")
+                .arg(&plan)
+                .args(["--state", &url, "--lease", "10s"])
+                .args(&flags)
+                .run();
+            match resumed.code {
+                0 => break,
+                6 if resumed.stderr.contains("another runner") => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                6 if resumed.stderr.contains("--retry-step") => {
+                    let ran = resumed
+                        .stderr
+                        .split("stage `")
+                        .nth(1)
+                        .and_then(|s| s.split('`').next())
+                        .is_some_and(|stage| lines(&log).contains(&format!("migrate-{stage}")));
+                    flags = vec![if ran { "--skip-step" } else { "--retry-step" }];
+                }
+                code => panic!("resume: exit {code}: {}", resumed.stderr),
+            }
+        }
+    }
+    assert_eq!(
+        lines(&log),
+        ["migrate-a", "migrate-b", "migrate-c"],
+        "{stderr}"
+    );
+    let report = ion_plan()
+        .args(["report", "--format", "json", "--state", &url])
+        .arg(&plan)
+        .run();
+    assert_eq!(report.json()["outcome"], "completed", "{}", report.stderr);
+}
