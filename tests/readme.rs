@@ -221,6 +221,15 @@ fn every_other_command_in_the_readme_names_what_exists() {
                 );
             }
             "bash" => assert!(exists(&words[1]), "{context}"),
+            // `eval "$(SCRIPT ARGS)"`: the script exists.
+            "eval" => {
+                let inner = words[1]
+                    .strip_prefix("$(")
+                    .and_then(|w| w.strip_suffix(')'))
+                    .unwrap_or_else(|| panic!("{context}: eval of what?"));
+                let script = inner.split_whitespace().next().unwrap_or_default();
+                assert!(exists(script), "{context}");
+            }
             "apt-get" => {
                 for package in &words[2..] {
                     assert!(
