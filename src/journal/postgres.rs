@@ -112,17 +112,73 @@ pub fn is_url(text: &str) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
 }
 
-/// `url` without its password: what messages and `status` show.
+/// The URL parameters the client understands (sqlx's `PgConnectOptions`, less `password`). Any
+/// other is refused: the client would ignore it, so a misspelt `sslmode` would connect without
+/// TLS.
+const KNOWN_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "application_name",
+    "options",
+];
+
+/// `url` without its password (in the user part or a `password=` parameter): what messages and
+/// `status` show.
 pub fn shown(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
                 let _ = parsed.set_password(Some("***"));
             }
+            if parsed.query_pairs().any(|(key, _)| key == "password") {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let value = if key == "password" {
+                            "***".into()
+                        } else {
+                            value
+                        };
+                        (key.into_owned(), value.into_owned())
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
         Err(_) => "the --state URL".to_owned(),
     }
+}
+
+/// Why `parsed` may not be used, if it may not: a password in it, or a parameter the client
+/// would silently ignore.
+fn refused(parsed: &url::Url) -> Option<String> {
+    if parsed.password().is_some() || parsed.query_pairs().any(|(key, _)| key == "password") {
+        return Some(
+            "it holds a password, which would show in `ps` and in logs: give it in PGPASSWORD or ~/.pgpass".to_owned(),
+        );
+    }
+    let unknown = parsed.query_pairs().map(|(key, _)| key).find(|key| {
+        !KNOWN_PARAMETERS.contains(&key.as_ref())
+            && !(key.starts_with("options[") && key.ends_with(']'))
+    })?;
+    Some(format!(
+        "it has the parameter `{unknown}`, which the client does not know (it would be ignored); known: {}",
+        KNOWN_PARAMETERS.join(", ")
+    ))
 }
 
 fn query<'a>(what: &'static str, shown: &'a str) -> impl FnOnce(sqlx::Error) -> PgError + use<'a> {
@@ -172,10 +228,8 @@ impl Db {
             reason,
         };
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-        if parsed.password().is_some() {
-            return Err(bad(
-                "it holds a password, which would show in `ps` and in logs: give it in PGPASSWORD or ~/.pgpass".to_owned(),
-            ));
+        if let Some(reason) = refused(&parsed) {
+            return Err(bad(reason));
         }
         let options = url
             .parse::<PgConnectOptions>()

@@ -1,0 +1,64 @@
+//! The PostgreSQL state store against an on-call engineer's bad day and an attacker's input
+//! (README, "Running as a team"): a password or a misspelt parameter in the URL, a state folder
+//! with a journal that is no run, a runner whose lease is taken while it waits for a person.
+//!
+//! Needs the throwaway cluster of `.ci/postgres` (`ION_PLAN_TEST_POSTGRES`), as `.ci/run` starts.
+
+mod common;
+
+use common::postgres::{migrated_database, psql};
+use common::{ion_plan, write};
+
+/// Every table's row count and the lease's token: what a refused command must leave as it was.
+fn footprint(url: &str) -> String {
+    psql(
+        url,
+        "SELECT (SELECT count(*) FROM ion_plan_runs) || '/' || (SELECT count(*) FROM ion_plan_events)
+             || '/' || (SELECT count(*) FROM ion_plan_inbox) || '/' || (SELECT count(*) FROM ion_plan_leases)",
+    )
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn a_password_or_an_unknown_parameter_in_the_url_is_refused_and_never_printed() {
+    let url = migrated_database();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        "version: 1\nname: x\nstages:\n  - { name: all, traffic: 100, bake: 0s }\n",
+    );
+    // Each of these would connect (the cluster trusts loopback), so only the refusal stops them:
+    // a password as a parameter shows in `ps` as one in the user part does, and a misspelt
+    // `sslmode` is ignored by the client, which then connects without TLS.
+    for (query, expected) in [
+        ("?password=hunter2", "PGPASSWORD"),
+        ("?sslmode=disable&password=hunter2", "PGPASSWORD"),
+        ("?ssl_mode=verify-full", "`ssl_mode`"),
+        ("?sslmod=require", "`sslmod`"),
+    ] {
+        let refused = ion_plan()
+            .arg("run")
+            .arg(&plan)
+            .args(["--state", &format!("{url}{query}")])
+            .run();
+        assert_eq!(refused.code, 1, "{query}: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains(expected),
+            "{query}: {}",
+            refused.stderr
+        );
+        assert!(!refused.stderr.contains("hunter2"), "{}", refused.stderr);
+        assert_eq!(footprint(&url), "0/0/0/0", "{query}");
+    }
+    // The parameters the client knows still work.
+    let known = ion_plan()
+        .arg("run")
+        .arg(&plan)
+        .args([
+            "--state",
+            &format!("{url}?sslmode=disable&application_name=ci"),
+        ])
+        .run();
+    assert_eq!(known.code, 0, "{}", known.stderr);
+}
