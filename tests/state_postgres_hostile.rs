@@ -62,3 +62,45 @@ fn a_password_or_an_unknown_parameter_in_the_url_is_refused_and_never_printed() 
         .run();
     assert_eq!(known.code, 0, "{}", known.stderr);
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn a_journal_that_is_no_run_is_skipped_by_import_as_by_the_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        "version: 1\nname: x\nstages:\n  - { name: all, traffic: 100, bake: 0s }\n",
+    );
+    let ran = ion_plan().arg("run").arg(&plan).run();
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // A runner that crashed before its header was written left an empty journal; it sorts
+    // first. The file store reads past it.
+    let state = dir.path().join(".ion-plan");
+    let empty = write(&state, "a-20200101T000000Z-abcd.jsonl", "");
+    let url = migrated_database();
+    let import = ion_plan()
+        .args(["state", "import"])
+        .arg(&state)
+        .args(["--state", &url])
+        .run();
+    assert_eq!(import.code, 0, "{}", import.stderr);
+    assert!(
+        import.stderr.contains("1 run imported"),
+        "{}",
+        import.stderr
+    );
+    assert!(
+        import
+            .stderr
+            .contains(&format!("warning: ignoring `{}`", empty.display())),
+        "{}",
+        import.stderr
+    );
+    let journal = common::journals(&state)
+        .into_iter()
+        .find(|j| *j != empty)
+        .expect("the run's journal");
+    let events = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
+    assert_eq!(footprint(&url), format!("1/{events}/0/0"));
+}

@@ -174,7 +174,19 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
     journals.sort_by(|a, b| a.1.cmp(&b.1));
     let (mut copied, mut skipped) = (0, 0);
     for (plan, path) in &journals {
-        let replay = replay::read(path).map_err(CliError::Journal)?;
+        // A journal without a header is no run (its start was cut short): the file store skips
+        // it with a warning, and so does the move to the database.
+        let replay = match replay::read(path) {
+            Ok(replay) => replay,
+            Err(error) if error.is_no_run() => {
+                eprintln!(
+                    "warning: ignoring `{}`: {error}; it is no run (remove it to silence this)",
+                    path.display()
+                );
+                continue;
+            }
+            Err(error) => return Err(CliError::Journal(error)),
+        };
         let text = crate::journal::dir::open_read(&path.with_extension("plan.yaml"))
             .ok()
             .and_then(|file| {
