@@ -104,3 +104,81 @@ fn a_journal_that_is_no_run_is_skipped_by_import_as_by_the_file_store() {
     let events = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
     assert_eq!(footprint(&url), format!("1/{events}/0/0"));
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn a_runner_whose_lease_is_taken_while_it_waits_for_a_person_stops_with_exit_6() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let url = migrated_database();
+    let dir = tempfile::tempdir().unwrap();
+    common::script(dir.path(), "log.sh", "echo \"$1\" >> effects.txt");
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        "\
+version: 1
+name: waits
+defaults:
+  steps:
+    - run: [./log.sh, \"step-${{ stage.name }}\"]
+stages:
+  - { name: a, traffic: 10, bake: 0s }
+  - { name: b, traffic: 100, bake: 0s, approval: { timeout: 1h } }
+rollback:
+  - run: [./log.sh, rollback]
+",
+    );
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+        .arg("run")
+        .arg(&plan)
+        .args(["--state", &url, "--lease", "3s"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now() + Duration::from_secs(20);
+    while psql(
+        &url,
+        "SELECT count(*) FROM ion_plan_events WHERE (record->'event')::jsonb ? 'approval_requested'",
+    ) != "1"
+    {
+        assert!(Instant::now() < waiting, "the run never asked for approval");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Another runner takes the lease over, as `ion-plan run` on another machine does once it
+    // expired: a new holder and the next token.
+    psql(
+        &url,
+        "UPDATE ion_plan_leases SET holder = 'other', pid = 1, token = token + 1,
+             expires = now() + interval '1 hour'",
+    );
+    let before = footprint(&url);
+    // It stops at its next renewal (every second with this lease), not at the approval's
+    // timeout an hour away.
+    let stopping = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = runner.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= stopping {
+            runner.kill().unwrap();
+            runner.wait().unwrap();
+            panic!("the runner still waits for a person on a lease that is not its own");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut runner.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("taken over while it waited"), "{stderr}");
+    assert_eq!(footprint(&url), before, "it wrote nothing more");
+    assert_eq!(
+        common::lines(&dir.path().join("effects.txt")),
+        ["step-a", "step-b"],
+        "no rollback, nothing run twice"
+    );
+}

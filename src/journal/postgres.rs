@@ -886,6 +886,18 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// Whether the database said the lease is no longer this runner's (taken over, or expired
+    /// while the runner was frozen or the database away): a wait for a person ends, and the
+    /// run stops without running anything more.
+    pub fn lost(&self) -> Option<String> {
+        self.shared.lost.load(Ordering::SeqCst).then(|| {
+            format!(
+                "this runner's lease on `{}` expired or was taken over while it waited; it stopped without running anything more",
+                self.plan
+            )
+        })
+    }
+
     pub fn check(&self) -> Result<(), String> {
         let until = self
             .shared
