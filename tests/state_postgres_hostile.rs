@@ -1,8 +1,10 @@
 //! The PostgreSQL state store against an on-call engineer's bad day and an attacker's input
-//! (README, "Running as a team"): a password or a misspelt parameter in the URL, a state folder
-//! with a journal that is no run, a runner whose lease is taken while it waits for a person.
+//! (README, "Running as a team"): a password or a misspelt parameter in the URL, a server that
+//! refuses connections, a state folder with a journal that is no run, a runner whose lease is
+//! taken while it waits for a person.
 //!
-//! Needs the throwaway cluster of `.ci/postgres` (`ION_PLAN_TEST_POSTGRES`), as `.ci/run` starts.
+//! All but the refused connection need the throwaway cluster of `.ci/postgres`
+//! (`ION_PLAN_TEST_POSTGRES`), as `.ci/run` starts.
 
 mod common;
 
@@ -180,5 +182,31 @@ rollback:
         common::lines(&dir.path().join("effects.txt")),
         ["step-a", "step-b"],
         "no rollback, nothing run twice"
+    );
+}
+
+#[test]
+fn a_server_that_refuses_the_connection_is_named_as_refusing() {
+    // A port nobody listens on: the pool alone said only "pool timed out while waiting for an
+    // open connection", which sends the on-call engineer to the pool, not to the server.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = ion_plan()
+        .args([
+            "runs",
+            "--state",
+            &format!("postgres://ion@127.0.0.1:{port}/rollouts"),
+        ])
+        .run();
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    assert!(
+        output.stderr.contains(&format!(
+            "cannot connect to postgres://ion@127.0.0.1:{port}/rollouts"
+        )) && output.stderr.contains("Connection refused"),
+        "{}",
+        output.stderr
     );
 }

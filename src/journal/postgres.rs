@@ -214,6 +214,24 @@ fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// How long connecting may take before a command gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection to `options` cannot be made, when the pool timed out making one.
+async fn why_not(options: &PgConnectOptions) -> sqlx::Error {
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Err(error)) => error,
+        Ok(Ok(connection)) => {
+            let _ = sqlx::Connection::close(connection).await;
+            sqlx::Error::PoolTimedOut
+        }
+        Err(_) => sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
 fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -247,10 +265,16 @@ impl Db {
         let connecting = PgPoolOptions::new()
             .max_connections(4)
             .min_connections(0)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options);
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options.clone());
         runtime.spawn(async move {
-            let _ = send.send(connecting.await);
+            let connected = match connecting.await {
+                // The pool says only that it timed out; one connection of our own says why (a
+                // refused port, an unknown host, a server that does not answer).
+                Err(sqlx::Error::PoolTimedOut) => Err(why_not(&options).await),
+                other => other,
+            };
+            let _ = send.send(connected);
         });
         let pool = receive
             .recv()
