@@ -20,6 +20,51 @@ fn footprint(url: &str) -> String {
     )
 }
 
+/// A plan whose second stage waits an hour for a person (its steps append to `effects.txt`),
+/// and a runner on it, once it waits.
+fn waiting_runner(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, std::process::Child) {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    common::script(dir, "log.sh", "echo \"$1\" >> effects.txt");
+    let plan = write(
+        dir,
+        "plan.yaml",
+        "\
+version: 1
+name: waits
+defaults:
+  steps:
+    - run: [./log.sh, \"step-${{ stage.name }}\"]
+stages:
+  - { name: a, traffic: 10, bake: 0s }
+  - { name: b, traffic: 100, bake: 0s, approval: { timeout: 1h } }
+rollback:
+  - run: [./log.sh, rollback]
+",
+    );
+    let runner = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+        .arg("run")
+        .arg(&plan)
+        .args(["--state", url, "--lease", "3s"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now() + Duration::from_secs(20);
+    while psql(
+        url,
+        "SELECT count(*) FROM ion_plan_events WHERE (record->'event')::jsonb ? 'approval_requested'",
+    ) != "1"
+    {
+        assert!(Instant::now() < waiting, "the run never asked for approval");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (plan, runner)
+}
+
 #[test]
 #[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
 fn a_password_or_an_unknown_parameter_in_the_url_is_refused_and_never_printed() {
@@ -104,53 +149,22 @@ fn a_journal_that_is_no_run_is_skipped_by_import_as_by_the_file_store() {
         .find(|j| *j != empty)
         .expect("the run's journal");
     let events = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
-    assert_eq!(footprint(&url), format!("1/{events}/0/0"));
+    // The import held the plan's lease while it copied, and let it go.
+    assert_eq!(footprint(&url), format!("1/{events}/0/1"));
+    assert_eq!(
+        psql(&url, "SELECT expires <= now() FROM ion_plan_leases"),
+        "t"
+    );
 }
 
 #[test]
 #[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
 fn a_runner_whose_lease_is_taken_while_it_waits_for_a_person_stops_with_exit_6() {
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     let url = migrated_database();
     let dir = tempfile::tempdir().unwrap();
-    common::script(dir.path(), "log.sh", "echo \"$1\" >> effects.txt");
-    let plan = write(
-        dir.path(),
-        "plan.yaml",
-        "\
-version: 1
-name: waits
-defaults:
-  steps:
-    - run: [./log.sh, \"step-${{ stage.name }}\"]
-stages:
-  - { name: a, traffic: 10, bake: 0s }
-  - { name: b, traffic: 100, bake: 0s, approval: { timeout: 1h } }
-rollback:
-  - run: [./log.sh, rollback]
-",
-    );
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
-        .arg("run")
-        .arg(&plan)
-        .args(["--state", &url, "--lease", "3s"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let waiting = Instant::now() + Duration::from_secs(20);
-    while psql(
-        &url,
-        "SELECT count(*) FROM ion_plan_events WHERE (record->'event')::jsonb ? 'approval_requested'",
-    ) != "1"
-    {
-        assert!(Instant::now() < waiting, "the run never asked for approval");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_, mut runner) = waiting_runner(dir.path(), &url);
     // Another runner takes the lease over, as `ion-plan run` on another machine does once it
     // expired: a new holder and the next token.
     psql(
@@ -209,4 +223,46 @@ fn a_server_that_refuses_the_connection_is_named_as_refusing() {
         "{}",
         output.stderr
     );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn a_state_folder_is_not_imported_beside_a_run_a_runner_is_running() {
+    let url = migrated_database();
+    let machine = tempfile::tempdir().unwrap();
+    let (_, mut runner) = waiting_runner(machine.path(), &url);
+    // The same plan run from a state folder after it: its run is the newer one.
+    let laptop = tempfile::tempdir().unwrap();
+    common::script(laptop.path(), "log.sh", "true");
+    let plan = write(
+        laptop.path(),
+        "plan.yaml",
+        std::fs::read_to_string(machine.path().join("plan.yaml")).unwrap(),
+    );
+    let local = ion_plan().args(["run", "--once"]).arg(&plan).run();
+    assert!(
+        local.stderr.contains("waits for a person"),
+        "{}",
+        local.stderr
+    );
+    let before = footprint(&url);
+    let import = ion_plan()
+        .args(["state", "import"])
+        .arg(laptop.path().join(".ion-plan"))
+        .args(["--state", &url])
+        .run();
+    // Imported, it became the plan's newest run: `status` showed it as the one running, and an
+    // approval went to it while the runner waited on.
+    assert_eq!(import.code, 6, "{}", import.stderr);
+    assert!(
+        import
+            .stderr
+            .contains("another runner is running this plan")
+            && import.stderr.contains(&format!("pid {}", runner.id())),
+        "{}",
+        import.stderr
+    );
+    assert_eq!(footprint(&url), before, "nothing imported");
+    runner.kill().unwrap();
+    runner.wait().unwrap();
 }
