@@ -266,3 +266,35 @@ fn a_state_folder_is_not_imported_beside_a_run_a_runner_is_running() {
     runner.kill().unwrap();
     runner.wait().unwrap();
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn a_runner_stopped_with_ctrl_c_lets_its_lease_go() {
+    let url = migrated_database();
+    let dir = tempfile::tempdir().unwrap();
+    let (plan, runner) = waiting_runner(dir.path(), &url);
+    common::signal(&runner, "INT");
+    let output = runner.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Its processes are ended and it writes nothing more: the operator who pressed Ctrl-C to
+    // fix something resumes at once, not "another runner is running this plan" (naming the
+    // dead process) for the rest of the lease.
+    assert_eq!(
+        psql(&url, "SELECT expires <= now() FROM ion_plan_leases"),
+        "t"
+    );
+    let resumed = ion_plan()
+        .args(["run", "--once", "--state", &url])
+        .arg(&plan)
+        .run();
+    assert!(
+        resumed.stderr.contains("waits for a person") && resumed.code != 6,
+        "{}",
+        resumed.stderr
+    );
+}

@@ -556,6 +556,20 @@ impl Db {
         })
     }
 
+    /// Expires the lease (`plan`, `token`) now, keeping its token: the next runner need not wait
+    /// it out.
+    fn expire(&self, plan: &str, token: i64) {
+        let pool = self.pool.clone();
+        let plan = plan.to_owned();
+        let _ = self.block(async move {
+            sqlx::query("UPDATE ion_plan_leases SET expires = now() WHERE plan = $1 AND token = $2")
+                .bind(plan)
+                .bind(token)
+                .execute(&pool)
+                .await
+        });
+    }
+
     /// Renews a lease: `Ok(false)` if it is not this token's any more, or expired.
     fn renew(&self, plan: &str, token: i64, length: Duration) -> Result<bool, sqlx::Error> {
         let pool = self.pool.clone();
@@ -876,27 +890,21 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        {
-            let (stop, wake) = &self.shared.stop;
-            if let Ok(mut stopped) = stop.lock() {
-                *stopped = true;
-            }
-            wake.notify_all();
-        }
+        stop_renewing(&self.shared);
         if let Some(renewer) = self.renewer.take() {
             let _ = renewer.join();
         }
-        // Expire it now, keeping the token: the next runner need not wait out the lease.
-        let pool = self.db.pool.clone();
-        let (plan, token) = (self.plan.clone(), self.token);
-        let _ = self.db.block(async move {
-            sqlx::query("UPDATE ion_plan_leases SET expires = now() WHERE plan = $1 AND token = $2")
-                .bind(plan)
-                .bind(token)
-                .execute(&pool)
-                .await
-        });
+        self.db.expire(&self.plan, self.token);
     }
+}
+
+/// Stops a lease's renewal thread.
+fn stop_renewing(shared: &LeaseState) {
+    let (stop, wake) = &shared.stop;
+    if let Ok(mut stopped) = stop.lock() {
+        *stopped = true;
+    }
+    wake.notify_all();
 }
 
 /// The last check before an effect: a runner frozen (SIGSTOP, a suspended VM) between
@@ -957,6 +965,14 @@ impl PgJournal {
     /// The number of the last record written.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Lets the runner's lease go at once, for a runner stopped by a signal whose processes
+    /// are ended: the next runner need not wait out the lease. Nothing is written after.
+    pub fn release(&self) {
+        self.shared.lost.store(true, Ordering::SeqCst);
+        stop_renewing(&self.shared);
+        self.db.expire(&self.plan, self.token);
     }
 
     /// Appends a record once it is committed. While the database is unreachable it retries, as
