@@ -172,8 +172,9 @@ fn refused(parsed: &url::Url) -> Option<String> {
         );
     }
     let unknown = parsed.query_pairs().map(|(key, _)| key).find(|key| {
-        !KNOWN_PARAMETERS.contains(&key.as_ref())
-            && !(key.starts_with("options[") && key.ends_with(']'))
+        let known = KNOWN_PARAMETERS.contains(&key.as_ref())
+            || (key.starts_with("options[") && key.ends_with(']'));
+        !known
     })?;
     Some(format!(
         "it has the parameter `{unknown}`, which the client does not know (it would be ignored); known: {}",
