@@ -298,3 +298,91 @@ fn a_runner_stopped_with_ctrl_c_lets_its_lease_go() {
         resumed.stderr
     );
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn a_runner_whose_database_stalls_past_its_lease_runs_no_probe() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let url = migrated_database();
+    let dir = tempfile::tempdir().unwrap();
+    // A `command` probe runs a program on every check (a `load` probe sends requests): each
+    // run leaves a line.
+    common::script(
+        dir.path(),
+        "probe.sh",
+        "echo ran >> probes.txt\necho '{\"error_rate\": 0}'",
+    );
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        "\
+version: 1
+name: stalled
+probes:
+  health:
+    command: [./probe.sh]
+stages:
+  - name: a
+    traffic: 10
+    bake: 1h
+    checks: { every: 200ms, probes: [health] }
+",
+    );
+    let probes = || common::lines(&dir.path().join("probes.txt")).len();
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+        .arg("run")
+        .arg(&plan)
+        .args(["--state", &url, "--lease", "3s"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let baking = Instant::now() + Duration::from_secs(20);
+    while !dir.path().join("probes.txt").exists() {
+        assert!(Instant::now() < baking, "the bake never checked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The database stalls on the lease row for longer than the lease (a lock held 5 s): the
+    // runner's renewal and its next check's start wait, then the start is written (it was
+    // asked for while the lease held). By then the lease may have passed to another runner:
+    // the probe that follows must not run.
+    let mut locker = Command::new("psql")
+        .args(["-X", "-q", &url, "-c"])
+        .arg("SELECT 1 FROM ion_plan_leases FOR UPDATE; SELECT pg_sleep(5)")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locking = Instant::now() + Duration::from_secs(10);
+    while psql(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+    ) != "1"
+    {
+        assert!(Instant::now() < locking, "the lease row was never locked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A check already past its start when the lock came finishes its probe meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    let ran = probes();
+    let stopping = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = runner.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= stopping {
+            runner.kill().unwrap();
+            runner.wait().unwrap();
+            panic!("the runner did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    locker.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut runner.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(6), "{stderr}");
+    assert_eq!(probes(), ran, "a probe ran on a lapsed lease: {stderr}");
+}

@@ -109,6 +109,9 @@ impl Live {
     }
 
     async fn take_sample(&self, name: &str, context: CheckContext<'_>) -> Result<Sample, String> {
+        // A probe runs programs (`command`) and sends load (`load`, up to thousands of
+        // requests): a runner thawed after its lease passed to another sends none of it.
+        self.still_held()?;
         let spec = self
             .plan
             .probes
