@@ -346,9 +346,11 @@ fn live_setup(
     let resolver = Resolver::from_environment(plan, &run_id)?;
     let mut live =
         Live::new(Arc::clone(plan), resolver, plan_dir(&request.plan)).map_err(CliError::Probes)?;
-    if let Guard::Lease(lease) = &lock {
-        live.hold = Some(lease.hold());
-    }
+    let hold = match &lock {
+        Guard::Lease(lease) => Some(lease.hold()),
+        Guard::File(_) => None,
+    };
+    live.hold.clone_from(&hold);
     let live = Arc::new(live);
     let journal_path = opened.journal.path();
     let journal = SharedJournal(Arc::new(std::sync::Mutex::new(opened.journal)));
@@ -374,10 +376,13 @@ fn live_setup(
             clock: Arc::new(clock),
             sampler: Arc::clone(&live) as _,
             steps: live as _,
-            control: Box::new(TerminalControl::with_inbox(
-                Some(inbox),
-                (!request.once).then(|| request.plan.display().to_string()),
-            )),
+            control: Box::new(
+                TerminalControl::with_inbox(
+                    Some(inbox),
+                    (!request.once).then(|| request.plan.display().to_string()),
+                )
+                .with_hold(hold),
+            ),
             // Every event is redacted once more before any sink sees it.
             sinks: vec![Box::new(crate::redact::Redacting::new(
                 redact,

@@ -171,10 +171,31 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
             replay::is_run_id(&format!("{time}-{salt}")).then(|| (plan.to_owned(), path.clone()))
         })
         .collect();
-    journals.sort_by(|a, b| a.1.cmp(&b.1));
+    // A plan's runs one after another, each plan under its lease: a run imported beside one a
+    // runner is running would become the plan's newest, and take its requests and its status.
+    journals.sort();
     let (mut copied, mut skipped) = (0, 0);
+    let mut leased: Option<(String, postgres::Lease)> = None;
     for (plan, path) in &journals {
-        let replay = replay::read(path).map_err(CliError::Journal)?;
+        // A journal without a header is no run (its start was cut short): the file store skips
+        // it with a warning, and so does the move to the database.
+        let replay = match replay::read(path) {
+            Ok(replay) => replay,
+            Err(error) if error.is_no_run() => {
+                eprintln!(
+                    "warning: ignoring `{}`: {error}; it is no run (remove it to silence this)",
+                    path.display()
+                );
+                continue;
+            }
+            Err(error) => return Err(CliError::Journal(error)),
+        };
+        if leased.as_ref().is_none_or(|(held, _)| held != plan) {
+            let lease = db
+                .lease(plan, postgres::DEFAULT_LEASE)
+                .map_err(crate::journal::store::StoreError::from)?;
+            leased = Some((plan.clone(), lease));
+        }
         let text = crate::journal::dir::open_read(&path.with_extension("plan.yaml"))
             .ok()
             .and_then(|file| {

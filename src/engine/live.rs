@@ -109,6 +109,9 @@ impl Live {
     }
 
     async fn take_sample(&self, name: &str, context: CheckContext<'_>) -> Result<Sample, String> {
+        // A probe runs programs (`command`) and sends load (`load`, up to thousands of
+        // requests): a runner thawed after its lease passed to another sends none of it.
+        self.still_held()?;
         let spec = self
             .plan
             .probes
@@ -441,6 +444,8 @@ pub struct TerminalControl {
     baking: Option<(String, u64)>,
     /// The plan's path as given, for the hint printed when nobody types at a terminal.
     plan: Option<String>,
+    /// The runner's lease on a database store: a wait ends when it is lost.
+    hold: Option<crate::journal::postgres::Hold>,
 }
 
 /// A request from the inbox as a decision for the engine.
@@ -519,7 +524,15 @@ impl TerminalControl {
             waiting: None,
             baking: None,
             plan: None,
+            hold: None,
         }
+    }
+
+    /// Ends every wait early once `hold` is lost (a database store's lease).
+    #[must_use]
+    pub fn with_hold(mut self, hold: Option<crate::journal::postgres::Hold>) -> TerminalControl {
+        self.hold = hold;
+        self
     }
 }
 
@@ -558,6 +571,10 @@ impl ControlSource for TerminalControl {
     ) -> BoxFuture<'a, Option<Control>> {
         Box::pin(async move {
             loop {
+                // A runner whose lease was taken over while it waited takes nothing more.
+                if self.lost().is_some() {
+                    return None;
+                }
                 if let Some(control) = self.take_from_inbox() {
                     return Some(control);
                 }
@@ -618,5 +635,11 @@ impl ControlSource for TerminalControl {
 
     fn baking(&mut self, bake: Option<BakeFor<'_>>) {
         self.baking = bake.map(|b| (b.stage.to_owned(), b.seq));
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.hold
+            .as_ref()
+            .and_then(crate::journal::postgres::Hold::lost)
     }
 }

@@ -150,6 +150,11 @@ pub trait ControlSource: Send {
     /// The stage whose bake a promotion may end now (`None`: none). Only then are
     /// promotions taken.
     fn baking(&mut self, _bake: Option<BakeFor<'_>>) {}
+    /// Why this runner may not go on, if it lost the plan to another (a database store's
+    /// lease): a wait ends early and the run stops.
+    fn lost(&self) -> Option<String> {
+        None
+    }
 }
 
 pub use crate::event::control::BakeFor;

@@ -222,6 +222,14 @@ impl Writer {
         }
     }
 
+    /// For a runner stopped by a signal: a database journal lets its lease go at once (the lock
+    /// file of a file journal goes with the process).
+    pub fn release(&self) {
+        if let Writer::Postgres(journal) = self {
+            journal.release();
+        }
+    }
+
     /// Appends an event once it is durable.
     pub fn append(&mut self, at: DateTime<Utc>, event: Event) -> std::io::Result<Record> {
         match self {

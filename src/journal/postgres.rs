@@ -112,17 +112,74 @@ pub fn is_url(text: &str) -> bool {
     text.starts_with("postgres://") || text.starts_with("postgresql://")
 }
 
-/// `url` without its password: what messages and `status` show.
+/// The URL parameters the client understands (sqlx's `PgConnectOptions`, less `password`). Any
+/// other is refused: the client would ignore it, so a misspelt `sslmode` would connect without
+/// TLS.
+const KNOWN_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "application_name",
+    "options",
+];
+
+/// `url` without its password (in the user part or a `password=` parameter): what messages and
+/// `status` show.
 pub fn shown(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
                 let _ = parsed.set_password(Some("***"));
             }
+            if parsed.query_pairs().any(|(key, _)| key == "password") {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let value = if key == "password" {
+                            "***".into()
+                        } else {
+                            value
+                        };
+                        (key.into_owned(), value.into_owned())
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             parsed.to_string()
         }
         Err(_) => "the --state URL".to_owned(),
     }
+}
+
+/// Why `parsed` may not be used, if it may not: a password in it, or a parameter the client
+/// would silently ignore.
+fn refused(parsed: &url::Url) -> Option<String> {
+    if parsed.password().is_some() || parsed.query_pairs().any(|(key, _)| key == "password") {
+        return Some(
+            "it holds a password, which would show in `ps` and in logs: give it in PGPASSWORD or ~/.pgpass".to_owned(),
+        );
+    }
+    let unknown = parsed.query_pairs().map(|(key, _)| key).find(|key| {
+        let known = KNOWN_PARAMETERS.contains(&key.as_ref())
+            || (key.starts_with("options[") && key.ends_with(']'));
+        !known
+    })?;
+    Some(format!(
+        "it has the parameter `{unknown}`, which the client does not know (it would be ignored); known: {}",
+        KNOWN_PARAMETERS.join(", ")
+    ))
 }
 
 fn query<'a>(what: &'static str, shown: &'a str) -> impl FnOnce(sqlx::Error) -> PgError + use<'a> {
@@ -158,6 +215,24 @@ fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// How long connecting may take before a command gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection to `options` cannot be made, when the pool timed out making one.
+async fn why_not(options: &PgConnectOptions) -> sqlx::Error {
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(Err(error)) => error,
+        Ok(Ok(connection)) => {
+            let _ = sqlx::Connection::close(connection).await;
+            sqlx::Error::PoolTimedOut
+        }
+        Err(_) => sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
 fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -172,10 +247,8 @@ impl Db {
             reason,
         };
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-        if parsed.password().is_some() {
-            return Err(bad(
-                "it holds a password, which would show in `ps` and in logs: give it in PGPASSWORD or ~/.pgpass".to_owned(),
-            ));
+        if let Some(reason) = refused(&parsed) {
+            return Err(bad(reason));
         }
         let options = url
             .parse::<PgConnectOptions>()
@@ -193,10 +266,16 @@ impl Db {
         let connecting = PgPoolOptions::new()
             .max_connections(4)
             .min_connections(0)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options);
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options.clone());
         runtime.spawn(async move {
-            let _ = send.send(connecting.await);
+            let connected = match connecting.await {
+                // The pool says only that it timed out; one connection of our own says why (a
+                // refused port, an unknown host, a server that does not answer).
+                Err(sqlx::Error::PoolTimedOut) => Err(why_not(&options).await),
+                other => other,
+            };
+            let _ = send.send(connected);
         });
         let pool = receive
             .recv()
@@ -476,6 +555,20 @@ impl Db {
             shared,
             renewer,
         })
+    }
+
+    /// Expires the lease (`plan`, `token`) now, keeping its token: the next runner need not wait
+    /// it out.
+    fn expire(&self, plan: &str, token: i64) {
+        let pool = self.pool.clone();
+        let plan = plan.to_owned();
+        let _ = self.block(async move {
+            sqlx::query("UPDATE ion_plan_leases SET expires = now() WHERE plan = $1 AND token = $2")
+                .bind(plan)
+                .bind(token)
+                .execute(&pool)
+                .await
+        });
     }
 
     /// Renews a lease: `Ok(false)` if it is not this token's any more, or expired.
@@ -798,27 +891,21 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        {
-            let (stop, wake) = &self.shared.stop;
-            if let Ok(mut stopped) = stop.lock() {
-                *stopped = true;
-            }
-            wake.notify_all();
-        }
+        stop_renewing(&self.shared);
         if let Some(renewer) = self.renewer.take() {
             let _ = renewer.join();
         }
-        // Expire it now, keeping the token: the next runner need not wait out the lease.
-        let pool = self.db.pool.clone();
-        let (plan, token) = (self.plan.clone(), self.token);
-        let _ = self.db.block(async move {
-            sqlx::query("UPDATE ion_plan_leases SET expires = now() WHERE plan = $1 AND token = $2")
-                .bind(plan)
-                .bind(token)
-                .execute(&pool)
-                .await
-        });
+        self.db.expire(&self.plan, self.token);
     }
+}
+
+/// Stops a lease's renewal thread.
+fn stop_renewing(shared: &LeaseState) {
+    let (stop, wake) = &shared.stop;
+    if let Ok(mut stopped) = stop.lock() {
+        *stopped = true;
+    }
+    wake.notify_all();
 }
 
 /// The last check before an effect: a runner frozen (SIGSTOP, a suspended VM) between
@@ -832,6 +919,18 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// Whether the database said the lease is no longer this runner's (taken over, or expired
+    /// while the runner was frozen or the database away): a wait for a person ends, and the
+    /// run stops without running anything more.
+    pub fn lost(&self) -> Option<String> {
+        self.shared.lost.load(Ordering::SeqCst).then(|| {
+            format!(
+                "this runner's lease on `{}` expired or was taken over while it waited; it stopped without running anything more",
+                self.plan
+            )
+        })
+    }
+
     pub fn check(&self) -> Result<(), String> {
         let until = self
             .shared
@@ -867,6 +966,14 @@ impl PgJournal {
     /// The number of the last record written.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Lets the runner's lease go at once, for a runner stopped by a signal whose processes
+    /// are ended: the next runner need not wait out the lease. Nothing is written after.
+    pub fn release(&self) {
+        self.shared.lost.store(true, Ordering::SeqCst);
+        stop_renewing(&self.shared);
+        self.db.expire(&self.plan, self.token);
     }
 
     /// Appends a record once it is committed. While the database is unreachable it retries, as

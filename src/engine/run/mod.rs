@@ -332,6 +332,9 @@ impl<'p> Engine<'p> {
         loop {
             let clock = Arc::clone(&self.parts.clock);
             let control = self.parts.control.wait(clock.as_ref(), deadline).await;
+            if let Some(lost) = self.parts.control.lost() {
+                return Err(Halt::Fatal(EngineError::Conflict(lost)));
+            }
             if control.is_none() {
                 return Ok(Woke::Due);
             }

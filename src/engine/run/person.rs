@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::run::{Engine, Go, Halt, at};
+use crate::engine::run::{Engine, EngineError, Go, Halt, at};
 use crate::engine::timeline;
 use crate::engine::{Control, WaitFor};
 use crate::event::{Event, Outcome};
@@ -162,6 +162,10 @@ impl<'p> Engine<'p> {
             (None, None) => DateTime::<Utc>::MAX_UTC,
         };
         let clock = Arc::clone(&self.parts.clock);
-        Ok(self.parts.control.wait(clock.as_ref(), until).await)
+        let answer = self.parts.control.wait(clock.as_ref(), until).await;
+        if let Some(lost) = self.parts.control.lost() {
+            return Err(Halt::Fatal(EngineError::Conflict(lost)));
+        }
+        Ok(answer)
     }
 }
