@@ -12,7 +12,7 @@ use super::CliError;
 use crate::exit_code;
 use crate::journal::postgres::{self, Db};
 use crate::journal::replay;
-use crate::journal::store::Store;
+use crate::journal::store::{Store, plan_name};
 
 /// The environment variable naming the team's state database when `--state` is not given.
 pub const STATE_ENV: &str = "ION_PLAN_STATE";
@@ -168,7 +168,12 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
             // `STEM-RUNID`: the run id is the last two `-`-separated parts.
             let (rest, salt) = stem.rsplit_once('-')?;
             let (plan, time) = rest.rsplit_once('-')?;
-            replay::is_run_id(&format!("{time}-{salt}")).then(|| (plan.to_owned(), path.clone()))
+            replay::is_run_id(&format!("{time}-{salt}")).then(|| {
+                // Keyed as a runner keys it: by the plan's `name:` (its snapshot beside the
+                // journal), else the file name.
+                let key = plan_name(&snapshot(&path)).unwrap_or_else(|| plan.to_owned());
+                (key, path.clone())
+            })
         })
         .collect();
     // A plan's runs one after another, each plan under its lease: a run imported beside one a
@@ -196,17 +201,7 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
                 .map_err(crate::journal::store::StoreError::from)?;
             leased = Some((plan.clone(), lease));
         }
-        let text = crate::journal::dir::open_read(&path.with_extension("plan.yaml"))
-            .ok()
-            .and_then(|file| {
-                use std::io::Read as _;
-                let mut text = String::new();
-                file.take(crate::plan::load::MAX_PLAN_BYTES)
-                    .read_to_string(&mut text)
-                    .ok()
-                    .map(|_| text)
-            })
-            .unwrap_or_default();
+        let text = snapshot(path);
         let name = plan_name(&text);
         let fresh = db
             .import(plan, name.as_deref(), &replay, &text)
@@ -230,13 +225,19 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
     Ok(exit_code::SUCCESS)
 }
 
-/// The `name:` of a plan text, if it has one.
-fn plan_name(text: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Named {
-        name: Option<String>,
-    }
-    serde_saphyr::from_str::<Named>(text).ok()?.name
+/// The plan text kept beside a journal (empty if there is none).
+fn snapshot(journal: &Path) -> String {
+    crate::journal::dir::open_read(&journal.with_extension("plan.yaml"))
+        .ok()
+        .and_then(|file| {
+            use std::io::Read as _;
+            let mut text = String::new();
+            file.take(crate::plan::load::MAX_PLAN_BYTES)
+                .read_to_string(&mut text)
+                .ok()
+                .map(|_| text)
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, clap::Args)]
@@ -244,7 +245,7 @@ fn plan_name(text: &str) -> Option<String> {
     after_help = "Examples:\n  ion-plan runs --state postgres://ion@db.internal:5432/rollouts\n  ion-plan runs --plan phase4 --format json"
 )]
 pub struct RunsArgs {
-    /// Only the runs of this plan (its file name without `.yaml`, or its `name:`).
+    /// Only the runs of this plan (its `name:`).
     #[arg(long, value_name = "NAME")]
     plan: Option<String>,
     /// At most this many, newest first.
@@ -277,11 +278,7 @@ pub fn runs(args: &RunsArgs) -> Result<u8, CliError> {
         .map_err(crate::journal::store::StoreError::from)?;
     let mut lines = Vec::with_capacity(listed.len());
     for (plan, run_id) in listed {
-        let store = Store::with_db(
-            Path::new(&plan),
-            std::sync::Arc::clone(&db),
-            postgres::DEFAULT_LEASE,
-        );
+        let store = Store::with_db_key(&plan, std::sync::Arc::clone(&db), postgres::DEFAULT_LEASE);
         let Some((_, run)) = store.find(&run_id)? else {
             continue;
         };

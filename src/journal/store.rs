@@ -185,11 +185,17 @@ impl Store {
         Ok(Store::with_db(plan, db, lease))
     }
 
-    /// The store of `plan` in a database already connected.
+    /// The store of `plan` in a database already connected: the plan's runs are those of its
+    /// `name:` (see [`plan_key`]).
     pub fn with_db(plan: &Path, db: Arc<Db>, lease: std::time::Duration) -> Store {
+        Store::with_db_key(&plan_key(plan), db, lease)
+    }
+
+    /// The store of the plan keyed `key` in a database already connected.
+    pub fn with_db_key(key: &str, db: Arc<Db>, lease: std::time::Duration) -> Store {
         Store {
             dir: PathBuf::from(db.shown()),
-            stem: stem_of(plan),
+            stem: key.to_owned(),
             db: Some(db),
             lease,
         }
@@ -200,7 +206,7 @@ impl Store {
         self.db.as_ref()
     }
 
-    /// The plan's key: its file stem.
+    /// The plan's key: its file stem in a folder, its `name:` in a database.
     pub fn stem(&self) -> &str {
         &self.stem
     }
@@ -671,7 +677,38 @@ pub fn digest(text: &str, vars: &[(String, String)]) -> String {
         })
 }
 
-/// A plan's key in a store: its file stem.
+/// A plan's key in a shared database: its `name:`, so that one rollout is one rollout whatever
+/// its file is called or wherever it is checked out, and two plans that share a file name in
+/// two folders are not mixed up (a folder store keeps them apart by its folder). A plan whose
+/// name cannot be read (an abort must still work on a broken plan) falls back to its file stem.
+pub fn plan_key(plan: &Path) -> String {
+    std::fs::File::open(plan)
+        .ok()
+        .and_then(|file| {
+            use std::io::Read as _;
+            let mut text = String::new();
+            file.take(crate::plan::load::MAX_PLAN_BYTES)
+                .read_to_string(&mut text)
+                .ok()
+                .map(|_| text)
+        })
+        .and_then(|text| plan_name(&text))
+        .unwrap_or_else(|| stem_of(plan))
+}
+
+/// The `name:` of a plan text, if it has one.
+pub fn plan_name(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: Option<String>,
+    }
+    serde_saphyr::from_str::<Named>(text)
+        .ok()?
+        .name
+        .filter(|n| !n.trim().is_empty())
+}
+
+/// A plan's key in a folder store: its file stem.
 fn stem_of(plan: &Path) -> String {
     plan.file_stem()
         .map_or_else(|| "plan".to_owned(), |s| s.to_string_lossy().into_owned())
