@@ -191,7 +191,7 @@ impl JsonSchema for HeaderValue {
                 {
                     "type": "object",
                     "properties": {
-                        "value": { "type": "string" },
+                        "value": { "type": "string", "description": "The header's value; may use `${{ env.NAME }}`." },
                         "secret": { "type": "boolean", "description": "Redact the value everywhere as `***`." }
                     },
                     "required": ["value"],
