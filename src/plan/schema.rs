@@ -353,16 +353,6 @@ impl PlanSchema {
                      so that gate conditions can refer to them",
                 )
             }
-            ValidationErrorKind::OneOfNotValid { context: branches }
-            | ValidationErrorKind::OneOfMultipleValid { context: branches } => {
-                if let Some(d) =
-                    self.one_of(error, &pointer, instance, &context, document, out, branches)
-                {
-                    d
-                } else {
-                    return;
-                }
-            }
             ValidationErrorKind::AnyOf { .. } if !self.any_of_required(schema_path).is_empty() => {
                 let keys = self.any_of_required(schema_path);
                 let list = keys
@@ -382,8 +372,10 @@ impl PlanSchema {
                     keys.get(1).map_or("", String::as_str)
                 ))
             }
+            ValidationErrorKind::OneOfNotValid { context: branches }
+            | ValidationErrorKind::OneOfMultipleValid { context: branches }
             // Type alternatives (a header's value: a string or a mapping) read like `oneOf`'s.
-            ValidationErrorKind::AnyOf { context: branches } => {
+            | ValidationErrorKind::AnyOf { context: branches } => {
                 if let Some(d) =
                     self.one_of(error, &pointer, instance, &context, document, out, branches)
                 {
