@@ -778,7 +778,10 @@ impl JsonSchema for Condition {
         "Condition".into()
     }
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let spec = generator.subschema_for::<ConditionSpec>();
+        // yaml-language-server names a `oneOf` branch by its title in "Expected …" (the `$ref`'s
+        // name, `ConditionSpec`, otherwise).
+        let mut spec = generator.subschema_for::<ConditionSpec>();
+        spec.insert("title".into(), "a mapping with `check:`".into());
         json_schema!({
             "description": "`METRIC OP VALUE` or `METRIC OP METRIC [* FACTOR]` (OP: < <= > >= == !=), e.g. `load.canary.p95 <= 200ms`; or a map with `check` and `consecutive` or `within`, and `confidence` to judge on an interval instead of the point value.",
             "examples": ["load.canary.error_rate <= 1%", "load.canary.p95 <= 200ms"],
