@@ -211,3 +211,89 @@ fn a_load_samples_event_line_shows_what_the_gates_read_and_json_keeps_every_metr
         .unwrap();
     assert_eq!(sample.metrics.len(), 24, "{sample:?}");
 }
+
+/// Timestamps and measured values as `N`: what differs between two runs of the same demo.
+/// A number with its unit (`2s509ms`, `+36.208ms`, `12.5`) is one `N`.
+fn without_values(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
+            let unit = if rest == "ms" {
+                2
+            } else {
+                usize::from(rest.starts_with(['s', 'm', 'h', 'd']))
+            };
+            let after = chars.get(i + unit);
+            if unit > 0 && !after.is_some_and(char::is_ascii_alphabetic) {
+                i += unit;
+            }
+        }
+        out.push('N');
+    }
+    out
+}
+
+/// The README shows the first lines of a rolled-back demo's Markdown report; they are what the
+/// demo writes now, line for line, up to the timestamps and measured values.
+#[test]
+fn the_readme_shows_the_summary_a_rolled_back_demo_writes() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- The first lines of the bad-canary demo's .report.md")
+        .expect("the README's report excerpt");
+    let block = &readme[start..];
+    let block = &block[block.find("```markdown\n").unwrap() + 12..];
+    let excerpt: Vec<&str> = block[..block.find("\n```").unwrap()]
+        .lines()
+        .filter(|l| *l != "…")
+        .collect();
+    for lead in [
+        "**ROLLED BACK**: gate",
+        "- outcome: **rolled back**",
+        "- why: ",
+    ] {
+        assert!(
+            excerpt.iter().any(|l| l.starts_with(lead)),
+            "the excerpt lacks `{lead}`"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let output = ion_plan()
+        .args(["demo", "--bad-canary"])
+        .current_dir(dir.path())
+        .run();
+    assert_eq!(output.code, 3, "{}", output.stderr);
+    let state = dir.path().join(".ion-plan");
+    let report = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".report.md"))
+        .expect("the demo wrote a Markdown report");
+    let written = std::fs::read_to_string(report).unwrap();
+    // Each excerpt line is a line of the report, in order.
+    let mut lines = written.lines().map(without_values);
+    for line in &excerpt {
+        let wanted = without_values(line);
+        assert!(
+            lines.any(|l| l == wanted),
+            "README line not in the demo's report (in order):\n{line}\n\nreport:\n{written}"
+        );
+    }
+    assert_eq!(
+        without_values("from 2026-11-28 10:10:51Z (2s509ms) +36.208ms 40/40 5% canary-5"),
+        "from N-N-N N:N:NZ (N) +N N/N N% canary-N"
+    );
+}

@@ -16,6 +16,7 @@ pub mod model;
 pub mod repair;
 pub mod scenario;
 pub mod schema;
+pub mod schema_text;
 pub mod secret_headers;
 pub mod semantic;
 pub mod span;

@@ -191,7 +191,7 @@ impl JsonSchema for HeaderValue {
                 {
                     "type": "object",
                     "properties": {
-                        "value": { "type": "string" },
+                        "value": { "type": "string", "description": "The header's value; may use `${{ env.NAME }}`." },
                         "secret": { "type": "boolean", "description": "Redact the value everywhere as `***`." }
                     },
                     "required": ["value"],
@@ -215,6 +215,7 @@ pub struct Schedule {
     pub window: Option<String>,
     /// IANA time zone of `window`, e.g. `Asia/Seoul`. Default `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "UTC", "examples" = ["UTC", "Asia/Seoul"]))]
     pub timezone: Option<String>,
 }
 
@@ -283,12 +284,18 @@ string_schema!(ArgvItem, "ArgvItem", { "type": "string", "minLength": 1 });
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
+    /// Read; the default.
     #[default]
     Get,
+    /// Like `GET`, headers only.
     Head,
+    /// Send `body`.
     Post,
+    /// Replace with `body`.
     Put,
+    /// Change with `body`.
     Patch,
+    /// Remove.
     Delete,
 }
 
@@ -301,6 +308,7 @@ pub struct HttpProbeSpec {
     pub url: String,
     /// Default `GET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "GET"))]
     pub method: Option<Method>,
     /// Request headers; values may use `${{ env.NAME }}` and are redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -321,6 +329,7 @@ pub struct HttpProbeSpec {
     pub expect_status: Option<StatusCode>,
     /// Request timeout. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "10s"))]
     pub timeout: Option<PlanDuration>,
 }
 
@@ -366,6 +375,7 @@ pub struct PrometheusProbeSpec {
     pub secret_headers: Vec<String>,
     /// Timeout of each query. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "10s"))]
     pub timeout: Option<PlanDuration>,
 }
 
@@ -398,12 +408,15 @@ pub struct LoadProbeSpec {
     /// Workers per target. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10_000))]
+    #[schemars(extend("default" = 1))]
     pub concurrency: Option<u32>,
     /// Timeout of each request. Default `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "5s"))]
     pub timeout: Option<PlanDuration>,
     /// Default `GET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "GET"))]
     pub method: Option<Method>,
     /// Request headers; redacted in output.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -489,6 +502,7 @@ pub struct Gate {
     pub compare: Vec<Compare>,
     /// What a failure does. Default `rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "rollback"))]
     pub on_fail: Option<Action>,
     /// What errors in a row (failed probes, no data) do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -526,9 +540,11 @@ pub struct Compare {
     pub baseline: String,
     /// Which shift is worse: `increase` (default), `decrease` or `either`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "increase"))]
     pub direction: Option<Direction>,
     /// A shift within this fraction of the baseline's median is no change (`10%`). Default 0%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "0%", "examples" = ["10%"]))]
     pub tolerance: Option<Tolerance>,
     /// Fewer values on either side are *insufficient*. Default 5 for a series, 20 for a
     /// distribution.
@@ -537,6 +553,7 @@ pub struct Compare {
     pub min_points: Option<u32>,
     /// The interval's two-sided confidence. Default 98%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "98%", "examples" = ["95%"]))]
     pub confidence: Option<Confidence>,
 }
 
@@ -639,6 +656,7 @@ impl JsonSchema for Tolerance {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "description": "A tolerance from 0% to 1000%, e.g. `10%` (or the fraction, 0.1).",
+            "examples": ["10%"],
             "oneOf": [
                 { "type": "string", "pattern": TOLERANCE_PATTERN },
                 { "type": "number", "minimum": 0, "maximum": 10 },
@@ -655,10 +673,12 @@ impl JsonSchema for Tolerance {
 pub struct Insufficient {
     /// How much longer the bake may run to gather evidence. Default `0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "0s", "examples" = ["10m"]))]
     pub extend: Option<PlanDuration>,
     /// What happens when the extension runs out: `rollback`, `pause` (a person decides) or
     /// `warn` (go on, recorded). Default `pause`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "pause"))]
     pub then: Option<Action>,
 }
 
@@ -680,6 +700,7 @@ pub struct OnError {
     /// Errors in a row on one gate that trigger `then`. Default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
+    #[schemars(extend("default" = 3))]
     pub consecutive: Option<u32>,
     /// The action. Default: the gate's `on_fail`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -757,9 +778,13 @@ impl JsonSchema for Condition {
         "Condition".into()
     }
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let spec = generator.subschema_for::<ConditionSpec>();
+        // yaml-language-server names a `oneOf` branch by its title in "Expected …" (the `$ref`'s
+        // name, `ConditionSpec`, otherwise).
+        let mut spec = generator.subschema_for::<ConditionSpec>();
+        spec.insert("title".into(), "a mapping with `check:`".into());
         json_schema!({
             "description": "`METRIC OP VALUE` or `METRIC OP METRIC [* FACTOR]` (OP: < <= > >= == !=), e.g. `load.canary.p95 <= 200ms`; or a map with `check` and `consecutive` or `within`, and `confidence` to judge on an interval instead of the point value.",
+            "examples": ["load.canary.error_rate <= 1%", "load.canary.p95 <= 200ms"],
             "oneOf": [
                 { "type": "string", "minLength": 1 },
                 spec,
@@ -774,16 +799,19 @@ impl JsonSchema for Condition {
 pub struct ConditionSpec {
     /// The expression, e.g. `canary.error_rate <= 1%`.
     #[schemars(length(min = 1))]
+    #[schemars(extend("examples" = ["load.canary.error_rate <= 0.5%", "load.canary.p95 <= 200ms"]))]
     pub check: String,
     /// Fails on the N-th violation in a row; a pass resets the streak, an error leaves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
+    #[schemars(extend("default" = 1, "examples" = [3]))]
     pub consecutive: Option<u32>,
     /// Fails when M of the last N evaluated checks were violations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Within>,
     /// What a missing value counts as. Default `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "error"))]
     pub no_data: Option<NoData>,
     /// Judge on a two-sided interval at this confidence (50% to 99.99%) instead of the point
     /// value: `<=` passes when the whole interval is at most the threshold, is violated when all
@@ -873,6 +901,7 @@ impl JsonSchema for Confidence {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "description": "A confidence level from 50% to 99.99%, e.g. `95%` (or the fraction, 0.95).",
+            "examples": ["95%"],
             "oneOf": [
                 { "type": "string", "pattern": CONFIDENCE_PATTERN },
                 { "type": "number", "minimum": Confidence::MIN, "maximum": Confidence::MAX },
@@ -966,13 +995,16 @@ pub struct Step {
     pub env: BTreeMap<String, String>,
     /// The longest one attempt may take. Default `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "10m"))]
     pub timeout: Option<PlanDuration>,
     /// Attempts after the first failure. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 100))]
+    #[schemars(extend("default" = 0))]
     pub retries: Option<u32>,
     /// Safe to run again after a crash interrupted it. Default false: the runner asks instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub idempotent: bool,
 }
 
@@ -982,6 +1014,7 @@ pub struct Step {
 pub struct HttpStep {
     /// Default `GET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "GET"))]
     pub method: Option<Method>,
     /// The URL to request.
     pub url: String,
@@ -1006,6 +1039,7 @@ pub struct HttpStep {
 pub struct Checks {
     /// A check every this long, from the stage's start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["30s", "1m"]))]
     pub every: Option<PlanDuration>,
     /// Checks at these offsets from the stage's start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -1036,9 +1070,11 @@ pub struct StageDefaults {
 pub struct Approval {
     /// How long to wait; none means wait as long as it takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("examples" = ["1h"]))]
     pub timeout: Option<PlanDuration>,
     /// What happens when nobody answers in time. Default `rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "rollback"))]
     pub on_timeout: Option<Action>,
 }
 
@@ -1048,11 +1084,14 @@ pub struct Approval {
 pub struct Stage {
     /// Unique name, e.g. `canary-5`.
     #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"))]
+    #[schemars(extend("examples" = ["canary-5"]))]
     pub name: String,
     /// Percent of traffic on the new version, 0 to 100.
     #[schemars(range(min = 0, max = 100))]
+    #[schemars(extend("examples" = [5, 50, 100]))]
     pub traffic: f64,
     /// How long the stage holds before its `end` gates decide.
+    #[schemars(extend("examples" = ["10m", "1h"]))]
     pub bake: PlanDuration,
     /// Steps run when the stage starts; default `defaults.steps`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1088,6 +1127,7 @@ pub struct Notify {
     pub url: String,
     /// `slack` or `json`. Default `json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "json"))]
     pub format: Option<NotifyFormat>,
     /// Which events to send; default all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -1115,18 +1155,31 @@ pub enum NotifyFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
+    /// The run began.
     RunStarted,
+    /// A preflight check failed; no traffic moved.
     PreflightFailed,
+    /// A stage began.
     StageStarted,
+    /// A stage ended and the run goes on.
     StageCompleted,
+    /// A gate failed.
     GateFailed,
+    /// A gate with `warn` as its action failed; the run goes on.
     GateWarned,
+    /// A stage waits for `ion-plan approve`.
     ApprovalRequested,
+    /// Someone approved.
     Approved,
+    /// The run paused for a person to decide.
     Paused,
+    /// The run rolled back.
     RolledBack,
+    /// Someone aborted the run.
     Aborted,
+    /// The run completed.
     Completed,
+    /// The run failed.
     Failed,
 }
 

@@ -249,7 +249,12 @@ impl JsonSchema for SampleValue {
                     "additionalProperties": false,
                     "required": ["series"],
                     "properties": {
-                        "series": { "type": "array", "minItems": 1, "items": scalar },
+                        "series": {
+                            "description": "The value of each check in turn; the last repeats.",
+                            "type": "array",
+                            "minItems": 1,
+                            "items": scalar,
+                        },
                     },
                 },
                 {
@@ -258,6 +263,7 @@ impl JsonSchema for SampleValue {
                     "required": ["distribution"],
                     "properties": {
                         "distribution": {
+                            "description": "A load target's latencies at each check, e.g. `[120ms, 95ms]`.",
                             "type": "array",
                             "minItems": 1,
                             "items": {

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::plan::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::plan::model::{CONFIDENCE_PATTERN, NAME_PATTERN, Plan};
+use crate::plan::schema_text::{self, field_names};
 use crate::plan::span::join;
 use crate::plan::units::{DURATION_PATTERN, parse_duration};
 
@@ -83,14 +84,14 @@ fn tidy(value: &mut Value) {
                     }
                 }
                 object.insert("description".into(), Value::String(description));
-                // Editors (VS Code, yaml-language-server) show these beside each value offered.
-                object.insert(
-                    "markdownEnumDescriptions".into(),
-                    constants
-                        .iter()
-                        .map(|(_, about)| Value::String(about.clone().unwrap_or_default()))
-                        .collect(),
-                );
+                // Editors (VS Code, yaml-language-server) show these beside each value offered:
+                // the Markdown ones where the client renders Markdown, the plain ones elsewhere.
+                let abouts: Vec<Value> = constants
+                    .iter()
+                    .map(|(_, about)| Value::String(about.clone().unwrap_or_default()))
+                    .collect();
+                object.insert("enumDescriptions".into(), Value::Array(abouts.clone()));
+                object.insert("markdownEnumDescriptions".into(), Value::Array(abouts));
                 object.insert("type".into(), Value::String("string".into()));
                 object.insert(
                     "enum".into(),
@@ -125,9 +126,47 @@ fn for_editors(value: &mut Value) {
 
 /// The schema as `ion-plan schema` prints it and `schemas/plan.schema.json` holds it.
 pub fn plan_schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(&plan_schema()).expect("a schema serializes");
-    text.push('\n');
-    text
+    schema_text::to_text(&plan_schema(), "Plan", &plan_orders())
+}
+
+/// The declared field order of every object the plan schema defines (`$defs` names).
+pub fn plan_orders() -> Vec<(&'static str, &'static [&'static str])> {
+    use crate::plan::model as m;
+    vec![
+        ("Plan", field_names::<Plan>()),
+        ("Schedule", field_names::<m::Schedule>()),
+        ("Probe", field_names::<m::ProbeSpec>()),
+        ("HttpProbe", field_names::<m::HttpProbeSpec>()),
+        ("PrometheusProbe", field_names::<m::PrometheusProbeSpec>()),
+        ("LoadProbe", field_names::<m::LoadProbeSpec>()),
+        ("ProbeOverrides", field_names::<m::ProbeOverrides>()),
+        ("Gate", field_names::<m::Gate>()),
+        ("Compare", field_names::<m::Compare>()),
+        ("Insufficient", field_names::<m::Insufficient>()),
+        ("OnError", field_names::<m::OnError>()),
+        ("ConditionSpec", field_names::<m::ConditionSpec>()),
+        ("Within", field_names::<m::Within>()),
+        ("PreflightItem", field_names::<m::PreflightItem>()),
+        ("Step", field_names::<m::Step>()),
+        ("HttpStep", field_names::<m::HttpStep>()),
+        ("Checks", field_names::<m::Checks>()),
+        ("StageDefaults", field_names::<m::StageDefaults>()),
+        ("Approval", field_names::<m::Approval>()),
+        ("Stage", field_names::<m::Stage>()),
+        ("Early", field_names::<m::Early>()),
+        ("Notify", field_names::<m::Notify>()),
+    ]
+}
+
+/// The declared field order of every object the scenario schema defines.
+pub fn scenario_orders() -> Vec<(&'static str, &'static [&'static str])> {
+    use crate::plan::scenario as s;
+    vec![
+        ("Scenario", field_names::<s::Scenario>()),
+        ("Change", field_names::<s::Change>()),
+        ("ApprovalScript", field_names::<s::ApprovalScript>()),
+        ("AbortScript", field_names::<s::AbortScript>()),
+    ]
 }
 
 /// The scenario schema (`ion-plan schema --scenario`).
@@ -149,9 +188,7 @@ pub fn scenario_schema() -> Value {
 
 /// The scenario schema as `schemas/scenario.schema.json` holds it.
 pub fn scenario_schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(&scenario_schema()).expect("a schema serializes");
-    text.push('\n');
-    text
+    schema_text::to_text(&scenario_schema(), "Scenario", &scenario_orders())
 }
 
 /// A schema and its compiled validator, built once per process.
@@ -316,16 +353,6 @@ impl PlanSchema {
                      so that gate conditions can refer to them",
                 )
             }
-            ValidationErrorKind::OneOfNotValid { context: branches }
-            | ValidationErrorKind::OneOfMultipleValid { context: branches } => {
-                if let Some(d) =
-                    self.one_of(error, &pointer, instance, &context, document, out, branches)
-                {
-                    d
-                } else {
-                    return;
-                }
-            }
             ValidationErrorKind::AnyOf { .. } if !self.any_of_required(schema_path).is_empty() => {
                 let keys = self.any_of_required(schema_path);
                 let list = keys
@@ -344,6 +371,18 @@ impl PlanSchema {
                     keys[0],
                     keys.get(1).map_or("", String::as_str)
                 ))
+            }
+            ValidationErrorKind::OneOfNotValid { context: branches }
+            | ValidationErrorKind::OneOfMultipleValid { context: branches }
+            // Type alternatives (a header's value: a string or a mapping) read like `oneOf`'s.
+            | ValidationErrorKind::AnyOf { context: branches } => {
+                if let Some(d) =
+                    self.one_of(error, &pointer, instance, &context, document, out, branches)
+                {
+                    d
+                } else {
+                    return;
+                }
             }
             ValidationErrorKind::Minimum { limit }
             | ValidationErrorKind::ExclusiveMinimum { limit } => Diagnostic::error(
@@ -467,12 +506,85 @@ impl PlanSchema {
                 Code::Type,
                 pointer,
                 format!(
-                    "{context} cannot be {}: {}",
+                    "`{}` cannot be {}: {}",
+                    last_token(pointer),
                     describe_value(instance),
-                    self.description(error.schema_path().as_str())
+                    self.alternatives(error.schema_path().as_str())
+                        .or_else(|| self.description(error.schema_path().as_str()))
                         .unwrap_or_else(|| "it matches none of the allowed forms".into())
                 ),
             )),
+        }
+    }
+
+    /// Every form a `oneOf` over types allows, in words: "a condition is a string like
+    /// `load.canary.error_rate <= 1%` or a mapping with `check:`". None when a branch has no
+    /// plain wording (the description is used instead).
+    fn alternatives(&self, keyword_path: &str) -> Option<String> {
+        let owner = self.schema_at(keyword_path)?;
+        let branches = self.schema.pointer(keyword_path)?.as_array()?;
+        let example = owner
+            .get("examples")
+            .and_then(Value::as_array)
+            .and_then(|e| e.first())
+            .and_then(Value::as_str);
+        let words = branches
+            .iter()
+            .map(|branch| self.branch_words(branch, example))
+            .collect::<Option<Vec<String>>>()?;
+        let (last, rest) = words.split_last()?;
+        let list = if rest.is_empty() {
+            last.clone()
+        } else {
+            format!("{} or {last}", rest.join(", "))
+        };
+        let name = context_name(keyword_path);
+        Some(if name == "the plan" {
+            format!("expected {list}")
+        } else {
+            format!("{} is {list}", name.trim_matches('`'))
+        })
+        .map(|sentence| with_article(&sentence))
+    }
+
+    fn branch_words(&self, branch: &Value, example: Option<&str>) -> Option<String> {
+        let branch = match branch.get("$ref").and_then(Value::as_str) {
+            Some(reference) => self.schema.pointer(reference.strip_prefix('#')?)?,
+            None => branch,
+        };
+        match branch.get("type").and_then(Value::as_str)? {
+            "string" => Some(match example {
+                Some(example) => format!("a string like `{example}`"),
+                None => "a string".to_owned(),
+            }),
+            kind @ ("number" | "integer") => {
+                let range = match (branch.get("minimum"), branch.get("maximum")) {
+                    (Some(min), Some(max)) => format!(" from {min} to {max}"),
+                    _ => String::new(),
+                };
+                Some(format!(
+                    "a{} {kind}{range}",
+                    if kind == "integer" { "n" } else { "" }
+                ))
+            }
+            "object" => {
+                let required: Vec<String> = branch
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| {
+                        r.iter()
+                            .filter_map(Value::as_str)
+                            .map(|k| format!("`{k}:`"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(if required.is_empty() {
+                    "a mapping".to_owned()
+                } else {
+                    format!("a mapping with {}", required.join(" and "))
+                })
+            }
+            _ => None,
         }
     }
 
@@ -626,9 +738,19 @@ fn context_name(schema_path: &str) -> String {
         "step" | "stage" | "gate" | "probe" | "schedule" | "approval" | "checks" => {
             format!("a {words}")
         }
-        "condition spec" => "a condition".to_owned(),
+        "condition spec" | "condition" => "a condition".to_owned(),
         "preflight item" => "a preflight check".to_owned(),
         _ => format!("`{words}`"),
+    }
+}
+
+/// "condition is …" → "a condition is …"; sentences that already start with an article stay.
+fn with_article(sentence: &str) -> String {
+    if sentence.starts_with("a ") || sentence.starts_with("an ") || sentence.starts_with("expected")
+    {
+        sentence.to_owned()
+    } else {
+        format!("a {sentence}")
     }
 }
 
