@@ -227,17 +227,7 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
 
 /// The plan text kept beside a journal (empty if there is none).
 fn snapshot(journal: &Path) -> String {
-    crate::journal::dir::open_read(&journal.with_extension("plan.yaml"))
-        .ok()
-        .and_then(|file| {
-            use std::io::Read as _;
-            let mut text = String::new();
-            file.take(crate::plan::load::MAX_PLAN_BYTES)
-                .read_to_string(&mut text)
-                .ok()
-                .map(|_| text)
-        })
-        .unwrap_or_default()
+    crate::journal::dir::read_snapshot(journal).unwrap_or_default()
 }
 
 #[derive(Debug, clap::Args)]

@@ -144,6 +144,25 @@ pub fn open_read(path: &Path) -> std::io::Result<File> {
     open(&options, path)
 }
 
+/// A plan's text from an open file, at most [`MAX_PLAN_BYTES`](crate::plan::load::MAX_PLAN_BYTES)
+/// of it; `None` if it cannot be read as UTF-8. For the plan copies kept beside journals and the
+/// `name:` a plan is keyed by, where a missing text has a fallback rather than an error.
+pub fn read_plan_text(file: File) -> Option<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    file.take(crate::plan::load::MAX_PLAN_BYTES)
+        .read_to_string(&mut text)
+        .ok()
+        .map(|_| text)
+}
+
+/// The plan copy kept beside a journal (`RUN.plan.yaml`), read without following a symlink.
+pub fn read_snapshot(journal: &Path) -> Option<String> {
+    open_read(&journal.with_extension("plan.yaml"))
+        .ok()
+        .and_then(read_plan_text)
+}
+
 /// The identity of a file (device and inode): whether a path still names the file we hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {

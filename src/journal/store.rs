@@ -465,16 +465,7 @@ impl Store {
         if let Some(db) = &self.db {
             return db.plan_text(&run.run_id);
         }
-        let path = replay.path.with_extension("plan.yaml");
-        crate::journal::dir::open_read(&path)
-            .and_then(|file| {
-                use std::io::Read as _;
-                let mut text = String::new();
-                file.take(crate::plan::load::MAX_PLAN_BYTES)
-                    .read_to_string(&mut text)
-                    .map(|_| text)
-            })
-            .ok()
+        crate::journal::dir::read_snapshot(&replay.path)
     }
 
     /// A writer appending to an existing run.
@@ -684,14 +675,7 @@ pub fn digest(text: &str, vars: &[(String, String)]) -> String {
 pub fn plan_key(plan: &Path) -> String {
     std::fs::File::open(plan)
         .ok()
-        .and_then(|file| {
-            use std::io::Read as _;
-            let mut text = String::new();
-            file.take(crate::plan::load::MAX_PLAN_BYTES)
-                .read_to_string(&mut text)
-                .ok()
-                .map(|_| text)
-        })
+        .and_then(crate::journal::dir::read_plan_text)
         .and_then(|text| plan_name(&text))
         .unwrap_or_else(|| stem_of(plan))
 }
