@@ -1024,10 +1024,15 @@ impl PgJournal {
                         .lock()
                         .map_or_else(|_| Instant::now(), |u| *u);
                     if Instant::now() + wait >= until {
-                        return Err(std::io::Error::other(format!(
-                            "cannot write the journal to {} while this runner's lease holds: {error}",
-                            self.db.shown()
-                        )));
+                        // Past here another runner may hold the plan: this one must not act
+                        // again, as when its lease is taken (exit 6), and the next runner
+                        // resumes from what was committed.
+                        self.shared.lost.store(true, Ordering::SeqCst);
+                        return Err(std::io::Error::other(Stolen(format!(
+                            "cannot write the journal to {} ({error}) before this runner's lease on `{}` could pass to another runner; stopping before the next effect",
+                            self.db.shown(),
+                            self.plan
+                        ))));
                     }
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(2));
