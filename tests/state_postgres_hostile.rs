@@ -225,6 +225,59 @@ fn a_server_that_refuses_the_connection_is_named_as_refusing() {
     );
 }
 
+/// A journal whose last line a crash tore is imported without that line, and says so; a line
+/// damaged in the middle stops the import there, worded for an import (not for a backtest).
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn a_torn_last_line_is_imported_without_it_and_said_and_a_damaged_middle_stops_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        "version: 1\nname: torn\nstages:\n  - { name: all, traffic: 100, bake: 0s }\n",
+    );
+    let ran = ion_plan().arg("run").arg(&plan).run();
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let state = dir.path().join(".ion-plan");
+    let journal = common::journals(&state).pop().expect("the run's journal");
+    let whole = std::fs::read_to_string(&journal).unwrap();
+    let events = whole.lines().count() - 1;
+    let torn = r#"{"seq":99,"at":"2026-"#;
+    std::fs::write(&journal, format!("{whole}{torn}")).unwrap();
+    let url = migrated_database();
+    let import = ion_plan()
+        .args(["state", "import"])
+        .arg(&state)
+        .args(["--state", &url])
+        .run();
+    assert_eq!(import.code, 0, "{}", import.stderr);
+    assert!(
+        import.stderr.contains("ends in a torn line") && import.stderr.contains("1 run imported"),
+        "{}",
+        import.stderr
+    );
+    assert_eq!(footprint(&url), format!("1/{events}/0/1"));
+
+    // A line damaged in the middle: nothing of that journal goes in.
+    let mut lines: Vec<&str> = whole.lines().collect();
+    lines[2] = "{not json";
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let url = migrated_database();
+    let import = ion_plan()
+        .args(["state", "import"])
+        .arg(&state)
+        .args(["--state", &url])
+        .run();
+    assert_eq!(import.code, 1, "{}", import.stderr);
+    assert!(
+        import.stderr.contains("line 3") && import.stderr.contains("the import stopped there"),
+        "{}",
+        import.stderr
+    );
+    assert!(!import.stderr.contains("judged"), "{}", import.stderr);
+    assert_eq!(psql(&url, "SELECT count(*) FROM ion_plan_events"), "0");
+}
+
 #[test]
 #[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
 fn a_state_folder_is_not_imported_beside_a_run_a_runner_is_running() {

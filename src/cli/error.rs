@@ -39,6 +39,11 @@ pub enum CliError {
     /// A journal `backtest` cannot read (it names the file and the line).
     #[error("{0}; nothing was judged")]
     Journal(#[source] crate::journal::replay::ReplayError),
+    /// A journal `state import` cannot read: the runs before it are in the database.
+    #[error(
+        "{0}; the import stopped there (the runs before it are in the database, and another import skips them)"
+    )]
+    Import(#[source] crate::journal::replay::ReplayError),
     /// A plan without any run to show.
     #[error("{} has no run yet (looked in {})", plan.display(), dir.display())]
     NoRun { plan: PathBuf, dir: PathBuf },
@@ -97,6 +102,7 @@ impl CliError {
             | CliError::Engine(_)
             | CliError::NoRun { .. }
             | CliError::Journal(_)
+            | CliError::Import(_)
             | CliError::Inbox { .. }
             | CliError::DemoService { .. }
             | CliError::Load(_)
