@@ -50,7 +50,7 @@ pub enum ReplayError {
     #[diagnostic(
         code(journal::corrupt),
         help(
-            "the journal is append-only and written line by line; a damaged line in the middle means the file was edited or the disk is failing. Move the file aside and start a new run with `--restart`."
+            "the journal is append-only and written record by record; a damaged record in the middle means it was edited or its storage is failing. Keep it for the record (a file: move it aside) and start a new run with `--restart`."
         )
     )]
     Corrupt {
