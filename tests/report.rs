@@ -212,6 +212,73 @@ fn a_load_samples_event_line_shows_what_the_gates_read_and_json_keeps_every_metr
     assert_eq!(sample.metrics.len(), 24, "{sample:?}");
 }
 
+/// A condition whose threshold is another metric (`load.canary.p95 <= load.legacy.p95 * 5`)
+/// shows its values in the metric's unit: `6ms`, not `0.006`; in the event line, the Markdown
+/// report's table, and the HTML report's axis.
+#[test]
+fn a_condition_against_another_metric_shows_values_in_the_metrics_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ion_plan()
+        .arg("run")
+        .arg(root().join("plans/demo.yaml"))
+        .arg("--scenario")
+        .arg(root().join("plans/scenarios/demo-regression.yaml"))
+        .arg("--json")
+        .run();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    common::journal_from_scenario(
+        &run.stdout,
+        "plans/demo.yaml",
+        &dir.path().join("state"),
+        "demo",
+    );
+    let condition = "`load.canary.p95 <= load.legacy.p95 * 5`";
+    let plain = ion_plan()
+        .arg("run")
+        .arg(root().join("plans/demo.yaml"))
+        .arg("--scenario")
+        .arg(root().join("plans/scenarios/demo-regression.yaml"))
+        .run();
+    let line = plain
+        .stdout
+        .lines()
+        .find(|l| l.contains(condition))
+        .unwrap_or_else(|| panic!("{}", plain.stdout));
+    let value = line.split(" = ").nth(1).unwrap_or_default();
+    assert!(
+        value
+            .split_whitespace()
+            .next()
+            .is_some_and(|v| v.ends_with("ms")),
+        "{line}"
+    );
+    let report = |format: &str| {
+        ion_plan()
+            .args(["report", "--format", format, "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg(root().join("plans/demo.yaml"))
+            .run()
+    };
+    let markdown = report("md");
+    assert_eq!(markdown.code, 0, "{}", markdown.stderr);
+    let row = markdown
+        .stdout
+        .lines()
+        .find(|l| l.starts_with('|') && l.contains(condition))
+        .unwrap_or_else(|| panic!("{}", markdown.stdout));
+    assert!(row.contains("ms |"), "{row}");
+    assert!(!row.contains("| 0.0"), "{row}");
+    let html = report("html");
+    assert_eq!(html.code, 0, "{}", html.stderr);
+    let chart = html
+        .stdout
+        .split(r#"data-condition="load.canary.p95 &lt;= load.legacy.p95 * 5""#)
+        .nth(1)
+        .and_then(|rest| rest.split("</svg>").next())
+        .unwrap_or_else(|| panic!("no chart for {condition}"));
+    assert!(chart.contains("ms</text>"), "{chart}");
+}
+
 /// Timestamps and measured values as `N`: what differs between two runs of the same demo.
 /// A number with its unit (`2s509ms`, `+36.208ms`, `12.5`) is one `N`.
 fn without_values(line: &str) -> String {

@@ -18,7 +18,6 @@ use crate::engine::pool::{Data, Pool};
 use crate::event::evaluation::{Comparison, Outcome, ShiftWay};
 use crate::plan::compare::{CompareKind, compare_kind};
 use crate::plan::expr::MetricRef;
-use crate::plan::metrics::{Catalog, MetricUnit};
 use crate::plan::model::{Compare, Direction, Plan};
 use crate::plan::units::LiteralUnit;
 use crate::probe::{Reading, Sample};
@@ -56,15 +55,7 @@ impl CompiledCompare {
         let unit = if distribution {
             LiteralUnit::Duration
         } else {
-            plan.and_then(|plan| {
-                let probe = plan.probes.get(canary.probe())?;
-                Catalog::of(probe).unit(canary.within_probe())
-            })
-            .map_or(LiteralUnit::Plain, |unit| match unit {
-                MetricUnit::Seconds => LiteralUnit::Duration,
-                MetricUnit::Ratio => LiteralUnit::Percent,
-                _ => LiteralUnit::Plain,
-            })
+            crate::engine::gates::shown_unit(&canary, plan)
         };
         CompiledCompare {
             label: compare.label(),

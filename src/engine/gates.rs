@@ -49,6 +49,9 @@ pub struct CompiledCondition {
     pub no_data: NoData,
     /// Judged on an interval (`confidence`): which, and at what confidence.
     pub interval: Option<OnInterval>,
+    /// The unit its values are shown in: its threshold's, or for a threshold that is another
+    /// metric (`load.canary.p95 <= load.legacy.p95 * 5`) the metric's (ms, not seconds).
+    unit: LiteralUnit,
 }
 
 /// How a condition with `confidence` is judged.
@@ -60,12 +63,9 @@ pub struct OnInterval {
 }
 
 impl CompiledCondition {
-    /// The unit its threshold is written in, for showing values.
+    /// The unit its values are shown in.
     pub fn unit(&self) -> LiteralUnit {
-        match self.expr.rhs {
-            Rhs::Quantity { unit, .. } => unit,
-            Rhs::Metric { .. } => LiteralUnit::Plain,
-        }
+        self.unit
     }
 }
 
@@ -152,8 +152,13 @@ pub fn compile_condition(
         },
         (None, None) => Rule::Once,
     };
+    let unit = match expr.rhs {
+        Rhs::Quantity { unit, .. } => unit,
+        Rhs::Metric { .. } => shown_unit(&expr.metric, plan),
+    };
     Ok(CompiledCondition {
         text: spec.check,
+        unit,
         expr,
         rule,
         no_data: spec.no_data.unwrap_or_default(),
@@ -164,6 +169,19 @@ pub fn compile_condition(
             })
         }),
     })
+}
+
+/// The unit a metric's values are shown in (seconds as a duration, a fraction as percent), as
+/// its probe's catalog says; plain without a plan or for a metric of unknown unit.
+pub fn shown_unit(metric: &expr::MetricRef, plan: Option<&Plan>) -> LiteralUnit {
+    plan.and_then(|plan| {
+        let probe = plan.probes.get(metric.probe())?;
+        crate::plan::metrics::Catalog::of(probe).unit(metric.within_probe())
+    })
+    .map_or(
+        LiteralUnit::Plain,
+        crate::plan::metrics::MetricUnit::shown_as,
+    )
 }
 
 pub use crate::event::evaluation::{Evaluation, Outcome, Streak, show};
