@@ -44,7 +44,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub enum PgError {
     #[error("cannot use `{shown}` as the state store: {reason}")]
     Url { shown: String, reason: String },
-    #[error("cannot connect to {shown}: {source}")]
+    #[error("cannot connect to {shown}: {}", said(source))]
     Connect {
         shown: String,
         #[source]
@@ -62,7 +62,7 @@ pub enum PgError {
         "{shown} holds ion-plan schema version {found}; this ion-plan needs {SCHEMA_VERSION}: run `ion-plan state migrate --state {shown}`"
     )]
     TooOld { shown: String, found: i32 },
-    #[error("{what} in {shown}: {source}")]
+    #[error("{what} in {shown}: {}", said(source))]
     Query {
         what: &'static str,
         shown: String,
@@ -163,13 +163,30 @@ pub fn shown(url: &str) -> String {
     }
 }
 
-/// Why `parsed` may not be used, if it may not: a password in it, or a parameter the client
-/// would silently ignore.
+/// Why `parsed` may not be used, if it may not: a password in it, a parameter the client would
+/// silently ignore, or a certificate or key file it names that cannot be read.
 fn refused(parsed: &url::Url) -> Option<String> {
     if parsed.password().is_some() || parsed.query_pairs().any(|(key, _)| key == "password") {
         return Some(
             "it holds a password, which would show in `ps` and in logs: give it in PGPASSWORD or ~/.pgpass".to_owned(),
         );
+    }
+    // A certificate or key file that cannot be read fails at connect time as a bare "No such
+    // file or directory": name the parameter and the file now.
+    for (key, file) in parsed.query_pairs() {
+        let is_file = matches!(
+            key.as_ref(),
+            "sslrootcert"
+                | "ssl-root-cert"
+                | "ssl-ca"
+                | "sslcert"
+                | "ssl-cert"
+                | "sslkey"
+                | "ssl-key"
+        );
+        if is_file && let Err(error) = std::fs::File::open(file.as_ref()) {
+            return Some(format!("its {key} `{file}` cannot be read: {error}"));
+        }
     }
     let unknown = parsed.query_pairs().map(|(key, _)| key).find(|key| {
         let known = KNOWN_PARAMETERS.contains(&key.as_ref())
@@ -180,6 +197,35 @@ fn refused(parsed: &url::Url) -> Option<String> {
         "it has the parameter `{unknown}`, which the client does not know (it would be ignored); known: {}",
         KNOWN_PARAMETERS.join(", ")
     ))
+}
+
+/// An error of the client or the server, worded for the person reading it: the server's own
+/// message with its SQLSTATE (sqlx adds the server's source line, "at line 476", which reads as
+/// a line of `pg_hba.conf`), a certificate the client does not trust with what to do about it.
+fn said(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(e) => match e.code() {
+            Some(code) => format!("the server says: {} (SQLSTATE {code})", e.message()),
+            None => format!("the server says: {}", e.message()),
+        },
+        // rustls's refusals come as I/O errors of the connection.
+        sqlx::Error::Tls(_) | sqlx::Error::Io(_) => {
+            let text = match error {
+                sqlx::Error::Tls(e) => e.to_string(),
+                sqlx::Error::Io(e) => e.to_string(),
+                _ => unreachable!(),
+            };
+            let hint = if text.contains("UnknownIssuer") {
+                ": the server's certificate is not signed by a CA this machine trusts; name the CA's certificate with `sslrootcert=FILE`"
+            } else if text.contains("not valid for name") {
+                ": connect by a name the certificate has, or check the CA alone with `sslmode=verify-ca`"
+            } else {
+                ""
+            };
+            format!("{text}{hint}")
+        }
+        other => other.to_string(),
+    }
 }
 
 fn query<'a>(what: &'static str, shown: &'a str) -> impl FnOnce(sqlx::Error) -> PgError + use<'a> {
@@ -1029,8 +1075,9 @@ impl PgJournal {
                         // resumes from what was committed.
                         self.shared.lost.store(true, Ordering::SeqCst);
                         return Err(std::io::Error::other(Stolen(format!(
-                            "cannot write the journal to {} ({error}) before this runner's lease on `{}` could pass to another runner; stopping before the next effect",
+                            "cannot write the journal to {} ({}) before this runner's lease on `{}` could pass to another runner; stopping before the next effect",
                             self.db.shown(),
+                            said(&error),
                             self.plan
                         ))));
                     }
@@ -1039,8 +1086,9 @@ impl PgJournal {
                 }
                 Err(error) => {
                     return Err(std::io::Error::other(format!(
-                        "cannot write the journal to {}: {error}",
-                        self.db.shown()
+                        "cannot write the journal to {}: {}",
+                        self.db.shown(),
+                        said(&error)
                     )));
                 }
             }
