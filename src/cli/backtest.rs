@@ -22,7 +22,7 @@ pub enum Format {
 /// How the samples are matched and when an outcome flips: `ion-plan backtest --help`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  ion-plan backtest plans/phase4.yaml                  # every recorded run of the plan\n  ion-plan backtest plans/phase4.yaml .ion-plan/phase4/RUN.jsonl --format json"
+    after_help = "Examples:\n  ion-plan backtest plans/phase4.yaml                  # every recorded run of the plan\n  ion-plan backtest plans/phase4.yaml plans/.ion-plan/phase4-RUNID.jsonl --format json"
 )]
 pub struct Args {
     /// The plan, as it is now.

@@ -242,7 +242,7 @@ fn snapshot(journal: &Path) -> String {
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  ion-plan runs --state postgres://ion@db.internal:5432/rollouts\n  ion-plan runs --plan phase4 --format json"
+    after_help = "Examples:\n  ion-plan runs --state postgres://ion@db.internal:5432/rollouts\n  ion-plan runs --plan ion-mentoring-phase4 --format json   # a plan by its name:"
 )]
 pub struct RunsArgs {
     /// Only the runs of this plan (its `name:`).
