@@ -201,6 +201,85 @@ fn a_runner_killed_at_random_moments_resumes_on_the_other_machine_exactly() {
     }
 }
 
+/// One run, killed again and again: each runner is killed (SIGKILL) at a moment of its own, and the
+/// next starts on the other machine (waiting out the dead one's lease, deciding an interrupted
+/// step by whether its effect is there), until a runner ends the run. Every non-idempotent step
+/// ran once however many runners it took.
+#[test]
+#[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
+fn a_run_killed_again_and_again_alternating_machines_runs_each_step_once() {
+    let _ = NEEDS;
+    let server = stats_server();
+    let machines = Machines::new(&plan(&server, "500ms"));
+    let url = migrated_database();
+    // A seeded sequence of kill moments, 150 ms to 1.35 s into each runner's life.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next_delay = || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        Duration::from_millis(150 + (seed >> 33) % 1200)
+    };
+    let (mut machine, mut kills, mut flags) = (0, 0, Vec::<&str>::new());
+    let deadline = Instant::now() + Duration::from_mins(3);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run did not end: {:?}",
+            machines.effects()
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+            .arg("run")
+            .arg(machines.plan(machine))
+            .args(["--state", &url, "--lease", "3s"])
+            .args(&flags)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + next_delay();
+        while Instant::now() < until && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill(); // SIGKILL: its lease is left to expire
+            let _ = child.wait();
+            kills += 1;
+            flags.clear();
+            machine = 1 - machine;
+            continue;
+        }
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        match output.status.code() {
+            Some(0) => break,
+            Some(6) if stderr.contains("another runner is running this plan") => {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Some(6) if stderr.contains("--retry-step") => {
+                let stage = stderr
+                    .split("stage `")
+                    .nth(1)
+                    .and_then(|s| s.split('`').next())
+                    .expect("names the stage");
+                let ran = machines.effects().contains(&format!("migrate-{stage}"));
+                flags = vec![if ran { "--skip-step" } else { "--retry-step" }];
+            }
+            code => panic!("exit {code:?} after {kills} kills: {stderr}"),
+        }
+    }
+    assert!(
+        kills >= 3,
+        "only {kills} kills landed: the run was too short to test much"
+    );
+    machines.assert_each_step_once();
+    let report = ion_plan()
+        .args(["report", "--format", "json", "--state", &url])
+        .arg(machines.plan(0))
+        .run();
+    assert_eq!(report.json()["outcome"], "completed", "{}", report.stderr);
+}
+
 #[test]
 #[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
 fn a_runner_frozen_past_its_lease_is_taken_over_and_thawed_writes_nothing() {

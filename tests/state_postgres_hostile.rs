@@ -252,7 +252,8 @@ fn a_torn_last_line_is_imported_without_it_and_said_and_a_damaged_middle_stops_t
         .run();
     assert_eq!(import.code, 0, "{}", import.stderr);
     assert!(
-        import.stderr.contains("ends in a torn line") && import.stderr.contains("1 run imported"),
+        import.stderr.contains("dropped a torn last line")
+            && import.stderr.contains("1 run imported"),
         "{}",
         import.stderr
     );

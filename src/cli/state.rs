@@ -197,13 +197,8 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
         };
         // A torn last line (a crash in the middle of a write) is left out, as a resume leaves
         // it out; said, as nothing of a journal should go missing unannounced.
-        let size = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
-        if size > replay.intact_len {
-            eprintln!(
-                "warning: `{}` ends in a torn line ({} bytes, a write cut short by a crash): imported without it, as a resume would read it",
-                path.display(),
-                size - replay.intact_len
-            );
+        if let Some(torn) = &replay.torn {
+            eprintln!("warning: {torn}; imported without it, as a resume would read it");
         }
         if leased.as_ref().is_none_or(|(held, _)| held != plan) {
             let lease = db
