@@ -63,6 +63,16 @@ impl Fixture {
 
     /// Opens the plan's run (new or taken up) under `guard`.
     fn open(&self, store: &Store, guard: &ion_plan::journal::store::Guard) -> Opened {
+        self.open_as(store, guard, false)
+    }
+
+    /// Opens the plan's run under `guard`; `restart`: a new run whatever the newest did.
+    fn open_as(
+        &self,
+        store: &Store,
+        guard: &ion_plan::journal::store::Guard,
+        restart: bool,
+    ) -> Opened {
         let plan = self.plan();
         let digest = digest(PLAN, &[]);
         let start = Start {
@@ -71,7 +81,7 @@ impl Fixture {
             digest: &digest,
             text: PLAN,
             vars: &[],
-            restart: false,
+            restart,
             resolves_step: false,
             default_step_timeout: Duration::from_secs(1),
             now: Utc::now(),
@@ -309,6 +319,63 @@ fn requests_are_taken_once_and_only_by_their_run(kind: Kind) {
     );
 }
 
+/// `ion-plan runs` (the real binary) lists the plan's runs newest first, each with its outcome,
+/// and who holds an unfinished one; `--plan` takes the plan's `name:` or nothing matches.
+fn runs_lists_the_runs_newest_first_with_outcome_and_holder(kind: Kind) {
+    let fixture = Fixture::new(kind);
+    let store_args: Vec<String> = match &fixture.url {
+        Some(url) => vec!["--state".into(), url.clone()],
+        None => vec![
+            "--state-dir".into(),
+            fixture.dir.path().join(".ion-plan").display().to_string(),
+        ],
+    };
+    for restart in [false, true] {
+        let ran = common::ion_plan()
+            .arg("run")
+            .arg(&fixture.plan)
+            .args(restart.then_some("--restart"))
+            .args(fixture.url.iter().flat_map(|url| ["--state", url.as_str()]))
+            .run();
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+    }
+    // A third run, unfinished, its runner (this process) holding the plan.
+    let store = fixture.store();
+    let guard = store.lock().unwrap();
+    let mut opened = fixture.open_as(&store, &guard, true);
+    append(&mut opened.journal, "all").unwrap();
+    let list = |plan: &str| {
+        let listed = common::ion_plan()
+            .args(["runs", "--format", "json", "--plan", plan])
+            .args(&store_args)
+            .run();
+        assert_eq!(listed.code, 0, "{}", listed.stderr);
+        listed.json()["runs"].as_array().unwrap().clone()
+    };
+    let runs = list("conformance");
+    let outcomes: Vec<&str> = runs
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["unfinished", "completed", "completed"],
+        "{runs:?}"
+    );
+    let ids: Vec<&str> = runs.iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    assert!(
+        runs[0]["holder"]
+            .as_str()
+            .is_some_and(|h| h.contains(&format!("pid {}", std::process::id()))),
+        "{runs:?}"
+    );
+    assert!(runs[1]["holder"].is_null(), "{runs:?}");
+    assert!(runs.iter().all(|r| r["plan"] == "conformance"), "{runs:?}");
+    assert!(list("nothing-of-that-name").is_empty());
+    drop(guard);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod files {
@@ -338,4 +405,5 @@ conformance!(
     runners_racing_for_a_plan_one_wins,
     a_runner_that_lost_its_hold_writes_nothing,
     requests_are_taken_once_and_only_by_their_run,
+    runs_lists_the_runs_newest_first_with_outcome_and_holder,
 );

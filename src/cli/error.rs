@@ -44,6 +44,9 @@ pub enum CliError {
         "{0}; the import stopped there (the runs before it are in the database, and another import skips them)"
     )]
     Import(#[source] crate::journal::replay::ReplayError),
+    /// A state folder named on the command line that is not there.
+    #[error("no state folder at `{}`", .0.display())]
+    NoFolder(PathBuf),
     /// A plan without any run to show.
     #[error("{} has no run yet (looked in {})", plan.display(), dir.display())]
     NoRun { plan: PathBuf, dir: PathBuf },
@@ -101,6 +104,7 @@ impl CliError {
             | CliError::Probes(_)
             | CliError::Engine(_)
             | CliError::NoRun { .. }
+            | CliError::NoFolder(_)
             | CliError::Journal(_)
             | CliError::Import(_)
             | CliError::Inbox { .. }

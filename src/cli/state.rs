@@ -117,7 +117,7 @@ impl DbArgs {
             .or_else(|| std::env::var(STATE_ENV).ok().filter(|v| !v.trim().is_empty()))
             .ok_or_else(|| {
                 CliError::Usage(format!(
-                    "no database named: give `--state postgres://USER@HOST:PORT/DB` or set ${STATE_ENV}"
+                    "no database named: give `--state postgres://USER@HOST:PORT/DB` or set ${STATE_ENV} (for `runs`, `--state-dir DIR` lists a state folder)"
                 ))
             })?;
         Ok(Db::connect(&checked(&url)?).map_err(crate::journal::store::StoreError::from)?)
@@ -156,25 +156,9 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
     let db = args.db.connect()?;
     db.check_schema()
         .map_err(crate::journal::store::StoreError::from)?;
-    crate::journal::dir::check(&args.dir)
-        .map_err(|source| CliError::Store(crate::journal::store::StoreError::Unsafe(source)))?;
-    let mut journals: Vec<(String, PathBuf)> = std::fs::read_dir(&args.dir)
-        .map_err(|source| CliError::Store(crate::journal::store::StoreError::Unsafe(source)))?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let path = entry.path();
-            let name = path.file_name()?.to_str()?;
-            let stem = name.strip_suffix(".jsonl")?;
-            // `STEM-RUNID`: the run id is the last two `-`-separated parts.
-            let (rest, salt) = stem.rsplit_once('-')?;
-            let (plan, time) = rest.rsplit_once('-')?;
-            replay::is_run_id(&format!("{time}-{salt}")).then(|| {
-                // Keyed as a runner keys it: by the plan's `name:` (its snapshot beside the
-                // journal), else the file name.
-                let key = plan_name(&snapshot(&path)).unwrap_or_else(|| plan.to_owned());
-                (key, path.clone())
-            })
-        })
+    let mut journals: Vec<(String, PathBuf)> = folder_runs(&args.dir)?
+        .into_iter()
+        .map(|run| (run.key, run.path))
         .collect();
     // A plan's runs one after another, each plan under its lease: a run imported beside one a
     // runner is running would become the plan's newest, and take its requests and its status.
@@ -230,6 +214,49 @@ fn import(args: &ImportArgs) -> Result<u8, CliError> {
     Ok(exit_code::SUCCESS)
 }
 
+/// A run's journal in a state folder.
+struct FolderRun {
+    /// The plan's key as a database keys it: its `name:` (from the plan copy beside the
+    /// journal), else the file stem.
+    key: String,
+    /// The stem the folder names its files by.
+    stem: String,
+    run_id: String,
+    path: PathBuf,
+}
+
+/// Every `STEM-RUNID.jsonl` of a state folder, after checking the folder as a runner does.
+fn folder_runs(dir: &Path) -> Result<Vec<FolderRun>, CliError> {
+    let unsafe_dir = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            // Not a refusal: nothing is there.
+            CliError::NoFolder(dir.to_owned())
+        } else {
+            CliError::Store(crate::journal::store::StoreError::Unsafe(source))
+        }
+    };
+    crate::journal::dir::check(dir).map_err(unsafe_dir)?;
+    Ok(std::fs::read_dir(dir)
+        .map_err(unsafe_dir)?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let path = entry.path();
+            let name = path.file_name()?.to_str()?;
+            let stem = name.strip_suffix(".jsonl")?;
+            // `STEM-RUNID`: the run id is the last two `-`-separated parts.
+            let (rest, salt) = stem.rsplit_once('-')?;
+            let (plan, time) = rest.rsplit_once('-')?;
+            let run_id = format!("{time}-{salt}");
+            replay::is_run_id(&run_id).then(|| FolderRun {
+                key: plan_name(&snapshot(&path)).unwrap_or_else(|| plan.to_owned()),
+                stem: plan.to_owned(),
+                run_id,
+                path: path.clone(),
+            })
+        })
+        .collect())
+}
+
 /// The plan text kept beside a journal (empty if there is none).
 fn snapshot(journal: &Path) -> String {
     crate::journal::dir::read_snapshot(journal).unwrap_or_default()
@@ -237,7 +264,7 @@ fn snapshot(journal: &Path) -> String {
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  ion-plan runs --state postgres://ion@db.internal:5432/rollouts\n  ion-plan runs --plan ion-mentoring-phase4 --format json   # a plan by its name:"
+    after_help = "Examples:\n  ion-plan runs --state postgres://ion@db.internal:5432/rollouts\n  ion-plan runs --plan ion-mentoring-phase4 --format json   # a plan by its name:\n  ion-plan runs --state-dir plans/.ion-plan                # a state folder's runs"
 )]
 pub struct RunsArgs {
     /// Only the runs of this plan (its `name:`).
@@ -246,6 +273,9 @@ pub struct RunsArgs {
     /// At most this many, newest first.
     #[arg(long, value_name = "N", default_value_t = 20)]
     limit: u32,
+    /// A state folder (`.ion-plan/` beside the plans) instead of the database.
+    #[arg(long, value_name = "DIR", conflicts_with = "state")]
+    state_dir: Option<PathBuf>,
     #[command(flatten)]
     db: DbArgs,
     #[command(flatten)]
@@ -263,18 +293,63 @@ struct RunLine {
     holder: Option<String>,
 }
 
-/// `ion-plan runs`: the store's runs, newest first: plan, id, outcome, stage, started, holder.
-pub fn runs(args: &RunsArgs) -> Result<u8, CliError> {
+/// The runs of a state folder to list, newest first.
+fn folder_listing(dir: &Path, args: &RunsArgs) -> Result<Vec<(String, Store, String)>, CliError> {
+    let mut runs: Vec<FolderRun> = folder_runs(dir)?
+        .into_iter()
+        .filter(|run| {
+            args.plan
+                .as_ref()
+                .is_none_or(|plan| *plan == run.key || *plan == run.stem)
+        })
+        .collect();
+    // Newest first: run ids sort by their start.
+    runs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+    runs.truncate(usize::try_from(args.limit).unwrap_or(usize::MAX));
+    Ok(runs
+        .into_iter()
+        .map(|run| (run.key, Store::in_folder(dir, &run.stem), run.run_id))
+        .collect())
+}
+
+/// The runs of the database to list, newest first.
+fn db_listing(args: &RunsArgs) -> Result<Vec<(String, Store, String)>, CliError> {
     let db = args.db.connect()?;
     db.check_schema()
         .map_err(crate::journal::store::StoreError::from)?;
-    let listed = db
+    Ok(db
         .runs(args.plan.as_deref(), i64::from(args.limit))
-        .map_err(crate::journal::store::StoreError::from)?;
+        .map_err(crate::journal::store::StoreError::from)?
+        .into_iter()
+        .map(|(plan, run_id)| {
+            let store =
+                Store::with_db_key(&plan, std::sync::Arc::clone(&db), postgres::DEFAULT_LEASE);
+            (plan, store, run_id)
+        })
+        .collect())
+}
+
+/// `ion-plan runs`: the store's runs (the database's, or a state folder's with `--state-dir`),
+/// newest first: plan, id, outcome, stage, started, holder.
+pub fn runs(args: &RunsArgs) -> Result<u8, CliError> {
+    // Each run with the plan's name to show and the store that holds it.
+    let listed = if let Some(dir) = &args.state_dir {
+        folder_listing(dir, args)?
+    } else {
+        db_listing(args)?
+    };
     let mut lines = Vec::with_capacity(listed.len());
-    for (plan, run_id) in listed {
-        let store = Store::with_db_key(&plan, std::sync::Arc::clone(&db), postgres::DEFAULT_LEASE);
-        let Some((_, run)) = store.find(&run_id)? else {
+    for (plan, store, run_id) in listed {
+        let found = match store.find(&run_id) {
+            Ok(found) => found,
+            // One damaged journal does not hide the others: named, and left out.
+            Err(error) if args.state_dir.is_some() => {
+                eprintln!("warning: run {run_id} of `{plan}` left out: {error}");
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let Some((_, run)) = found else {
             continue;
         };
         let outcome = match &run.ended {

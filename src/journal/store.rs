@@ -173,6 +173,16 @@ impl Store {
         }
     }
 
+    /// The runs of the plan whose files the folder `dir` names `stem` (`STEM-RUNID.jsonl`).
+    pub fn in_folder(dir: &Path, stem: &str) -> Store {
+        Store {
+            dir: dir.to_owned(),
+            stem: stem.to_owned(),
+            db: None,
+            lease: postgres::DEFAULT_LEASE,
+        }
+    }
+
     /// The store of `plan` in the PostgreSQL database at `url`, whose schema must be this
     /// build's; a lease lasts `lease`.
     pub fn in_postgres(
