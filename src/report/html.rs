@@ -50,6 +50,7 @@ svg.chart { width: 100%; height: auto; display: block; border: 1px solid #d0d7de
 .dot.pass { background: #1a7f37; } .dot.violation { background: #bc4c00; }
 .dot.insufficient { background: #8c959f; } .dot.error { background: #8250df; }
 .dot.fired { background: #cf222e; }
+.thinned { font-size: 12px; color: #57606a; margin: 2px 0 0; }
 details { margin: 12px 0; } summary { cursor: pointer; font-weight: 600; }
 @media print { body { max-width: none; margin: 0; } details { display: block; }
   .chart-block { break-inside: avoid; } }
@@ -202,12 +203,26 @@ impl Span {
         }
     }
 
+    /// The column of [`COLUMN`] units a moment falls in, for thinning a long chart.
+    #[expect(clippy::cast_possible_truncation, reason = "an x within the chart")]
+    fn column(self, at: DateTime<Utc>) -> i64 {
+        (self.x(at) / COLUMN).floor() as i64
+    }
+
     /// The x of a moment in the plot area.
     fn x(self, at: DateTime<Utc>) -> f64 {
         let t = (at - self.start).num_milliseconds() as f64 / 1000.0;
         LEFT + (t / self.seconds).clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT)
     }
 }
+
+/// A chart with more evaluations than this shows, per column of [`COLUMN`] SVG units, its lowest
+/// and highest passing value and every other outcome (what a person must see); the rest would
+/// be points drawn on top of each other. Phase4's 22 days are 5,764 checks a condition.
+const MAX_POINTS: usize = 600;
+const COLUMN: f64 = 2.0;
+/// About how wide a character of a stage label is, in SVG units (11 px system-ui).
+const LABEL_CHAR: f64 = 6.2;
 
 /// One evaluation on a chart.
 struct Point {
@@ -259,6 +274,50 @@ impl Chart {
         self.points
             .first()
             .map_or(LiteralUnit::Plain, |p| p.evaluation.unit())
+    }
+
+    /// The evaluations drawn: all of them, or for a long run per column the lowest and the
+    /// highest passing value and every evaluation that did not simply pass.
+    fn shown(&self, span: Span) -> Vec<&Point> {
+        if self.points.len() <= MAX_POINTS {
+            return self.points.iter().collect();
+        }
+        let plain =
+            |p: &Point| matches!(p.evaluation.outcome, Outcome::Pass) && !p.evaluation.fired;
+        let value = |p: &Point| p.evaluation.value.filter(|v| v.is_finite());
+        let mut kept = vec![false; self.points.len()];
+        // Per column: the indices of its lowest and highest passing value.
+        let mut columns: std::collections::BTreeMap<i64, (usize, usize)> =
+            std::collections::BTreeMap::new();
+        for (i, p) in self.points.iter().enumerate() {
+            if !plain(p) || value(p).is_none() {
+                kept[i] = true;
+                continue;
+            }
+            let column = span.column(p.at);
+            let at = |j: usize| value(&self.points[j]).unwrap_or(0.0);
+            let v = at(i);
+            columns
+                .entry(column)
+                .and_modify(|(low, high)| {
+                    if v < at(*low) {
+                        *low = i;
+                    }
+                    if v > at(*high) {
+                        *high = i;
+                    }
+                })
+                .or_insert((i, i));
+        }
+        for (low, high) in columns.into_values() {
+            kept[low] = true;
+            kept[high] = true;
+        }
+        self.points
+            .iter()
+            .zip(kept)
+            .filter_map(|(p, keep)| keep.then_some(p))
+            .collect()
     }
 
     fn compared(&self) -> bool {
@@ -351,9 +410,21 @@ impl Chart {
             );
         }
         self.threshold(out, span, &y);
-        self.values(out, span, &y);
+        let shown = self.shown(span);
+        Chart::values(out, &shown, span, &y);
         markers(out, log, span);
-        out.push_str("</svg></div>\n");
+        out.push_str("</svg>");
+        if shown.len() < self.points.len() {
+            let _ = write!(
+                out,
+                "<p class=\"thinned\">{} evaluations; {} drawn: in each column its lowest and \
+                 highest passing value and every one that did not simply pass (the decision log \
+                 below has them all).</p>",
+                self.points.len(),
+                shown.len()
+            );
+        }
+        out.push_str("</div>\n");
     }
 
     /// The threshold (a comparison's margin, mirrored below zero where a decrease counts) as
@@ -362,6 +433,7 @@ impl Chart {
         let steps = |sign: f64| -> String {
             let mut d = String::new();
             let mut last_x = None;
+            let mut last_t = None;
             for p in &self.points {
                 let Some(t) = p.evaluation.threshold.filter(|t| t.is_finite()) else {
                     continue;
@@ -370,11 +442,16 @@ impl Chart {
                 if last_x.is_none() {
                     // A lone evaluation still shows its threshold, as a short segment.
                     let _ = write!(d, "M{:.1},{:.1} ", x - 6.0, y(sign * t));
+                } else if last_t == Some(t) {
+                    // The same level: the segment runs on (drawn up to the next change).
+                    last_x = Some(x);
+                    continue;
                 } else {
                     let _ = write!(d, "H{x:.1} ");
                 }
                 let _ = write!(d, "V{:.1} ", y(sign * t));
                 last_x = Some(x);
+                last_t = Some(t);
             }
             if let Some(x) = last_x {
                 let _ = write!(d, "H{:.1}", x + 6.0);
@@ -392,9 +469,8 @@ impl Chart {
 
     /// The values as a faint line and a point per evaluation (a comparison: its estimate with
     /// the interval as a whisker); each point's title gives its reading.
-    fn values(&self, out: &mut String, span: Span, y: &impl Fn(f64) -> f64) {
-        let line: Vec<String> = self
-            .points
+    fn values(out: &mut String, shown: &[&Point], span: Span, y: &impl Fn(f64) -> f64) {
+        let line: Vec<String> = shown
             .iter()
             .filter_map(|p| {
                 let v = p.evaluation.value.filter(|v| v.is_finite())?;
@@ -409,7 +485,7 @@ impl Chart {
             );
         }
         let bottom = HEIGHT - BOTTOM;
-        for p in &self.points {
+        for p in shown {
             let e = &p.evaluation;
             let x = span.x(p.at);
             if let Some((lower, upper)) = e.compare.and_then(|c| c.lower.zip(c.upper)) {
@@ -467,6 +543,7 @@ fn nice_step(raw: f64) -> f64 {
 /// Stage bands, alternating, labelled with the stage and its traffic.
 fn bands(out: &mut String, log: &Log, span: Span) {
     let bottom = HEIGHT - BOTTOM;
+    let mut label_end = f64::NEG_INFINITY;
     for (k, stage) in log.stages.iter().enumerate() {
         let x0 = span.x(stage.started);
         let x1 = log
@@ -476,18 +553,31 @@ fn bands(out: &mut String, log: &Log, span: Span) {
             .or(stage.completed)
             .or(log.last_event)
             .map_or(WIDTH - RIGHT, |end| span.x(end));
-        let _ = writeln!(
+        let label = format!("{} {}%", stage.name, stage.traffic);
+        let _ = write!(
             out,
             "<rect class=\"band band-{}\" x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" \
-             height=\"{:.1}\"/><text class=\"band-label\" x=\"{:.1}\" y=\"{:.1}\">{} {}%</text>",
+             height=\"{:.1}\"><title>{}</title></rect>",
             k % 2,
             (x1 - x0).max(0.0),
             bottom - TOP,
-            x0 + 3.0,
-            HEIGHT - 12.0,
-            esc(&stage.name),
-            stage.traffic
+            esc(&label),
         );
+        // A label that would run into the one before it (a one-hour stage in a 22-day run)
+        // is left to the band's hover title.
+        if x0 + 3.0 >= label_end {
+            let _ = write!(
+                out,
+                "<text class=\"band-label\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                x0 + 3.0,
+                HEIGHT - 12.0,
+                esc(&label)
+            );
+            #[expect(clippy::cast_precision_loss, reason = "a short label")]
+            let width = label.chars().count() as f64 * LABEL_CHAR;
+            label_end = x0 + 3.0 + width + 8.0;
+        }
+        out.push('\n');
     }
 }
 
@@ -589,6 +679,104 @@ mod tests {
     use super::*;
     use crate::event::evaluation::Streak;
     use crate::report::decision_log::{CheckLog, StageLog};
+
+    /// A long run's chart draws a point a column or two, yet every evaluation that did not
+    /// simply pass, and the lowest and highest passing value of each column: nothing a
+    /// person must see is thinned away.
+    #[test]
+    fn a_long_charts_points_are_thinned_but_no_violation_and_no_extreme_is_lost() {
+        let start = DateTime::<Utc>::default();
+        let evaluation = |value: f64, outcome: Outcome| Evaluation {
+            gate: "guard".to_owned(),
+            condition: "app.error_rate <= 1%".to_owned(),
+            outcome,
+            value: Some(value),
+            threshold: Some(0.01),
+            streak: Streak {
+                count: 0,
+                needed: 1,
+                window: None,
+            },
+            fired: false,
+            evidence: None,
+            unit: None,
+            compare: None,
+        };
+        let n: u32 = 6000;
+        let points: Vec<Point> = (0..n)
+            .map(|i| {
+                let value = f64::from((i * 7919) % 1000) / 1e5;
+                let outcome = if i % 997 == 0 {
+                    Outcome::Violation
+                } else if i % 1499 == 0 {
+                    Outcome::Error("no data".to_owned())
+                } else {
+                    Outcome::Pass
+                };
+                Point {
+                    at: start + chrono::Duration::minutes(i64::from(i)),
+                    stage: "full".to_owned(),
+                    evaluation: evaluation(value, outcome),
+                }
+            })
+            .collect();
+        let span = Span {
+            start,
+            seconds: f64::from(n) * 60.0,
+        };
+        let chart = Chart {
+            gate: "guard".to_owned(),
+            condition: "app.error_rate <= 1%".to_owned(),
+            points,
+        };
+        let shown = chart.shown(span);
+        let column = |p: &Point| span.column(p.at);
+        let columns = chart
+            .points
+            .iter()
+            .map(column)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert!(shown.len() <= 2 * columns + 12, "{} drawn", shown.len());
+        assert!(
+            shown.len() < chart.points.len() / 4,
+            "{} drawn",
+            shown.len()
+        );
+        let not_pass = |p: &Point| !matches!(p.evaluation.outcome, Outcome::Pass);
+        assert_eq!(
+            shown.iter().filter(|p| not_pass(p)).count(),
+            chart.points.iter().filter(|p| not_pass(p)).count()
+        );
+        // Per column, the lowest and highest passing value of all of it are among those drawn.
+        let mut extremes = std::collections::BTreeMap::<i64, (f64, f64)>::new();
+        for p in chart
+            .points
+            .iter()
+            .filter(|p| matches!(p.evaluation.outcome, Outcome::Pass))
+        {
+            let v = p.evaluation.value.unwrap();
+            let e = extremes.entry(column(p)).or_insert((v, v));
+            e.0 = e.0.min(v);
+            e.1 = e.1.max(v);
+        }
+        for (c, (low, high)) in extremes {
+            let drawn: Vec<f64> = shown
+                .iter()
+                .filter(|p| column(p) == c && matches!(p.evaluation.outcome, Outcome::Pass))
+                .map(|p| p.evaluation.value.unwrap())
+                .collect();
+            assert!(drawn.contains(&low) && drawn.contains(&high), "column {c}");
+        }
+        // Times stay in order, for the line through them.
+        assert!(shown.windows(2).all(|w| w[0].at <= w[1].at));
+        // A short chart keeps every point.
+        let short = Chart {
+            points: chart.points.into_iter().take(MAX_POINTS).collect(),
+            ..chart
+        };
+        assert_eq!(short.shown(span).len(), MAX_POINTS);
+    }
 
     /// Text from outside (a probe's error, a metric name from a command, a person's reason)
     /// shows as text: no element or attribute it spells takes effect.
