@@ -75,24 +75,12 @@ fn journal_text(dir: &Path) -> String {
 /// Resumes until the run ends, deciding interrupted steps as an operator would: skip it if its
 /// effect is there, run it again if not.
 fn resume_to_end(dir: &Path, plan: &Path) -> i32 {
-    let mut flags: Vec<&str> = Vec::new();
-    for _ in 0..5 {
-        let output = ion_plan().arg("run").arg(plan).args(&flags).run();
-        if output.code != 6 {
-            return output.code;
-        }
-        assert!(output.stderr.contains("--retry-step"), "{}", output.stderr);
-        let stage = output
-            .stderr
-            .split("stage `")
-            .nth(1)
-            .and_then(|s| s.split('`').next())
-            .expect("names the stage")
-            .to_owned();
-        let ran = lines(&dir.join("log.txt")).contains(&format!("migrate-{stage}"));
-        flags = vec![if ran { "--skip-step" } else { "--retry-step" }];
-    }
-    panic!("the run did not end");
+    common::resume_until_ended(
+        |flags| ion_plan().arg("run").arg(plan).args(flags).run(),
+        |stage| lines(&dir.join("log.txt")).contains(&format!("migrate-{stage}")),
+        std::time::Duration::from_mins(1),
+    )
+    .code
 }
 
 fn assert_clean_end(dir: &Path) {

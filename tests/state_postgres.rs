@@ -113,37 +113,24 @@ impl Machines {
     /// Runs the plan on `machine` until its run ends, as an operator would: waiting out a
     /// dead runner's lease, and deciding an interrupted step by whether its effect is there.
     fn resume_to_end(&self, machine: usize, url: &str) -> (i32, String) {
-        let mut flags: Vec<&str> = Vec::new();
-        let deadline = Instant::now() + Duration::from_mins(1);
-        while Instant::now() < deadline {
-            let output = ion_plan()
-                .arg("run")
-                .arg(self.plan(machine))
-                .args(["--state", url, "--lease", "3s"])
-                .args(&flags)
-                .run();
-            if output.code != 6 {
-                return (output.code, output.stderr);
-            }
-            if output
-                .stderr
-                .contains("another runner is running this plan")
-            {
-                std::thread::sleep(Duration::from_millis(300));
-                continue;
-            }
-            assert!(output.stderr.contains("--retry-step"), "{}", output.stderr);
-            let stage = output
-                .stderr
-                .split("stage `")
-                .nth(1)
-                .and_then(|s| s.split('`').next())
-                .expect("names the stage")
-                .to_owned();
-            let ran = self.effects().contains(&format!("migrate-{stage}"));
-            flags = vec![if ran { "--skip-step" } else { "--retry-step" }];
-        }
-        panic!("the run did not end within a minute");
+        let output = common::resume_until_ended(
+            |flags| {
+                ion_plan()
+                    .arg("run")
+                    .arg(self.plan(machine))
+                    .args(["--state", url, "--lease", "3s"])
+                    .args(flags)
+                    .run()
+            },
+            |stage| self.ran(stage),
+            Duration::from_mins(1),
+        );
+        (output.code, output.stderr)
+    }
+
+    /// Whether stage `stage`'s non-idempotent step took effect.
+    fn ran(&self, stage: &str) -> bool {
+        self.effects().contains(&format!("migrate-{stage}"))
     }
 
     fn spawn(&self, machine: usize, url: &str) -> Child {
@@ -257,13 +244,9 @@ fn a_run_killed_again_and_again_alternating_machines_runs_each_step_once() {
                 std::thread::sleep(Duration::from_millis(300));
             }
             Some(6) if stderr.contains("--retry-step") => {
-                let stage = stderr
-                    .split("stage `")
-                    .nth(1)
-                    .and_then(|s| s.split('`').next())
-                    .expect("names the stage");
-                let ran = machines.effects().contains(&format!("migrate-{stage}"));
-                flags = vec![if ran { "--skip-step" } else { "--retry-step" }];
+                flags = common::step_decision(&stderr, |stage| machines.ran(stage))
+                    .into_iter()
+                    .collect();
             }
             code => panic!("exit {code:?} after {kills} kills: {stderr}"),
         }

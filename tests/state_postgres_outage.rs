@@ -92,36 +92,19 @@ stages:
     if output.status.code() != Some(0) {
         // It stopped: the error says what it could not reach.
         assert!(stderr.contains("127.0.0.1"), "{stderr}");
-        let mut flags: Vec<&str> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "the run was never resumed to its end"
-            );
-            let resumed = ion_plan()
-                .arg("run")
-                .arg(&plan)
-                .args(["--state", &url, "--lease", lease])
-                .args(&flags)
-                .run();
-            match resumed.code {
-                0 => break,
-                6 if resumed.stderr.contains("another runner") => {
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                6 if resumed.stderr.contains("--retry-step") => {
-                    let ran = resumed
-                        .stderr
-                        .split("stage `")
-                        .nth(1)
-                        .and_then(|s| s.split('`').next())
-                        .is_some_and(|stage| lines(&log).contains(&format!("migrate-{stage}")));
-                    flags = vec![if ran { "--skip-step" } else { "--retry-step" }];
-                }
-                code => panic!("resume: exit {code}: {}", resumed.stderr),
-            }
-        }
+        let resumed = common::resume_until_ended(
+            |flags| {
+                ion_plan()
+                    .arg("run")
+                    .arg(&plan)
+                    .args(["--state", &url, "--lease", lease])
+                    .args(flags)
+                    .run()
+            },
+            |stage| lines(&log).contains(&format!("migrate-{stage}")),
+            Duration::from_secs(40),
+        );
+        assert_eq!(resumed.code, 0, "resume: {}", resumed.stderr);
     }
     assert_eq!(
         lines(&log),

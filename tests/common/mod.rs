@@ -102,6 +102,53 @@ pub fn plan_dir(plan: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// What an operator answers a runner that stopped at an interrupted non-idempotent step
+/// (exit 6, naming ``stage `NAME` `` and `--retry-step`): `--skip-step` when `ran(NAME)` says
+/// its effect is there, else `--retry-step`; `None` when it stopped for another reason.
+pub fn step_decision(stderr: &str, ran: impl Fn(&str) -> bool) -> Option<&'static str> {
+    if !stderr.contains("--retry-step") {
+        return None;
+    }
+    let stage = stderr.split("stage `").nth(1)?.split('`').next()?;
+    Some(if ran(stage) {
+        "--skip-step"
+    } else {
+        "--retry-step"
+    })
+}
+
+/// Runs `run(flags)` until the run ends (an exit other than 6), as an operator would: waiting
+/// out another runner's hold, deciding an interrupted step by `ran` (see [`step_decision`]).
+/// Fails the test after `limit`.
+pub fn resume_until_ended(
+    mut run: impl FnMut(&[&str]) -> Output,
+    ran: impl Fn(&str) -> bool,
+    limit: std::time::Duration,
+) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    let mut flags: Vec<&str> = Vec::new();
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not end within {limit:?}"
+        );
+        let output = run(&flags);
+        if output.code != 6 {
+            return output;
+        }
+        if output
+            .stderr
+            .contains("another runner is running this plan")
+        {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            continue;
+        }
+        let flag = step_decision(&output.stderr, &ran)
+            .unwrap_or_else(|| panic!("exit 6, and not for a step: {}", output.stderr));
+        flags = vec![flag];
+    }
+}
+
 /// `ion-plan run --once PLAN`.
 pub fn run_once(path: &Path) -> Output {
     ion_plan().args(["run", "--once"]).arg(path).run()
