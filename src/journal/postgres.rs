@@ -209,23 +209,22 @@ fn said(error: &sqlx::Error) -> String {
             None => format!("the server says: {}", e.message()),
         },
         // rustls's refusals come as I/O errors of the connection.
-        sqlx::Error::Tls(_) | sqlx::Error::Io(_) => {
-            let text = match error {
-                sqlx::Error::Tls(e) => e.to_string(),
-                sqlx::Error::Io(e) => e.to_string(),
-                _ => unreachable!(),
-            };
-            let hint = if text.contains("UnknownIssuer") {
-                ": the server's certificate is not signed by a CA this machine trusts; name the CA's certificate with `sslrootcert=FILE`"
-            } else if text.contains("not valid for name") {
-                ": connect by a name the certificate has, or check the CA alone with `sslmode=verify-ca`"
-            } else {
-                ""
-            };
-            format!("{text}{hint}")
-        }
+        sqlx::Error::Tls(e) => with_tls_hint(&e.to_string()),
+        sqlx::Error::Io(e) => with_tls_hint(&e.to_string()),
         other => other.to_string(),
     }
+}
+
+/// A certificate refusal with what to do about it; any other text as it is.
+fn with_tls_hint(text: &str) -> String {
+    let hint = if text.contains("UnknownIssuer") {
+        ": the server's certificate is not signed by a CA this machine trusts; name the CA's certificate with `sslrootcert=FILE`"
+    } else if text.contains("not valid for name") {
+        ": connect by a name the certificate has, or check the CA alone with `sslmode=verify-ca`"
+    } else {
+        ""
+    };
+    format!("{text}{hint}")
 }
 
 fn query<'a>(what: &'static str, shown: &'a str) -> impl FnOnce(sqlx::Error) -> PgError + use<'a> {
