@@ -1,0 +1,188 @@
+//! Attacks on `ion-plan backtest` (README, "Backtest") and its `compare:` judging, as an
+//! on-call engineer meets them in a pull request: journals someone else produced, with outside
+//! text that would be a CI workflow command, latency histograms whose counts are absurd, files
+//! that are no journal, and one run given twice. Each test failed before the fix it pins.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Output, ion_plan, write};
+
+/// A plan judging a series and a latency distribution against their baselines at the end of
+/// its one stage (five checks).
+const PLAN: &str = "\
+version: 1
+name: compare
+probes:
+  app:
+    command: [./app-metrics.sh]
+  load:
+    load:
+      targets: { canary: \"http://127.0.0.1:9/c\", legacy: \"http://127.0.0.1:9/l\" }
+gates:
+  judge:
+    at: end
+    compare:
+      - { canary: app.canary_ms, baseline: app.legacy_ms, tolerance: 5% }
+      - { canary: load.canary.latency, baseline: load.legacy.latency, tolerance: 5% }
+    on_fail: rollback
+stages:
+  - name: only
+    traffic: 10
+    bake: 5m
+    checks: { every: 1m, probes: [app, load] }
+    gates: [judge]
+";
+
+/// A folder with the plan, and a journal of one scenario run of it, both alike.
+struct Bench {
+    dir: tempfile::TempDir,
+    journal: PathBuf,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "app-metrics.sh", "#!/bin/sh\nexit 1\n");
+        let plan = write(dir.path(), "plan.yaml", PLAN);
+        let latencies = |base: u32| {
+            (0..25)
+                .map(|i| format!("{}ms", base + i % 5))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let scenario = write(
+            dir.path(),
+            "scenario.yaml",
+            format!(
+                "version: 1
+metrics:
+  app.canary_ms: {{ series: [101, 103, 99, 102, 104] }}
+  app.legacy_ms: {{ series: [100, 98, 101, 99, 100] }}
+  load.canary.latency: {{ distribution: [{}] }}
+  load.legacy.latency: {{ distribution: [{}] }}
+",
+                latencies(101),
+                latencies(100)
+            ),
+        );
+        let output = ion_plan()
+            .arg("run")
+            .arg(&plan)
+            .args(["--json", "--scenario"])
+            .arg(&scenario)
+            .run();
+        assert_eq!(output.code, 0, "{}", output.stderr);
+        let journal = common::journal_from_scenario(
+            &output.stdout,
+            "plan.yaml",
+            &dir.path().join("state"),
+            "plan",
+        );
+        Bench { dir, journal }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The journal's lines as JSON values (the header first), changed by `change`, written
+    /// as `name`.
+    fn rewrite(&self, name: &str, change: impl Fn(&mut Vec<serde_json::Value>)) -> PathBuf {
+        let text = std::fs::read_to_string(&self.journal).unwrap();
+        let mut lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        change(&mut lines);
+        let text: String = lines.iter().map(|l| l.to_string() + "\n").collect();
+        write(self.dir.path(), name, text)
+    }
+
+    /// `backtest plan.yaml JOURNAL… [ARGS…]`, stopped after 20 s: a hang fails the test.
+    fn backtest(&self, journals: &[&Path], args: &[&str]) -> Output {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+            .env("NO_COLOR", "1")
+            .arg("backtest")
+            .arg(self.path("plan.yaml"))
+            .args(journals)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                let _ = child.wait();
+                panic!("backtest hung on {journals:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// The sample of `probe` a `sample_taken` line holds.
+fn sample_of<'a>(
+    line: &'a mut serde_json::Value,
+    probe: &str,
+) -> Option<&'a mut serde_json::Value> {
+    line.pointer_mut("/event/sample_taken/sample")
+        .filter(|s| s["probe"] == probe)
+}
+
+/// release one.
+#[test]
+fn histogram_counts_past_u64_pool_to_a_median_not_a_panic() {
+    use hdrhistogram::Histogram;
+    let bench = Bench::new();
+    let hostile = |first: bool| {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        if first {
+            h.record_n(1_000, 1 << 62).unwrap();
+        }
+        h.record_n(2_000, i64::MAX.cast_unsigned()).unwrap();
+        ion_plan::stats::encode_histogram(&h)
+    };
+    let journal = bench.rewrite("counts.jsonl", |lines| {
+        let mut check = 0;
+        for line in lines.iter_mut() {
+            if let Some(sample) = sample_of(line, "load") {
+                check += 1;
+                if check <= 2 {
+                    sample["histograms"] = serde_json::json!({
+                        "canary": hostile(check == 1),
+                        "legacy": hostile(check == 1),
+                    });
+                }
+            }
+        }
+    });
+    let output = bench.backtest(&[&journal], &["--format", "json"]);
+    assert!(
+        output.code == 0 || output.code == 3,
+        "{}{}",
+        output.stdout,
+        output.stderr
+    );
+    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    // Judged on numbers (whatever such counts deserve), not on a wrapped median.
+    let run = &json["runs"][0];
+    assert!(
+        ["completed", "rolled_back"].contains(&run["now"]["outcome"].as_str().unwrap()),
+        "{json}"
+    );
+    let text = json.to_string();
+    assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+}
