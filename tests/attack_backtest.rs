@@ -186,3 +186,53 @@ fn histogram_counts_past_u64_pool_to_a_median_not_a_panic() {
     let text = json.to_string();
     assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
 }
+
+/// The human output is read in a terminal or a CI log: text from the journal (a run id, an
+/// abort's reason, a probe's error, stage names) is shown escaped (`docs/plan.md`, "Outside
+/// text"). It printed raw: a reason with `\n::error::…` started a GitHub workflow command in
+/// the pull request's log, and ESC sequences cleared the screen.
+#[test]
+fn outside_text_in_a_journal_starts_no_workflow_command_and_moves_no_cursor() {
+    let bench = Bench::new();
+    let hostile = "x\n::error file=plan.yaml::all good\u{1b}[2J\u{7}";
+    let journal = bench.rewrite("hostile.jsonl", |lines| {
+        lines[0]["run_id"] = "::warning::run\u{1b}]0;title\u{7}".into();
+        let last = lines.last_mut().unwrap();
+        last["event"]["run_ended"] = serde_json::json!({"outcome": "aborted", "reason": hostile});
+        for line in lines.iter_mut() {
+            // A probe error from a server's reply, and a stage the plan no longer has.
+            if let Some(sample) = sample_of(line, "app") {
+                *sample = serde_json::json!({"probe": "app", "error": hostile});
+            }
+            if let Some(stage) = line.pointer_mut("/event/stage_started/stage") {
+                *stage = "gone\n::notice::x".into();
+            }
+        }
+    });
+    let output = bench.backtest(&[&journal], &[]);
+    assert!(output.code == 0 || output.code == 3, "{}", output.stderr);
+    for line in output.stdout.lines() {
+        assert!(
+            !line.trim_start().starts_with("::"),
+            "{line:?} in\n{}",
+            output.stdout
+        );
+    }
+    assert!(
+        !output.stdout.contains(['\u{1b}', '\u{7}']),
+        "{:?}",
+        output.stdout
+    );
+    // Still said, escaped.
+    assert!(
+        output
+            .stdout
+            .contains("x\\n::error file=plan.yaml::all good\\x1b[2J\\x07"),
+        "{}",
+        output.stdout
+    );
+    // JSON stays raw JSON.
+    let output = bench.backtest(&[&journal], &["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(json["runs"][0]["recorded"]["reason"], hostile);
+}

@@ -12,6 +12,7 @@ use crate::exit_code;
 use crate::journal::replay;
 use crate::plan::units::{LiteralUnit, format_duration};
 use crate::plan::validate::{Checks, validate_file};
+use crate::report::escape::terminal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -110,19 +111,26 @@ fn number(value: Option<f64>, unit: LiteralUnit) -> String {
 /// What a run's backtest skipped, one line each.
 fn print_skipped(out: &mut String, skipped: &[String]) {
     for skipped in skipped {
-        let _ = writeln!(out, "  skipped: {skipped}");
+        let _ = writeln!(out, "  skipped: {}", terminal(skipped));
     }
 }
 
+/// What a person reads in a terminal or a CI log: text from a journal (run ids, reasons, probe
+/// errors, stage names) escaped as `docs/plan.md`, "Outside text" says.
 fn human(judged: &[Judged]) -> String {
     let mut out = String::new();
     for run in judged {
-        let _ = writeln!(out, "run {} ({})", run.run_id, run.journal);
-        let _ = writeln!(out, "  recorded: {}", run.recorded.describe());
+        let _ = writeln!(
+            out,
+            "run {} ({})",
+            terminal(&run.run_id),
+            terminal(&run.journal)
+        );
+        let _ = writeln!(out, "  recorded: {}", terminal(&run.recorded.describe()));
         let _ = writeln!(
             out,
             "  now:      {}{}",
-            run.now.describe(),
+            terminal(&run.now.describe()),
             if run.flipped { "  [FLIPPED]" } else { "" }
         );
         match &run.first_difference {
@@ -136,18 +144,18 @@ fn human(judged: &[Judged]) -> String {
                     .condition_then
                     .as_ref()
                     .filter(|c| **c != d.condition)
-                    .map(|c| format!(" (was `{c}`)"))
+                    .map(|c| format!(" (was `{}`)", terminal(c)))
                     .unwrap_or_default();
                 if d.compare {
                     let none = || "not judged".to_owned();
                     let _ = writeln!(
                         out,
                         "  first difference: stage `{}`, check {}{at}, gate `{}`: recorded {}; now {}",
-                        d.stage,
+                        terminal(&d.stage),
                         d.check,
-                        d.gate,
-                        d.described_then.clone().unwrap_or_else(none),
-                        d.described_now.clone().unwrap_or_else(none),
+                        terminal(&d.gate),
+                        terminal(&d.described_then.clone().unwrap_or_else(none)),
+                        terminal(&d.described_now.clone().unwrap_or_else(none)),
                     );
                     print_skipped(&mut out, &run.skipped);
                     continue;
@@ -156,10 +164,10 @@ fn human(judged: &[Judged]) -> String {
                 let _ = writeln!(
                     out,
                     "  first difference: stage `{}`, check {}{at}, gate `{}`, `{}`{was}: value {}, threshold {} then, {} now; recorded {}, now {}",
-                    d.stage,
+                    terminal(&d.stage),
                     d.check,
-                    d.gate,
-                    d.condition,
+                    terminal(&d.gate),
+                    terminal(&d.condition),
                     number(d.values.value, unit),
                     number(d.values.threshold_then, unit),
                     number(d.values.threshold_now, unit),
