@@ -236,3 +236,46 @@ fn outside_text_in_a_journal_starts_no_workflow_command_and_moves_no_cursor() {
     let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(json["runs"][0]["recorded"]["reason"], hostile);
 }
+
+/// A JOURNAL that is no regular file (a FIFO would block a reader forever, `/dev/zero` would
+/// feed one forever), a folder, or nothing: refused at once, exit 1, with the cause. The cause
+/// was dropped ("failed to read journal `x`; nothing was judged"), so the engineer could not
+/// tell a missing file from a FIFO.
+#[test]
+fn a_journal_that_is_no_regular_file_is_refused_at_once_with_its_cause() {
+    let bench = Bench::new();
+    let fifo = bench.path("fifo.jsonl");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let cases: [(PathBuf, &str); 4] = [
+        (fifo, "not a regular file; a journal is one"),
+        (
+            PathBuf::from("/dev/zero"),
+            "not a regular file; a journal is one",
+        ),
+        (bench.path("state"), "not a regular file; a journal is one"),
+        (bench.path("missing.jsonl"), "No such file"),
+    ];
+    for (path, cause) in cases {
+        let output = bench.backtest(&[&path], &[]);
+        assert_eq!(output.code, 1, "{}: {}", path.display(), output.stderr);
+        assert!(output.stdout.is_empty(), "{}", output.stdout);
+        assert!(
+            output.stderr.contains(&path.display().to_string()) && output.stderr.contains(cause),
+            "{}: {}",
+            path.display(),
+            output.stderr
+        );
+        // Not the state folder's advice: nothing there to remove.
+        assert!(!output.stderr.contains("remove it"), "{}", output.stderr);
+    }
+    // A symbolic link a person names (`latest.jsonl`) is read: backtest writes nothing, and
+    // what it points at is checked as above. It was refused as if planted in the state folder.
+    let link = bench.path("latest.jsonl");
+    std::os::unix::fs::symlink(&bench.journal, &link).unwrap();
+    let output = bench.backtest(&[&link], &[]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(output.stdout.contains("latest.jsonl"), "{}", output.stdout);
+    let to_fifo = bench.path("to-fifo.jsonl");
+    std::os::unix::fs::symlink(bench.path("fifo.jsonl"), &to_fifo).unwrap();
+    assert_eq!(bench.backtest(&[&to_fifo], &[]).code, 1);
+}

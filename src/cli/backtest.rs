@@ -65,7 +65,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
     } else {
         let mut replays = Vec::with_capacity(args.journals.len());
         for path in &args.journals {
-            let replay = replay::read(path).map_err(CliError::Journal)?;
+            let replay = replay::read_named(path).map_err(CliError::Journal)?;
             if let Some(warning) = &replay.torn {
                 eprintln!("warning: {warning}");
             }

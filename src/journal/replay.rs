@@ -73,6 +73,34 @@ pub fn read(path: &Path) -> Result<Replay, ReplayError> {
     parse(path, &bytes)
 }
 
+/// Reads a journal a person named on the command line (`backtest JOURNAL`), read and never
+/// written: a symbolic link is followed (`latest.jsonl`), but anything that is not a regular
+/// file at its end — a FIFO that would block, `/dev/zero` that never ends, a folder — is refused
+/// without waiting on it.
+pub fn read_named(path: &Path) -> Result<Replay, ReplayError> {
+    let io = |source| ReplayError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file; a journal is one",
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    parse(path, &bytes)
+}
+
 /// Parses journal bytes (for `read` and tests).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Replay, ReplayError> {
     let corrupt = |line: usize, reason: String| ReplayError::Corrupt {
@@ -142,6 +170,15 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Replay, ReplayError> {
 }
 
 impl ReplayError {
+    /// The message with its cause (why the file could not be read), on one line: for the
+    /// commands that print `error: MESSAGE` and nothing of the error's source.
+    pub fn with_cause(&self) -> String {
+        match self {
+            ReplayError::Io { source, .. } => format!("{self}: {source}"),
+            _ => self.to_string(),
+        }
+    }
+
     /// Whether the file is no run at all (no header), rather than a damaged one.
     pub fn is_no_run(&self) -> bool {
         // Only a missing header: a header of another format, or a damaged one, is a run this
