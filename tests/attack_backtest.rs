@@ -279,3 +279,47 @@ fn a_journal_that_is_no_regular_file_is_refused_at_once_with_its_cause() {
     std::os::unix::fs::symlink(bench.path("fifo.jsonl"), &to_fifo).unwrap();
     assert_eq!(bench.backtest(&[&to_fifo], &[]).code, 1);
 }
+
+/// One run given twice (the same file twice, or a copy of it): judged once, and said; of a
+/// copy taken while it ran and the whole journal, the whole one. It was judged and counted
+/// twice ("3 runs backtested").
+#[test]
+fn one_run_given_twice_is_judged_once_and_said() {
+    let bench = Bench::new();
+    let copy = bench.path("copy.jsonl");
+    std::fs::copy(&bench.journal, &copy).unwrap();
+    let output = bench.backtest(&[&bench.journal, &bench.journal, &copy], &[]);
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert!(
+        output
+            .stdout
+            .ends_with("1 run backtested, 0 outcomes flipped\n"),
+        "{}",
+        output.stdout
+    );
+    assert_eq!(
+        output.stderr.matches("judged once").count(),
+        2,
+        "{}",
+        output.stderr
+    );
+    // A copy cut short while the run went on (before its stage ended): the whole journal is
+    // judged, whichever comes first.
+    let text = std::fs::read_to_string(&bench.journal).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let early = write(
+        bench.dir.path(),
+        "early.jsonl",
+        format!("{}\n", lines[..8].join("\n")),
+    );
+    let output = bench.backtest(&[&early, &bench.journal], &["--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{json}");
+    assert_eq!(runs[0]["recorded"]["outcome"], "completed", "{json}");
+    assert!(
+        output.stderr.contains("early.jsonl` holds run"),
+        "{}",
+        output.stderr
+    );
+}

@@ -73,6 +73,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
         }
         replays
     };
+    let replays = once_each(replays);
     let runtime = super::runtime()?;
     let mut judged = Vec::with_capacity(replays.len());
     for replay in &replays {
@@ -101,6 +102,34 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
     } else {
         exit_code::SUCCESS
     })
+}
+
+/// Each run once: of journals holding the same run (the same file named twice, a copy taken
+/// while it ran), the one with the most records — the journal is append-only, so the furthest
+/// along — is judged and the others are said, so no run is counted twice.
+fn once_each(replays: Vec<replay::Replay>) -> Vec<replay::Replay> {
+    let mut kept: Vec<replay::Replay> = Vec::with_capacity(replays.len());
+    for replay in replays {
+        let Some(seen) = kept
+            .iter_mut()
+            .find(|k| k.header.run_id == replay.header.run_id)
+        else {
+            kept.push(replay);
+            continue;
+        };
+        let left = if replay.records.len() > seen.records.len() {
+            std::mem::replace(seen, replay)
+        } else {
+            replay
+        };
+        eprintln!(
+            "warning: `{}` holds run {} too: judged once, on `{}`",
+            left.path.display(),
+            crate::report::escape::terminal(&left.header.run_id),
+            seen.path.display()
+        );
+    }
+    kept
 }
 
 /// A value in the unit the condition's threshold is written in.
