@@ -323,3 +323,40 @@ fn one_run_given_twice_is_judged_once_and_said() {
         output.stderr
     );
 }
+
+/// A JOURNAL of hundreds of megabytes without a newline (a sparse file, a log pasted by
+/// mistake): refused once a line runs past the 1 MiB a journal line may hold, not read into
+/// memory whole first and then called a run "cut short" (a terabyte one ran out of memory).
+#[test]
+fn a_journal_without_newlines_is_refused_at_its_first_megabyte() {
+    let bench = Bench::new();
+    let huge = bench.path("huge.jsonl");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let output = bench.backtest(&[&huge], &[]);
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    assert!(
+        output.stderr.contains(&format!(
+            "journal `{}` line 1: line of more than 1048576 bytes is too long",
+            huge.display()
+        )),
+        "{}",
+        output.stderr
+    );
+    // A long line further on is named by its number.
+    let mut text = std::fs::read_to_string(&bench.journal).unwrap();
+    text.push_str(&"x".repeat(3 << 20));
+    let long = write(bench.dir.path(), "long.jsonl", text.as_bytes());
+    let lines = text.lines().count();
+    let output = bench.backtest(&[&long], &[]);
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains(&format!("line {lines}: line of more than")),
+        "{}",
+        output.stderr
+    );
+}
