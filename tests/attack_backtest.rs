@@ -360,3 +360,18 @@ fn a_journal_without_newlines_is_refused_at_its_first_megabyte() {
         output.stderr
     );
 }
+
+/// A PLAN that is a FIFO nobody writes to (a symlink planted to one, a path typed wrong):
+/// `open` waited for a writer forever. It reads as empty now, and an empty plan is invalid
+/// (exit 2).
+#[test]
+fn a_plan_that_is_a_fifo_nobody_writes_to_is_invalid_not_a_hang() {
+    let bench = Bench::new();
+    let fifo = bench.path("fifo.yaml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::fs::rename(bench.path("plan.yaml"), bench.path("real.yaml")).unwrap();
+    std::os::unix::fs::symlink(&fifo, bench.path("plan.yaml")).unwrap();
+    let output = bench.backtest(&[&bench.journal], &[]);
+    assert_eq!(output.code, 2, "{}{}", output.stdout, output.stderr);
+    assert!(output.stderr.contains("plan.yaml"), "{}", output.stderr);
+}
