@@ -375,3 +375,34 @@ fn a_plan_that_is_a_fifo_nobody_writes_to_is_invalid_not_a_hang() {
     assert_eq!(output.code, 2, "{}{}", output.stdout, output.stderr);
     assert!(output.stderr.contains("plan.yaml"), "{}", output.stderr);
 }
+
+/// A plan that now judges a ratio on its interval over a count (`of: app.requests`), on a
+/// journal that never recorded that count: the condition is left out and said, like one on a
+/// metric never recorded. It was judged as an error at every check, and three in a row
+/// "rolled back" a run the plan never saw the evidence of (exit 3, a flip).
+#[test]
+fn a_count_the_journal_never_recorded_is_skipped_not_an_error_at_every_check() {
+    let bench = Bench::new();
+    let guard = "  guard:
+    at: every_check
+    require:
+      - check: app.canary_ms <= 200
+        confidence: 95%
+        of: app.requests
+    on_fail: rollback
+";
+    let plan = PLAN
+        .replace("gates:\n", &format!("gates:\n{guard}"))
+        .replace("gates: [judge]", "gates: [guard, judge]");
+    write(bench.dir.path(), "plan.yaml", plan);
+    let output = bench.backtest(&[&bench.journal], &["--format", "json"]);
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let run = &json["runs"][0];
+    assert_eq!(run["now"]["outcome"], "completed", "{run}");
+    assert_eq!(
+        run["skipped"],
+        serde_json::json!(["gate `guard`, `app.canary_ms <= 200`: `app.requests` never recorded"]),
+        "{run}"
+    );
+}

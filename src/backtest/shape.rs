@@ -47,9 +47,16 @@ impl Seen {
         })
     }
 
+    /// The first metric a condition reads that the journal lacks: its expression's, and the
+    /// count it is measured over (`of:`), without which every check would be an error.
     fn condition_missing(&self, condition: &Condition) -> Option<String> {
         let expr = crate::plan::expr::parse(condition.check()).ok()?;
-        let names: Vec<&str> = expr.metrics().map(|m| m.name.as_str()).collect();
+        let of = condition.spec().of;
+        let names: Vec<&str> = expr
+            .metrics()
+            .map(|m| m.name.as_str())
+            .chain(of.as_deref())
+            .collect();
         self.missing(names.into_iter()).map(str::to_owned)
     }
 }
