@@ -405,4 +405,30 @@ fn a_count_the_journal_never_recorded_is_skipped_not_an_error_at_every_check() {
         serde_json::json!(["gate `guard`, `app.canary_ms <= 200`: `app.requests` never recorded"]),
         "{run}"
     );
+    // A load rate's count is its target's `requests`: a journal with the rate and not the
+    // count (a scenario's, say) skips it the same way.
+    let rated = bench.rewrite("rated.jsonl", |lines| {
+        for line in lines.iter_mut() {
+            if let Some(sample) = sample_of(line, "load") {
+                sample["metrics"] = serde_json::json!({"canary.error_rate": {"value": 0.001}});
+            }
+        }
+    });
+    let plan = PLAN
+        .replace(
+            "gates:\n",
+            "gates:\n  guard:\n    at: every_check\n    require:\n      - { check: load.canary.error_rate <= 1%, confidence: 95% }\n    on_fail: rollback\n",
+        )
+        .replace("gates: [judge]", "gates: [guard, judge]");
+    write(bench.dir.path(), "plan.yaml", plan);
+    let output = bench.backtest(&[&rated], &["--format", "json"]);
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(
+        json["runs"][0]["skipped"],
+        serde_json::json!([
+            "gate `guard`, `load.canary.error_rate <= 1%`: `load.canary.requests` never recorded"
+        ]),
+        "{json}"
+    );
 }
