@@ -114,20 +114,32 @@ metrics:
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        // Read while it runs: a full pipe would stall it.
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                pipe.read_to_end(&mut bytes).unwrap();
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
         let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
             if start.elapsed() > Duration::from_secs(20) {
                 child.kill().unwrap();
                 let _ = child.wait();
                 panic!("backtest hung on {journals:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        let output = child.wait_with_output().unwrap();
+        };
         Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            code: status.code().unwrap_or(-1),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
         }
     }
 }
@@ -431,4 +443,40 @@ fn a_count_the_journal_never_recorded_is_skipped_not_an_error_at_every_check() {
         ]),
         "{json}"
     );
+}
+
+/// A journal naming 70,000 stages (10 MB): each was looked for in the list of those seen so
+/// far, quadratic — half a minute in a debug build (50,000 took 16 s), hours for a few more
+/// megabytes. Bounded by the test's watchdog; each stage is said once under `skipped`.
+#[test]
+fn a_journal_of_many_stages_is_read_in_linear_time() {
+    let bench = Bench::new();
+    let journal = bench.rewrite("stages.jsonl", |lines| {
+        let (header, first) = (lines[0].clone(), lines[1].clone());
+        let at = first["at"].clone();
+        lines.clear();
+        lines.push(header);
+        lines.push(first);
+        for i in 0..70_000_u32 {
+            lines.push(serde_json::json!({
+                "seq": i + 2,
+                "at": at,
+                "event": {"stage_started": {"stage": format!("s{i}"), "index": i, "traffic": 10.0}},
+            }));
+        }
+    });
+    let start = Instant::now();
+    let output = bench.backtest(&[&journal], &["--format", "json"]);
+    let took = start.elapsed();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let skipped = json["runs"][0]["skipped"].as_array().unwrap();
+    assert_eq!(
+        skipped
+            .iter()
+            .filter(|s| s.as_str().unwrap().ends_with(": recorded, not in the plan"))
+            .count(),
+        70_000
+    );
+    println!("70,000 stages in {took:?}");
 }

@@ -2,7 +2,7 @@
 //! decisions taken on them, the answers people gave, and how the run ended. The journal of a
 //! past run and the records of its re-judged run are read the same way, so they compare.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -88,9 +88,11 @@ impl Recorded {
         let mut recorded = Recorded::default();
         let mut preflight_checks: HashMap<String, usize> = HashMap::new();
         let mut asked: HashMap<String, DateTime<Utc>> = HashMap::new();
+        // Stages seen so far: a journal may name many, and a list search for each was quadratic.
+        let mut started: HashSet<&str> = HashSet::new();
         for record in records {
             match &record.event {
-                Event::StageStarted { stage, .. } if !recorded.stages.contains(stage) => {
+                Event::StageStarted { stage, .. } if started.insert(stage) => {
                     recorded.stages.push(stage.clone());
                 }
                 Event::CheckStarted {

@@ -78,8 +78,11 @@ pub fn fit(original: &Plan, recorded: &Recorded) -> (Plan, Vec<String>) {
     let seen = Seen::of(recorded);
     let mut plan = original.clone();
     let mut skipped = Vec::new();
+    // Sets, not lists: a journal may name a great many stages.
+    let in_plan: HashSet<&str> = original.stages.iter().map(|s| s.name.as_str()).collect();
+    let in_journal: HashSet<&str> = recorded.stages.iter().map(String::as_str).collect();
     for stage in &recorded.stages {
-        if !plan.stages.iter().any(|s| &s.name == stage) {
+        if !in_plan.contains(stage.as_str()) {
             skipped.push(format!("stage `{stage}`: recorded, not in the plan"));
         }
     }
@@ -89,11 +92,11 @@ pub fn fit(original: &Plan, recorded: &Recorded) -> (Plan, Vec<String>) {
     let reached = plan
         .stages
         .iter()
-        .rposition(|s| recorded.stages.contains(&s.name))
+        .rposition(|s| in_journal.contains(s.name.as_str()))
         .unwrap_or(0);
     let completed = recorded.completed;
     for (index, stage) in plan.stages.iter().enumerate() {
-        if !recorded.stages.contains(&stage.name) {
+        if !in_journal.contains(stage.name.as_str()) {
             if index > reached && !completed {
                 continue;
             }
