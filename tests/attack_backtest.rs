@@ -1,7 +1,9 @@
 //! Attacks on `ion-plan backtest` (README, "Backtest") and its `compare:` judging, as an
 //! on-call engineer meets them in a pull request: journals someone else produced, with outside
 //! text that would be a CI workflow command, latency histograms whose counts are absurd, files
-//! that are no journal, and one run given twice. Each test failed before the fix it pins.
+//! that are no journal (or no plan), one run given twice, a count the journal never recorded,
+//! and journals large enough that a quadratic search shows. Each test failed before the fix it
+//! pins; every backtest runs under a watchdog, so a hang fails rather than waits.
 
 mod common;
 
