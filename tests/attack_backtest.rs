@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -535,4 +536,46 @@ stages:
     assert_eq!(output.code, 0, "{}", output.stderr);
     let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert!(json["runs"][0]["first_difference"].is_null(), "{json}");
+}
+
+/// A journal of 45,000 checks whose 45,000 evaluations all name the first: each evaluation's
+/// check was searched for from the newest back, quadratic — over 20 s in a debug build for a
+/// 20 MB journal. Bounded by the test's watchdog.
+#[test]
+fn evaluations_are_placed_by_lookup_not_by_search() {
+    let bench = Bench::new();
+    let text = std::fs::read_to_string(&bench.journal).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut evaluated: serde_json::Value = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"]["evaluated"].is_object())
+        .unwrap();
+    evaluated["seq"] = "SEQ".into();
+    evaluated["event"]["evaluated"]["check"] = 1.into();
+    let evaluated = evaluated.to_string().replace("\"SEQ\"", "{seq}");
+    let at = serde_json::from_str::<serde_json::Value>(lines[1]).unwrap()["at"].to_string();
+    // Built as text: 90,000 records as JSON values take seconds in a debug build.
+    let mut out = lines[..3].join("\n");
+    out.push('\n');
+    for i in 1..=45_000_u32 {
+        let seq = i + 2;
+        let offset = f64::from(i) * 60.0;
+        let _ = writeln!(
+            out,
+            "{{\"seq\":{seq},\"at\":{at},\"event\":{{\"check_started\":{{\"stage\":\"only\",\"number\":{i},\"offset\":{offset},\"probes\":[\"app\"]}}}}}}"
+        );
+    }
+    for i in 1..=45_000_u32 {
+        out += &evaluated.replace("{seq}", &(45_002 + i).to_string());
+        out.push('\n');
+    }
+    let journal = write(bench.dir.path(), "evaluations.jsonl", out);
+    let output = bench.backtest(&[&journal], &["--format", "json"]);
+    assert!(
+        output.code == 0 || output.code == 3,
+        "{}{}",
+        output.stdout,
+        output.stderr
+    );
 }
