@@ -7,6 +7,7 @@ pub mod recorded;
 pub mod seams;
 pub mod shape;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -213,8 +214,7 @@ fn verdict(decision: &Decision) -> String {
 type Slot = (Option<String>, usize, String, String, usize);
 
 fn slots(decisions: &[Decision]) -> Vec<(Slot, &Decision)> {
-    let mut counts: std::collections::HashMap<(Option<String>, usize, String, String), usize> =
-        std::collections::HashMap::new();
+    let mut counts: HashMap<(Option<String>, usize, String, String), usize> = HashMap::new();
     decisions
         .iter()
         .map(|d| {
@@ -228,19 +228,26 @@ fn slots(decisions: &[Decision]) -> Vec<(Slot, &Decision)> {
         .collect()
 }
 
+/// Each slot's decision, for looking up.
+fn index<'a>(list: &[(Slot, &'a Decision)]) -> HashMap<Slot, &'a Decision> {
+    let mut map = HashMap::with_capacity(list.len());
+    for (slot, decision) in list {
+        map.entry(slot.clone()).or_insert(*decision);
+    }
+    map
+}
+
 /// The first decision of the re-judged run that the recorded run took otherwise, in the order
 /// of the re-judged run; then a recorded violation the re-judged run no longer has.
 fn first_difference(then: &[Decision], now: &[Decision]) -> Option<Difference> {
     let then = slots(then);
     let now = slots(now);
-    let find = |list: &[(Slot, &Decision)], slot: &Slot| {
-        list.iter()
-            .find(|(s, _)| s == slot)
-            .map(|(_, d)| (*d).clone())
-    };
+    // Looked up by slot, not searched for: a long stage has a hundred thousand decisions.
+    let (then_at, now_at) = (index(&then), index(&now));
+    let find = |map: &HashMap<Slot, &Decision>, slot: &Slot| map.get(slot).map(|d| (*d).clone());
     let judged_badly = |d: &Decision| d.evaluation.fired || verdict(d) != "pass";
     for (slot, decision) in &now {
-        let before = find(&then, slot);
+        let before = find(&then_at, slot);
         let differs = match &before {
             Some(before) => verdict(before) != verdict(decision),
             None => judged_badly(decision),
@@ -250,7 +257,7 @@ fn first_difference(then: &[Decision], now: &[Decision]) -> Option<Difference> {
         }
     }
     then.iter()
-        .find(|(slot, d)| judged_badly(d) && find(&now, slot).is_none())
+        .find(|(slot, d)| judged_badly(d) && !now_at.contains_key(slot))
         .map(|(_, d)| difference(Some(d), None))
 }
 

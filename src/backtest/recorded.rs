@@ -2,7 +2,7 @@
 //! decisions taken on them, the answers people gave, and how the run ended. The journal of a
 //! past run and the records of its re-judged run are read the same way, so they compare.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -88,9 +88,13 @@ impl Recorded {
         let mut recorded = Recorded::default();
         let mut preflight_checks: HashMap<String, usize> = HashMap::new();
         let mut asked: HashMap<String, DateTime<Utc>> = HashMap::new();
+        // Stages seen so far: a journal may name many, and a list search for each was quadratic.
+        let mut started: HashSet<&str> = HashSet::new();
+        // The newest check of each stage and number so far: its position (1-based) and offset.
+        let mut newest: HashMap<(&str, u32), (usize, f64)> = HashMap::new();
         for record in records {
             match &record.event {
-                Event::StageStarted { stage, .. } if !recorded.stages.contains(stage) => {
+                Event::StageStarted { stage, .. } if started.insert(stage) => {
                     recorded.stages.push(stage.clone());
                 }
                 Event::CheckStarted {
@@ -98,11 +102,11 @@ impl Recorded {
                     number,
                     offset,
                     ..
-                } => recorded
-                    .checks
-                    .entry(stage.clone())
-                    .or_default()
-                    .push((*number, *offset)),
+                } => {
+                    let checks = recorded.checks.entry(stage.clone()).or_default();
+                    checks.push((*number, *offset));
+                    newest.insert((stage, *number), (checks.len(), *offset));
+                }
                 Event::SampleTaken { stage, sample, .. } => recorded
                     .samples
                     .entry((stage.clone(), sample.probe.clone()))
@@ -114,7 +118,10 @@ impl Recorded {
                     evaluation,
                 } => {
                     let (check, offset) = if let Some(name) = stage {
-                        recorded.position(name, *check)
+                        // Looked up, not searched: a search for each was quadratic.
+                        newest
+                            .get(&(name.as_str(), *check))
+                            .map_or((0, None), |(at, offset)| (*at, Some(*offset)))
                     } else {
                         let seen = preflight_checks.entry(evaluation.gate.clone()).or_default();
                         *seen += 1;
@@ -148,19 +155,6 @@ impl Recorded {
             }
         }
         recorded
-    }
-
-    /// The position (1-based) and offset of check `number` of `stage`.
-    fn position(&self, stage: &str, number: u32) -> (usize, Option<f64>) {
-        let checks = self
-            .checks
-            .get(stage)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        checks
-            .iter()
-            .rposition(|(n, _)| *n == number)
-            .map_or((0, None), |i| (i + 1, Some(checks[i].1)))
     }
 }
 

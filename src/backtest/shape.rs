@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use crate::backtest::recorded::Recorded;
+use crate::plan::evidence::{IntervalKind, interval_kind};
 use crate::plan::model::{Condition, Plan};
 
 /// The metrics a journal recorded (`PROBE.METRIC`, latency distributions as
@@ -47,9 +48,25 @@ impl Seen {
         })
     }
 
-    fn condition_missing(&self, condition: &Condition) -> Option<String> {
+    /// The first metric a condition of `plan` reads that the journal lacks: its expression's,
+    /// and the count its interval is measured over (`of:`, or a load rate's `requests`),
+    /// without which every check would be an error.
+    fn condition_missing(&self, plan: &Plan, condition: &Condition) -> Option<String> {
         let expr = crate::plan::expr::parse(condition.check()).ok()?;
-        let names: Vec<&str> = expr.metrics().map(|m| m.name.as_str()).collect();
+        let count = match interval_kind(plan, condition) {
+            Some(IntervalKind::Wilson { count: Some(count) }) => Some(count),
+            Some(IntervalKind::Wilson { count: None }) => expr
+                .metric
+                .name
+                .rsplit_once('.')
+                .map(|(target, _)| format!("{target}.requests")),
+            _ => None,
+        };
+        let names: Vec<&str> = expr
+            .metrics()
+            .map(|m| m.name.as_str())
+            .chain(count.as_deref())
+            .collect();
         self.missing(names.into_iter()).map(str::to_owned)
     }
 }
@@ -57,12 +74,15 @@ impl Seen {
 /// `plan` with the conditions and comparisons whose metrics `recorded` lacks left out, and
 /// what was skipped: those, stages only one side has, and probes a plan stage checks that the
 /// recorded stage never sampled.
-pub fn fit(plan: &Plan, recorded: &Recorded) -> (Plan, Vec<String>) {
+pub fn fit(original: &Plan, recorded: &Recorded) -> (Plan, Vec<String>) {
     let seen = Seen::of(recorded);
-    let mut plan = plan.clone();
+    let mut plan = original.clone();
     let mut skipped = Vec::new();
+    // Sets, not lists: a journal may name a great many stages.
+    let in_plan: HashSet<&str> = original.stages.iter().map(|s| s.name.as_str()).collect();
+    let in_journal: HashSet<&str> = recorded.stages.iter().map(String::as_str).collect();
     for stage in &recorded.stages {
-        if !plan.stages.iter().any(|s| &s.name == stage) {
+        if !in_plan.contains(stage.as_str()) {
             skipped.push(format!("stage `{stage}`: recorded, not in the plan"));
         }
     }
@@ -72,11 +92,11 @@ pub fn fit(plan: &Plan, recorded: &Recorded) -> (Plan, Vec<String>) {
     let reached = plan
         .stages
         .iter()
-        .rposition(|s| recorded.stages.contains(&s.name))
+        .rposition(|s| in_journal.contains(s.name.as_str()))
         .unwrap_or(0);
     let completed = recorded.completed;
     for (index, stage) in plan.stages.iter().enumerate() {
-        if !recorded.stages.contains(&stage.name) {
+        if !in_journal.contains(stage.name.as_str()) {
             if index > reached && !completed {
                 continue;
             }
@@ -106,7 +126,7 @@ pub fn fit(plan: &Plan, recorded: &Recorded) -> (Plan, Vec<String>) {
     }
     for (name, gate) in &mut plan.gates {
         gate.require.retain(|condition| {
-            let Some(metric) = seen.condition_missing(condition) else {
+            let Some(metric) = seen.condition_missing(original, condition) else {
                 return true;
             };
             skipped.push(format!(
@@ -145,7 +165,7 @@ pub fn fit(plan: &Plan, recorded: &Recorded) -> (Plan, Vec<String>) {
     for item in &mut plan.preflight {
         let name = item.name.clone();
         item.require.retain(|condition| {
-            let Some(metric) = seen.condition_missing(condition) else {
+            let Some(metric) = seen.condition_missing(original, condition) else {
                 return true;
             };
             skipped.push(format!(

@@ -12,6 +12,7 @@ use crate::exit_code;
 use crate::journal::replay;
 use crate::plan::units::{LiteralUnit, format_duration};
 use crate::plan::validate::{Checks, validate_file};
+use crate::report::escape::terminal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -64,7 +65,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
     } else {
         let mut replays = Vec::with_capacity(args.journals.len());
         for path in &args.journals {
-            let replay = replay::read(path).map_err(CliError::Journal)?;
+            let replay = replay::read_named(path).map_err(CliError::Journal)?;
             if let Some(warning) = &replay.torn {
                 eprintln!("warning: {warning}");
             }
@@ -72,6 +73,7 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
         }
         replays
     };
+    let replays = once_each(replays);
     let runtime = super::runtime()?;
     let mut judged = Vec::with_capacity(replays.len());
     for replay in &replays {
@@ -102,6 +104,34 @@ pub fn run(args: &Args) -> Result<u8, CliError> {
     })
 }
 
+/// Each run once: of journals holding the same run (the same file named twice, a copy taken
+/// while it ran), the one with the most records — the journal is append-only, so the furthest
+/// along — is judged and the others are said, so no run is counted twice.
+fn once_each(replays: Vec<replay::Replay>) -> Vec<replay::Replay> {
+    let mut kept: Vec<replay::Replay> = Vec::with_capacity(replays.len());
+    for replay in replays {
+        let Some(seen) = kept
+            .iter_mut()
+            .find(|k| k.header.run_id == replay.header.run_id)
+        else {
+            kept.push(replay);
+            continue;
+        };
+        let left = if replay.records.len() > seen.records.len() {
+            std::mem::replace(seen, replay)
+        } else {
+            replay
+        };
+        eprintln!(
+            "warning: `{}` holds run {} too: judged once, on `{}`",
+            left.path.display(),
+            crate::report::escape::terminal(&left.header.run_id),
+            seen.path.display()
+        );
+    }
+    kept
+}
+
 /// A value in the unit the condition's threshold is written in.
 fn number(value: Option<f64>, unit: LiteralUnit) -> String {
     value.map_or_else(|| "-".to_owned(), |v| show(v, unit))
@@ -110,19 +140,26 @@ fn number(value: Option<f64>, unit: LiteralUnit) -> String {
 /// What a run's backtest skipped, one line each.
 fn print_skipped(out: &mut String, skipped: &[String]) {
     for skipped in skipped {
-        let _ = writeln!(out, "  skipped: {skipped}");
+        let _ = writeln!(out, "  skipped: {}", terminal(skipped));
     }
 }
 
+/// What a person reads in a terminal or a CI log: text from a journal (run ids, reasons, probe
+/// errors, stage names) escaped as `docs/plan.md`, "Outside text" says.
 fn human(judged: &[Judged]) -> String {
     let mut out = String::new();
     for run in judged {
-        let _ = writeln!(out, "run {} ({})", run.run_id, run.journal);
-        let _ = writeln!(out, "  recorded: {}", run.recorded.describe());
+        let _ = writeln!(
+            out,
+            "run {} ({})",
+            terminal(&run.run_id),
+            terminal(&run.journal)
+        );
+        let _ = writeln!(out, "  recorded: {}", terminal(&run.recorded.describe()));
         let _ = writeln!(
             out,
             "  now:      {}{}",
-            run.now.describe(),
+            terminal(&run.now.describe()),
             if run.flipped { "  [FLIPPED]" } else { "" }
         );
         match &run.first_difference {
@@ -136,18 +173,18 @@ fn human(judged: &[Judged]) -> String {
                     .condition_then
                     .as_ref()
                     .filter(|c| **c != d.condition)
-                    .map(|c| format!(" (was `{c}`)"))
+                    .map(|c| format!(" (was `{}`)", terminal(c)))
                     .unwrap_or_default();
                 if d.compare {
                     let none = || "not judged".to_owned();
                     let _ = writeln!(
                         out,
                         "  first difference: stage `{}`, check {}{at}, gate `{}`: recorded {}; now {}",
-                        d.stage,
+                        terminal(&d.stage),
                         d.check,
-                        d.gate,
-                        d.described_then.clone().unwrap_or_else(none),
-                        d.described_now.clone().unwrap_or_else(none),
+                        terminal(&d.gate),
+                        terminal(&d.described_then.clone().unwrap_or_else(none)),
+                        terminal(&d.described_now.clone().unwrap_or_else(none)),
                     );
                     print_skipped(&mut out, &run.skipped);
                     continue;
@@ -156,10 +193,10 @@ fn human(judged: &[Judged]) -> String {
                 let _ = writeln!(
                     out,
                     "  first difference: stage `{}`, check {}{at}, gate `{}`, `{}`{was}: value {}, threshold {} then, {} now; recorded {}, now {}",
-                    d.stage,
+                    terminal(&d.stage),
                     d.check,
-                    d.gate,
-                    d.condition,
+                    terminal(&d.gate),
+                    terminal(&d.condition),
                     number(d.values.value, unit),
                     number(d.values.threshold_then, unit),
                     number(d.values.threshold_now, unit),

@@ -37,11 +37,12 @@ pub enum CliError {
     #[diagnostic(transparent)]
     Engine(#[from] EngineError),
     /// A journal `backtest` cannot read (it names the file and the line).
-    #[error("{0}; nothing was judged")]
+    #[error("{}; nothing was judged", .0.with_cause())]
     Journal(#[source] crate::journal::replay::ReplayError),
     /// A journal `state import` cannot read: the runs before it are in the database.
     #[error(
-        "{0}; the import stopped there (the runs before it are in the database, and another import skips them)"
+        "{}; the import stopped there (the runs before it are in the database, and another import skips them)",
+        .0.with_cause()
     )]
     Import(#[source] crate::journal::replay::ReplayError),
     /// A state folder named on the command line that is not there.

@@ -66,11 +66,73 @@ pub fn read(path: &Path) -> Result<Replay, ReplayError> {
         path: path.to_owned(),
         source,
     };
+    let file = crate::journal::dir::open_read(path).map_err(io)?;
+    parse(path, &read_lines(path, file)?)
+}
+
+/// A journal's bytes, read until a line runs past [`MAX_LINE`]: a file that is no journal (a
+/// gigabyte without a newline) is refused after a megabyte, not read into memory whole.
+fn read_lines(path: &Path, mut file: std::fs::File) -> Result<Vec<u8>, ReplayError> {
     let mut bytes = Vec::new();
-    crate::journal::dir::open_read(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io)?;
-    parse(path, &bytes)
+    let mut chunk = vec![0; 64 * 1024];
+    // Bytes since the last newline: the line still open.
+    let mut open = 0;
+    loop {
+        let read = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(ReplayError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let chunk = &chunk[..read];
+        let first = chunk.iter().position(|b| *b == b'\n');
+        let longest = first.map_or(open + read, |first| open + first);
+        if longest > MAX_LINE {
+            return Err(ReplayError::Corrupt {
+                path: path.to_owned(),
+                // The open line, after every whole one read so far.
+                line: bytes.split(|b| *b == b'\n').count(),
+                reason: format!("line of more than {MAX_LINE} bytes is too long"),
+            });
+        }
+        open = chunk
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(open + read, |last| read - last - 1);
+        bytes.extend_from_slice(chunk);
+    }
+    Ok(bytes)
+}
+
+/// Reads a journal a person named on the command line (`backtest JOURNAL`), read and never
+/// written: a symbolic link is followed (`latest.jsonl`), but anything that is not a regular
+/// file at its end — a FIFO that would block, `/dev/zero` that never ends, a folder — is refused
+/// without waiting on it.
+pub fn read_named(path: &Path) -> Result<Replay, ReplayError> {
+    let io = |source| ReplayError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file; a journal is one",
+        )));
+    }
+    parse(path, &read_lines(path, file)?)
 }
 
 /// Parses journal bytes (for `read` and tests).
@@ -142,6 +204,15 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Replay, ReplayError> {
 }
 
 impl ReplayError {
+    /// The message with its cause (why the file could not be read), on one line: for the
+    /// commands that print `error: MESSAGE` and nothing of the error's source.
+    pub fn with_cause(&self) -> String {
+        match self {
+            ReplayError::Io { source, .. } => format!("{self}: {source}"),
+            _ => self.to_string(),
+        }
+    }
+
     /// Whether the file is no run at all (no header), rather than a damaged one.
     pub fn is_no_run(&self) -> bool {
         // Only a missing header: a header of another format, or a damaged one, is a run this

@@ -81,7 +81,7 @@ pub fn read(path: &Path) -> Result<Loaded, ReadError> {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = open_without_waiting(path).map_err(io)?;
     let metadata = file.metadata().map_err(io)?;
     if metadata.is_dir() {
         return Err(ReadError::Directory {
@@ -107,6 +107,28 @@ pub fn read(path: &Path) -> Result<Loaded, ReadError> {
         ));
     }
     Ok(from_bytes(path, bytes))
+}
+
+/// Opens a file to read without waiting for a writer: a FIFO nobody writes to reads as empty
+/// (and is said to be no plan) instead of blocking `open` forever, while a pipe someone writes
+/// to (`validate <(generate)`) reads as it is written.
+fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    // Reads block again once open: a writer's next bytes are waited for, not an EAGAIN.
+    #[cfg(unix)]
+    {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL)?);
+        fcntl(&file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    }
+    Ok(file)
 }
 
 /// Checks that bytes are UTF-8; an invalid sequence is reported where it stands.

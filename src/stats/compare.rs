@@ -87,7 +87,8 @@ impl Points {
     fn at_rank(&self, rank: u64) -> Option<f64> {
         let mut seen = 0u64;
         self.points.iter().find_map(|(value, count)| {
-            seen += count;
+            // Counts from a journal may add up past u64 (`n` saturates the same way).
+            seen = seen.saturating_add(*count);
             (seen >= rank).then_some(*value)
         })
     }
