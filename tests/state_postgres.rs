@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -134,16 +134,7 @@ impl Machines {
     }
 
     fn spawn(&self, machine: usize, url: &str) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_ion-plan"))
-            .arg("run")
-            .arg(self.plan(machine))
-            .args(["--state", url, "--lease", "3s"])
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        common::postgres::spawn_runner(&self.plan(machine), url, "3s", &[])
     }
 }
 
@@ -213,17 +204,7 @@ fn a_run_killed_again_and_again_alternating_machines_runs_each_step_once() {
             "the run did not end: {:?}",
             machines.effects()
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
-            .arg("run")
-            .arg(machines.plan(machine))
-            .args(["--state", &url, "--lease", "3s"])
-            .args(&flags)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = common::postgres::spawn_runner(&machines.plan(machine), &url, "3s", &flags);
         let until = Instant::now() + next_delay();
         while Instant::now() < until && child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(10));

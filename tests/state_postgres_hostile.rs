@@ -23,7 +23,6 @@ fn footprint(url: &str) -> String {
 /// A plan whose second stage waits an hour for a person (its steps append to `effects.txt`),
 /// and a runner on it, once it waits.
 fn waiting_runner(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, std::process::Child) {
-    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     common::script(dir, "log.sh", "echo \"$1\" >> effects.txt");
@@ -43,16 +42,7 @@ rollback:
   - run: [./log.sh, rollback]
 ",
     );
-    let runner = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
-        .arg("run")
-        .arg(&plan)
-        .args(["--state", url, "--lease", "3s"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let runner = common::postgres::spawn_runner(&plan, url, "3s", &[]);
     let waiting = Instant::now() + Duration::from_secs(20);
     while psql(
         url,
@@ -385,16 +375,7 @@ stages:
 ",
     );
     let probes = || common::lines(&dir.path().join("probes.txt")).len();
-    let mut runner = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
-        .arg("run")
-        .arg(&plan)
-        .args(["--state", &url, "--lease", "3s"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut runner = common::postgres::spawn_runner(&plan, &url, "3s", &[]);
     let baking = Instant::now() + Duration::from_secs(20);
     while !dir.path().join("probes.txt").exists() {
         assert!(Instant::now() < baking, "the bake never checked");

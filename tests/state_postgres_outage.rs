@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -68,16 +68,7 @@ stages:
             server.url("/stats")
         ),
     );
-    let runner = Command::new(env!("CARGO_BIN_EXE_ion-plan"))
-        .arg("run")
-        .arg(&plan)
-        .args(["--state", &url, "--lease", lease])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let runner = common::postgres::spawn_runner(&plan, &url, lease, &[]);
     let log = dir.path().join("log.txt");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lines(&log).contains(&"migrate-a".to_owned()) {

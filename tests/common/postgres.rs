@@ -63,6 +63,28 @@ pub fn fresh_database() -> String {
     format!("{server}/{name}")
 }
 
+/// `ion-plan run PLAN --state URL --lease LEASE FLAGS…` started in the background (stdin and
+/// stdout closed, stderr piped), for a test that kills, freezes or waits on it.
+pub fn spawn_runner(
+    plan: &std::path::Path,
+    url: &str,
+    lease: &str,
+    flags: &[&str],
+) -> std::process::Child {
+    use std::process::Stdio;
+    Command::new(env!("CARGO_BIN_EXE_ion-plan"))
+        .arg("run")
+        .arg(plan)
+        .args(["--state", url, "--lease", lease])
+        .args(flags)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A fresh database with the ion-plan tables, made by `ion-plan state migrate`.
 pub fn migrated_database() -> String {
     let url = fresh_database();
