@@ -20,6 +20,21 @@ fn footprint(url: &str) -> String {
     )
 }
 
+/// A one-stage plan named `name` run to its end with the file store; its folder (kept alive by
+/// the first value) and the state folder holding the run.
+fn one_run_in_a_folder(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write(
+        dir.path(),
+        "plan.yaml",
+        format!("version: 1\nname: {name}\nstages:\n  - {{ name: all, traffic: 100, bake: 0s }}\n"),
+    );
+    let ran = ion_plan().arg("run").arg(&plan).run();
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let state = dir.path().join(".ion-plan");
+    (dir, state)
+}
+
 /// A plan whose second stage waits an hour for a person (its steps append to `effects.txt`),
 /// and a runner on it, once it waits.
 fn waiting_runner(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, std::process::Child) {
@@ -103,17 +118,9 @@ fn a_password_or_an_unknown_parameter_in_the_url_is_refused_and_never_printed() 
 #[test]
 #[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
 fn a_journal_that_is_no_run_is_skipped_by_import_as_by_the_file_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = write(
-        dir.path(),
-        "plan.yaml",
-        "version: 1\nname: x\nstages:\n  - { name: all, traffic: 100, bake: 0s }\n",
-    );
-    let ran = ion_plan().arg("run").arg(&plan).run();
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let (_dir, state) = one_run_in_a_folder("x");
     // A runner that crashed before its header was written left an empty journal; it sorts
     // first. The file store reads past it.
-    let state = dir.path().join(".ion-plan");
     let empty = write(&state, "a-20200101T000000Z-abcd.jsonl", "");
     let url = migrated_database();
     let import = ion_plan()
@@ -220,15 +227,7 @@ fn a_server_that_refuses_the_connection_is_named_as_refusing() {
 #[test]
 #[ignore = "needs PostgreSQL: ION_PLAN_TEST_POSTGRES (.ci/postgres start)"]
 fn a_torn_last_line_is_imported_without_it_and_said_and_a_damaged_middle_stops_the_import() {
-    let dir = tempfile::tempdir().unwrap();
-    let plan = write(
-        dir.path(),
-        "plan.yaml",
-        "version: 1\nname: torn\nstages:\n  - { name: all, traffic: 100, bake: 0s }\n",
-    );
-    let ran = ion_plan().arg("run").arg(&plan).run();
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    let state = dir.path().join(".ion-plan");
+    let (_dir, state) = one_run_in_a_folder("torn");
     let journal = common::journals(&state).pop().expect("the run's journal");
     let whole = std::fs::read_to_string(&journal).unwrap();
     let events = whole.lines().count() - 1;
